@@ -1,0 +1,200 @@
+// nnp._core: the Python door into the C++ core. Thin: converts numpy arrays to
+// the core's structures and back; nnp::Error becomes ValueError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <cstring>
+#include <tuple>
+
+#include "nnp/error.h"
+#include "nnp/neighbor_list.h"
+#include "nnp/potential_file.h"
+#include "nnp/structure.h"
+
+namespace py = pybind11;
+using nnp::Descriptor;
+using nnp::Potential;
+
+namespace {
+
+using Doubles = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using Ints = py::array_t<int, py::array::c_style | py::array::forcecast>;
+
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
+  py::array_t<T> a(shape);
+  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+nnp::Cell make_cell(const Doubles& cell, const std::array<bool, 3>& pbc) {
+  if (cell.ndim() != 2 || cell.shape(0) != 3 || cell.shape(1) != 3)
+    throw nnp::Error("cell must be a 3 x 3 array of lattice vectors (rows)");
+  nnp::Cell c;
+  for (int a = 0; a < 3; ++a) {
+    c.pbc[a] = pbc[a];
+    for (int b = 0; b < 3; ++b) c.vectors[a][b] = cell.at(a, b);
+  }
+  return c;
+}
+
+nnp::Structure make_structure(const Doubles& positions, const Ints& elements, const Doubles& cell,
+                              const std::array<bool, 3>& pbc) {
+  if (positions.ndim() != 2 || positions.shape(1) != 3)
+    throw nnp::Error("positions must be an (n, 3) array");
+  if (elements.ndim() != 1 || elements.shape(0) != positions.shape(0))
+    throw nnp::Error("elements must be an (n,) array matching positions");
+  nnp::Structure s;
+  s.n_atoms = static_cast<int>(positions.shape(0));
+  s.positions = positions.data();
+  s.elements = elements.data();
+  s.cell = make_cell(cell, pbc);
+  return s;
+}
+
+std::vector<Descriptor> make_descriptors(
+    const std::vector<std::vector<std::tuple<std::string, int, int, double, double, int, double, double>>>& table,
+    const std::string& cutoff_function, const std::string& angular_sum) {
+  if (angular_sum != "half" && angular_sum != "full")
+    throw nnp::Error("angular_sum must be 'half' or 'full'");
+  const nnp::CutoffType cutoff = nnp::cutoff_type_from_name(cutoff_function);
+  const int n_elements = static_cast<int>(table.size());
+  std::vector<Descriptor> out;
+  for (const auto& rows : table) {
+    std::vector<nnp::SymmetryFunction> funcs;
+    for (const auto& [kind, a, b, eta, zeta, lambda, rs, rc] : rows) {
+      nnp::SymmetryFunction f;
+      if (kind == "G2") f.type = nnp::SymmetryFunctionType::G2;
+      else if (kind == "G4") f.type = nnp::SymmetryFunctionType::G4;
+      else if (kind == "G5") f.type = nnp::SymmetryFunctionType::G5;
+      else throw nnp::Error("unknown symmetry function type '" + kind + "'");
+      f.element_a = a;
+      f.element_b = b;
+      f.eta = eta;
+      f.zeta = zeta;
+      f.lambda = lambda;
+      f.rs = rs;
+      f.rc = rc;
+      funcs.push_back(f);
+    }
+    out.emplace_back(std::move(funcs), cutoff, angular_sum == "full", n_elements);
+  }
+  return out;
+}
+
+py::list features_to_python(const std::vector<nnp::ElementFeatures>& feats,
+                            const std::vector<Descriptor>& descriptors, bool with_derivatives) {
+  py::list out;
+  for (std::size_t e = 0; e < feats.size(); ++e) {
+    const auto& f = feats[e];
+    const py::ssize_t M = descriptors[e].size();
+    const py::ssize_t n = static_cast<py::ssize_t>(f.atoms.size());
+    py::dict d;
+    d["G"] = to_array(f.G, {n, M});
+    d["atoms"] = to_array(f.atoms, {n});
+    if (with_derivatives) {
+      const py::ssize_t P = static_cast<py::ssize_t>(f.pair_center.size());
+      d["pair_center"] = to_array(f.pair_center, {P});
+      d["pair_neighbor"] = to_array(f.pair_neighbor, {P});
+      d["pair_vector"] = to_array(f.pair_vector, {P, 3});
+      d["dG_dr"] = to_array(f.dG_dr, {P, M, 3});
+    }
+    out.append(d);
+  }
+  return out;
+}
+
+struct PyDescriptors {
+  std::vector<Descriptor> descriptors;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "C++ core of nnp: symmetry functions, networks, potentials (metal units: eV, Å)";
+  py::register_exception<nnp::Error>(m, "CoreError", PyExc_ValueError);
+  m.attr("FORMAT_NAME") = nnp::kFormatName;
+  m.attr("FORMAT_VERSION") = nnp::kFormatVersion;
+
+  py::class_<PyDescriptors>(m, "Descriptors",
+                            "Symmetry functions per centre element; rows are "
+                            "(kind, element_a, element_b, eta, zeta, lambda, rs, rc).")
+      .def(py::init([](const std::vector<std::vector<std::tuple<std::string, int, int, double, double, int, double, double>>>& table,
+                       const std::string& cutoff_function, const std::string& angular_sum) {
+             return PyDescriptors{make_descriptors(table, cutoff_function, angular_sum)};
+           }),
+           py::arg("table"), py::arg("cutoff_function"), py::arg("angular_sum"))
+      .def(
+          "featurize",
+          [](const PyDescriptors& self, const Doubles& positions, const Ints& elements, const Doubles& cell,
+             const std::array<bool, 3>& pbc, bool derivatives) {
+            const nnp::Structure s = make_structure(positions, elements, cell, pbc);
+            std::vector<nnp::ElementFeatures> feats;
+            {
+              py::gil_scoped_release release;
+              feats = nnp::featurize(self.descriptors, s, derivatives);
+            }
+            return features_to_python(feats, self.descriptors, derivatives);
+          },
+          py::arg("positions"), py::arg("elements"), py::arg("cell"), py::arg("pbc"), py::arg("derivatives") = true);
+
+  py::class_<Potential>(m, "Potential")
+      .def(py::init([](const std::string& path) { return nnp::read_potential_file(path); }), py::arg("path"))
+      .def_static("from_string", &nnp::parse_potential, py::arg("text"), py::arg("source") = "<string>")
+      .def_property_readonly("elements",
+                             [](const Potential& p) {
+                               std::vector<std::string> names;
+                               for (const auto& e : p.elements()) names.push_back(e.symbol);
+                               return names;
+                             })
+      .def_property_readonly("cutoff", &Potential::cutoff)
+      .def("descriptor_size", [](const Potential& p, int e) { return p.element(e).descriptor.size(); })
+      .def(
+          "evaluate",
+          [](const Potential& self, const Doubles& positions, const Ints& elements, const Doubles& cell,
+             const std::array<bool, 3>& pbc, bool atom_virials) {
+            const nnp::Structure s = make_structure(positions, elements, cell, pbc);
+            nnp::Evaluation ev;
+            {
+              py::gil_scoped_release release;
+              ev = nnp::evaluate(self, s, atom_virials);
+            }
+            const py::ssize_t n = s.n_atoms;
+            py::dict d;
+            d["energy"] = ev.energy;
+            d["atom_energies"] = to_array(ev.atom_energies, {n});
+            d["forces"] = to_array(ev.forces, {n, 3});
+            d["virial"] = to_array(std::vector<double>(ev.virial.begin(), ev.virial.end()), {3, 3});
+            if (atom_virials) d["atom_virials"] = to_array(ev.atom_virials, {n, 3, 3});
+            d["extrapolating_atoms"] = ev.extrapolating_atoms;
+            return d;
+          },
+          py::arg("positions"), py::arg("elements"), py::arg("cell"), py::arg("pbc"),
+          py::arg("atom_virials") = false,
+          "Energy (eV), forces (eV/Å), virial W = −Σ r_ij ⊗ ∂E_i/∂r_ij (eV) of a structure.");
+
+  m.def(
+      "neighbor_list",
+      [](const Doubles& positions, const Doubles& cell, const std::array<bool, 3>& pbc, double cutoff) {
+        if (positions.ndim() != 2 || positions.shape(1) != 3)
+          throw nnp::Error("positions must be an (n, 3) array");
+        const nnp::Cell c = make_cell(cell, pbc);
+        nnp::NeighborList list;
+        {
+          py::gil_scoped_release release;
+          list = nnp::build_neighbor_list(static_cast<int>(positions.shape(0)), positions.data(), c, cutoff);
+        }
+        const py::ssize_t P = static_cast<py::ssize_t>(list.index.size());
+        std::vector<double> vec(3 * P);
+        for (py::ssize_t p = 0; p < P; ++p) {
+          vec[3 * p] = list.dx[p];
+          vec[3 * p + 1] = list.dy[p];
+          vec[3 * p + 2] = list.dz[p];
+        }
+        return py::make_tuple(to_array(list.offsets, {static_cast<py::ssize_t>(list.offsets.size())}),
+                              to_array(list.index, {P}), to_array(vec, {P, 3}));
+      },
+      py::arg("positions"), py::arg("cell"), py::arg("pbc"), py::arg("cutoff"));
+}

@@ -1,0 +1,59 @@
+// A complete potential: per element a descriptor, its scaling, a network and a
+// reference energy. E = Σ_i E_i with E_i = e0(Z_i) + NN_Z((G_i − center)/width).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "nnp/descriptor.h"
+#include "nnp/network.h"
+
+namespace nnp {
+
+struct Scaling {
+  std::vector<double> center, width;  // x = (G − center)/width
+  std::vector<double> min, max;       // range of G seen in training
+};
+
+struct ElementModel {
+  std::string symbol;
+  double reference_energy = 0.0;  // eV
+  Descriptor descriptor;
+  Scaling scaling;
+  Network network;
+};
+
+struct AtomWorkspace {
+  DescriptorWorkspace descriptor;
+  NetworkWorkspace network;
+  std::vector<double> G, x, dE_dx, dE_dG;
+  std::size_t bytes() const;
+};
+
+class Potential {
+ public:
+  Potential() = default;
+  explicit Potential(std::vector<ElementModel> elements);  // checks consistency
+
+  int n_elements() const { return static_cast<int>(elements_.size()); }
+  const ElementModel& element(int e) const { return elements_[e]; }
+  const std::vector<ElementModel>& elements() const { return elements_; }
+  // Index of a chemical symbol, or −1.
+  int element_index(const std::string& symbol) const;
+  double cutoff() const { return cutoff_; }
+
+  // Energy E_i of one atom of element `element` and its gradient with respect
+  // to the neighbour vectors: dE_dr[3j..3j+2] += ∂E_i/∂r_ij (accumulated).
+  // The force on neighbour j is −∂E_i/∂r_ij, on the centre +Σ_j ∂E_i/∂r_ij.
+  // Returns true in *extrapolating when a descriptor left the training range.
+  double atom_energy(int element, const NeighborView& nb, double* dE_dr, AtomWorkspace& ws,
+                     bool* extrapolating = nullptr) const;
+
+  // Energy only (no gradient).
+  double atom_energy(int element, const NeighborView& nb, AtomWorkspace& ws) const;
+
+ private:
+  std::vector<ElementModel> elements_;
+  double cutoff_ = 0.0;
+};
+
+}  // namespace nnp

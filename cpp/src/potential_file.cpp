@@ -1,0 +1,333 @@
+// Reader of the potential file; grammar in docs/potential-format.md. Every
+// error names the source, the line and what was expected, so that a user (or
+// LAMMPS, which prints the message) can fix the file without reading code.
+#include "nnp/potential_file.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "nnp/error.h"
+
+namespace nnp {
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open potential file '" + path + "'");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) throw Error("error while reading potential file '" + path + "'");
+  return buffer.str();
+}
+
+namespace {
+
+const char* const kActivations = "tanh, sigmoid, softplus, silu, linear";
+constexpr long kMaxCount = 100000;
+
+struct Line {
+  int number;
+  std::vector<std::string> tokens;
+};
+
+class Lines {
+ public:
+  Lines(const std::string& text, std::string source) : source_(std::move(source)) {
+    std::size_t pos = 0;
+    int number = 0;
+    while (pos <= text.size()) {
+      std::size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      ++number;
+      std::string line = text.substr(pos, end - pos);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      for (unsigned char ch : line)
+        if (ch == 0 || (ch < 32 && ch != '\t'))
+          throw Error(source_ + ":" + std::to_string(number) + ": not a text file (control characters)");
+      std::istringstream words(line);
+      Line l{number, {}};
+      std::string w;
+      while (words >> w) l.tokens.push_back(w);
+      if (!l.tokens.empty() && l.tokens[0][0] != '#') lines_.push_back(std::move(l));
+      pos = end + 1;
+    }
+    last_ = number;
+  }
+
+  Error error(int line, const std::string& msg) const {
+    return Error(source_ + ":" + std::to_string(line) + ": " + msg);
+  }
+  const Line& next(const std::string& what) {
+    if (pos_ >= lines_.size()) throw error(last_, "file ends early: expected " + what + " (truncated file?)");
+    return lines_[pos_++];
+  }
+  const Line& keyword(const std::string& key, int n_args = -1) {
+    const Line& l = next("'" + key + "'");
+    if (l.tokens[0] != key) throw error(l.number, "expected '" + key + "', found '" + l.tokens[0] + "'");
+    if (n_args >= 0 && static_cast<int>(l.tokens.size()) - 1 != n_args)
+      throw error(l.number, "'" + key + "' takes " + std::to_string(n_args) + " values, found " +
+                                std::to_string(l.tokens.size() - 1));
+    return l;
+  }
+  const std::string* peek() const { return pos_ < lines_.size() ? &lines_[pos_].tokens[0] : nullptr; }
+  bool at_end() const { return pos_ >= lines_.size(); }
+  int last_line() const { return last_; }
+
+  double number(const Line& l, std::size_t i, const std::string& what) const {
+    const std::string& tok = l.tokens.at(i);
+    char* end = nullptr;
+    errno = 0;
+    const double x = std::strtod(tok.c_str(), &end);
+    if (end == tok.c_str() || *end != '\0')
+      throw error(l.number, "expected a number for " + what + ", found '" + tok + "'");
+    if (!std::isfinite(x) || errno == ERANGE)
+      throw error(l.number, what + " must be a finite number, found '" + tok + "'");
+    return x;
+  }
+  long integer(const Line& l, std::size_t i, const std::string& what, long lo, long hi) const {
+    const std::string& tok = l.tokens.at(i);
+    char* end = nullptr;
+    errno = 0;
+    const long x = std::strtol(tok.c_str(), &end, 10);
+    if (end == tok.c_str() || *end != '\0' || errno == ERANGE)
+      throw error(l.number, "expected an integer for " + what + ", found '" + tok + "'");
+    if (x < lo || x > hi)
+      throw error(l.number, what + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                "], found " + tok);
+    return x;
+  }
+  std::vector<double> numbers(std::size_t n, const std::string& what, int* line_number = nullptr) {
+    const Line& l = next(what);
+    if (line_number) *line_number = l.number;
+    if (l.tokens.size() != n)
+      throw error(l.number, "expected " + std::to_string(n) + " numbers (" + what + "), found " +
+                                std::to_string(l.tokens.size()));
+    std::vector<double> out(n);
+    for (std::size_t i = 0; i < n; ++i) out[i] = number(l, i, what);
+    return out;
+  }
+
+ private:
+  std::string source_;
+  std::vector<Line> lines_;
+  std::size_t pos_ = 0;
+  int last_ = 0;
+};
+
+int element_of(const Lines& lines, const Line& l, std::size_t i, const std::vector<std::string>& elements) {
+  const std::string& sym = l.tokens.at(i);
+  for (std::size_t e = 0; e < elements.size(); ++e)
+    if (elements[e] == sym) return static_cast<int>(e);
+  throw lines.error(l.number, "element '" + sym + "' is not in the elements line");
+}
+
+SymmetryFunction read_function(Lines& lines, const std::vector<std::string>& elements) {
+  const Line& l = lines.next("a symmetry function line (G2, G4 or G5)");
+  const std::string& kind = l.tokens[0];
+  SymmetryFunction f;
+  if (kind == "G2") {
+    if (l.tokens.size() != 5) throw lines.error(l.number, "expected 'G2 element eta rs rc'");
+    f.type = SymmetryFunctionType::G2;
+    f.element_a = element_of(lines, l, 1, elements);
+    f.eta = lines.number(l, 2, "eta");
+    f.rs = lines.number(l, 3, "rs");
+    f.rc = lines.number(l, 4, "rc");
+  } else if (kind == "G4" || kind == "G5") {
+    if (l.tokens.size() != 8)
+      throw lines.error(l.number, "expected '" + kind + " element element eta zeta lambda rs rc'");
+    f.type = kind == "G4" ? SymmetryFunctionType::G4 : SymmetryFunctionType::G5;
+    f.element_a = element_of(lines, l, 1, elements);
+    f.element_b = element_of(lines, l, 2, elements);
+    f.eta = lines.number(l, 3, "eta");
+    f.zeta = lines.number(l, 4, "zeta");
+    f.lambda = static_cast<int>(lines.integer(l, 5, "lambda", -1, 1));
+    f.rs = lines.number(l, 6, "rs");
+    f.rc = lines.number(l, 7, "rc");
+    if (f.lambda == 0) throw lines.error(l.number, "lambda must be +1 or -1");
+    if (!(f.zeta >= 1)) throw lines.error(l.number, "zeta must be >= 1");
+  } else {
+    throw lines.error(l.number, "expected a symmetry function (G2, G4, G5), found '" + kind + "'");
+  }
+  if (!(f.eta >= 0)) throw lines.error(l.number, "eta must be >= 0");
+  if (!(f.rc > 0)) throw lines.error(l.number, "rc must be > 0");
+  if (!(f.rs >= 0 && f.rs < f.rc)) throw lines.error(l.number, "need 0 <= rs < rc");
+  return f;
+}
+
+struct PendingElement {
+  bool has_reference = false, has_scaling = false, has_network = false;
+  double reference_energy = 0;
+  std::vector<SymmetryFunction> functions;
+  bool has_descriptor = false;
+  Scaling scaling;
+  std::vector<Layer> layers;
+};
+
+}  // namespace
+
+Potential parse_potential(const std::string& text, const std::string& source) {
+  Lines lines(text, source);
+  {
+    const Line& l = lines.next(std::string("'") + kFormatName + " " + std::to_string(kFormatVersion) + "'");
+    if (l.tokens[0] != kFormatName)
+      throw lines.error(l.number, std::string("not an nnp potential file: line 1 must be '") + kFormatName +
+                                      " " + std::to_string(kFormatVersion) + "'");
+    if (l.tokens.size() != 2 || l.tokens[1] != std::to_string(kFormatVersion))
+      throw lines.error(l.number, "unsupported format version; this reader knows version " +
+                                      std::to_string(kFormatVersion));
+  }
+  {
+    const Line& l = lines.keyword("units", 1);
+    if (l.tokens[1] != "metal") throw lines.error(l.number, "units must be 'metal', found '" + l.tokens[1] + "'");
+  }
+  std::vector<std::string> elements;
+  {
+    const Line& l = lines.keyword("elements");
+    if (l.tokens.size() < 2) throw lines.error(l.number, "expected 'elements N E1 ... EN'");
+    const long n = lines.integer(l, 1, "the number of elements", 1, 200);
+    if (static_cast<long>(l.tokens.size()) - 2 != n)
+      throw lines.error(l.number, "expected " + std::to_string(n) + " element symbols");
+    for (long e = 0; e < n; ++e) {
+      const std::string& sym = l.tokens[2 + e];
+      for (const auto& other : elements)
+        if (other == sym) throw lines.error(l.number, "element '" + sym + "' appears twice");
+      elements.push_back(sym);
+    }
+  }
+  CutoffType cutoff;
+  {
+    const Line& l = lines.keyword("cutoff_function", 1);
+    try {
+      cutoff = cutoff_type_from_name(l.tokens[1]);
+    } catch (const Error& e) {
+      throw lines.error(l.number, e.what());
+    }
+  }
+  bool full_sum;
+  {
+    const Line& l = lines.keyword("angular_sum", 1);
+    if (l.tokens[1] != "half" && l.tokens[1] != "full")
+      throw lines.error(l.number, "angular_sum must be 'half' or 'full', found '" + l.tokens[1] + "'");
+    full_sum = l.tokens[1] == "full";
+  }
+
+  std::vector<PendingElement> pending(elements.size());
+  while (lines.peek() && *lines.peek() != "end") {
+    const Line& l = lines.next("a section");
+    const std::string& key = l.tokens[0];
+    if (key != "reference_energy" && key != "descriptor" && key != "scaling" && key != "network")
+      throw lines.error(l.number, "expected a section keyword (reference_energy, descriptor, scaling, network, end), found '" + key + "'");
+    if (l.tokens.size() < 3) throw lines.error(l.number, "'" + key + "' needs an element and a value");
+    const int e = element_of(lines, l, 1, elements);
+    PendingElement& p = pending[e];
+    const std::string& sym = elements[e];
+    if (key == "reference_energy") {
+      if (p.has_reference) throw lines.error(l.number, "second 'reference_energy' section for " + sym);
+      if (l.tokens.size() != 3) throw lines.error(l.number, "expected 'reference_energy element energy'");
+      p.reference_energy = lines.number(l, 2, "the reference energy");
+      p.has_reference = true;
+    } else if (key == "descriptor") {
+      if (p.has_descriptor) throw lines.error(l.number, "second 'descriptor' section for " + sym);
+      const long m = lines.integer(l, 2, "the number of functions", 1, kMaxCount);
+      for (long k = 0; k < m; ++k) p.functions.push_back(read_function(lines, elements));
+      p.has_descriptor = true;
+    } else if (key == "scaling") {
+      if (p.has_scaling) throw lines.error(l.number, "second 'scaling' section for " + sym);
+      if (!p.has_descriptor) throw lines.error(l.number, "'scaling " + sym + "' must follow 'descriptor " + sym + "'");
+      const long m = lines.integer(l, 2, "the number of functions", 1, kMaxCount);
+      if (m != static_cast<long>(p.functions.size()))
+        throw lines.error(l.number, "scaling has " + std::to_string(m) + " rows but descriptor " + sym +
+                                        " has " + std::to_string(p.functions.size()) + " functions");
+      for (long k = 0; k < m; ++k) {
+        int row_line = 0;
+        const std::vector<double> row = lines.numbers(4, "center width min max", &row_line);
+        if (!(row[1] > 0) || !(row[2] <= row[3]))
+          throw lines.error(row_line, "scaling " + sym + ": need width > 0 and min <= max");
+        p.scaling.center.push_back(row[0]);
+        p.scaling.width.push_back(row[1]);
+        p.scaling.min.push_back(row[2]);
+        p.scaling.max.push_back(row[3]);
+      }
+      p.has_scaling = true;
+    } else {
+      if (p.has_network) throw lines.error(l.number, "second 'network' section for " + sym);
+      if (!p.has_descriptor) throw lines.error(l.number, "'network " + sym + "' must follow 'descriptor " + sym + "'");
+      const long n_layers = lines.integer(l, 2, "the number of layers", 1, 100);
+      if (static_cast<long>(l.tokens.size()) - 3 != n_layers)
+        throw lines.error(l.number, "expected " + std::to_string(n_layers) + " layer sizes, found " +
+                                        std::to_string(l.tokens.size() - 3));
+      std::vector<long> sizes;
+      for (long k = 0; k < n_layers; ++k) sizes.push_back(lines.integer(l, 3 + k, "a layer size", 1, kMaxCount));
+      if (sizes.back() != 1) throw lines.error(l.number, "the output layer must have size 1");
+      const Line& al = lines.keyword("activations", static_cast<int>(n_layers));
+      std::vector<Activation> acts;
+      for (long k = 0; k < n_layers; ++k) {
+        try {
+          acts.push_back(activation_from_name(al.tokens[1 + k]));
+        } catch (const Error&) {
+          throw lines.error(al.number, "unknown activation '" + al.tokens[1 + k] + "' (" + kActivations + ")");
+        }
+      }
+      long n_in = static_cast<long>(p.functions.size());
+      for (long k = 0; k < n_layers; ++k) {
+        const Line& ll = lines.keyword("layer", 3);
+        const std::string want = std::to_string(k + 1) + " " + std::to_string(sizes[k]) + " " + std::to_string(n_in);
+        if (ll.tokens[1] + " " + ll.tokens[2] + " " + ll.tokens[3] != want)
+          throw lines.error(ll.number, "expected 'layer " + want + "'");
+        Layer layer;
+        layer.n_out = static_cast<int>(sizes[k]);
+        layer.n_in = static_cast<int>(n_in);
+        layer.activation = acts[k];
+        const std::string what = "weights of layer " + std::to_string(k + 1);
+        for (long r = 0; r < sizes[k]; ++r) {
+          const std::vector<double> row = lines.numbers(static_cast<std::size_t>(n_in), what);
+          layer.weights.insert(layer.weights.end(), row.begin(), row.end());
+        }
+        layer.biases = lines.numbers(static_cast<std::size_t>(sizes[k]), "biases of layer " + std::to_string(k + 1));
+        p.layers.push_back(std::move(layer));
+        n_in = sizes[k];
+      }
+      p.has_network = true;
+    }
+  }
+  lines.keyword("end", 0);
+  if (!lines.at_end()) {
+    const Line& l = lines.next("");
+    throw lines.error(l.number, "unexpected '" + l.tokens[0] + "' after 'end'");
+  }
+
+  std::vector<ElementModel> models;
+  for (std::size_t e = 0; e < elements.size(); ++e) {
+    PendingElement& p = pending[e];
+    const char* missing = !p.has_reference ? "reference_energy"
+                          : !p.has_descriptor ? "descriptor"
+                          : !p.has_scaling ? "scaling"
+                          : !p.has_network ? "network"
+                                           : nullptr;
+    if (missing) throw lines.error(lines.last_line(), std::string("no '") + missing + "' section for " + elements[e]);
+    ElementModel m;
+    m.symbol = elements[e];
+    m.reference_energy = p.reference_energy;
+    try {
+      m.descriptor = Descriptor(std::move(p.functions), cutoff, full_sum, static_cast<int>(elements.size()));
+      m.network = Network(std::move(p.layers));
+    } catch (const Error& err) {
+      throw Error(source + ": element " + elements[e] + ": " + err.what());
+    }
+    m.scaling = std::move(p.scaling);
+    models.push_back(std::move(m));
+  }
+  try {
+    return Potential(std::move(models));
+  } catch (const Error& err) {
+    throw Error(source + ": " + err.what());
+  }
+}
+
+Potential read_potential_file(const std::string& path) {
+  return parse_potential(read_text_file(path), path);
+}
+
+}  // namespace nnp

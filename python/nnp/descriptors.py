@@ -1,0 +1,267 @@
+"""Symmetry-function descriptors: typed parameter sets, presets, evaluation.
+
+The maths lives once, in the C++ core (`cpp/src/descriptor.cpp`); this module
+describes *which* functions to use and calls the core to evaluate them.
+Units: Å and Å⁻² (η multiplies the squared distance itself). The angular
+convention is written into every potential file (``angular_sum``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+
+CUTOFF_FUNCTIONS = ("cos", "tanh3")
+ANGULAR_SUMS = ("half", "full")
+
+
+@dataclass(frozen=True)
+class G2:
+    """Radial: Σ_j exp(−η(R_ij − R_s)²) f_c(R_ij) over neighbours of `neighbor`."""
+
+    neighbor: str
+    eta: float
+    rs: float = 0.0
+    rc: float = 6.0
+
+    def check(self) -> None:
+        _check_common(self, self.eta, self.rs, self.rc)
+
+
+@dataclass(frozen=True)
+class _Angular:
+    neighbors: tuple[str, str]
+    eta: float
+    zeta: float
+    lambda_: int
+    rs: float = 0.0
+    rc: float = 6.0
+
+    def __post_init__(self) -> None:
+        # The element pair is unordered: store it sorted so equal functions compare equal.
+        object.__setattr__(self, "neighbors", tuple(sorted(self.neighbors)))
+
+    def check(self) -> None:
+        _check_common(self, self.eta, self.rs, self.rc)
+        if len(self.neighbors) != 2:
+            raise ValueError(f"{self}: angular functions take two neighbour elements")
+        if self.lambda_ not in (1, -1):
+            raise ValueError(f"{self}: lambda must be +1 or -1")
+        if not (math.isfinite(self.zeta) and self.zeta >= 1.0):
+            raise ValueError(f"{self}: zeta must be >= 1")
+
+
+@dataclass(frozen=True)
+class G4(_Angular):
+    """Narrow angular: includes exp(−η(R_jk−R_s)²) f_c(R_jk)."""
+
+
+@dataclass(frozen=True)
+class G5(_Angular):
+    """Wide angular: no R_jk terms."""
+
+
+SymmetryFunction = Union[G2, G4, G5]
+
+
+def _check_common(sf, eta: float, rs: float, rc: float) -> None:
+    if not (math.isfinite(eta) and eta >= 0.0):
+        raise ValueError(f"{sf}: eta must be finite and >= 0")
+    if not (math.isfinite(rc) and rc > 0.0):
+        raise ValueError(f"{sf}: rc must be > 0")
+    if not (math.isfinite(rs) and 0.0 <= rs < rc):
+        raise ValueError(f"{sf}: need 0 <= rs < rc")
+
+
+@dataclass(frozen=True)
+class DescriptorSet:
+    """The symmetry functions of every centre element, in network-input order."""
+
+    elements: tuple[str, ...]
+    functions: dict[str, tuple[SymmetryFunction, ...]]
+    cutoff_function: str = "cos"
+    angular_sum: str = "half"
+    _core: object = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "elements", tuple(self.elements))
+        object.__setattr__(self, "functions", {e: tuple(f) for e, f in self.functions.items()})
+        if len(set(self.elements)) != len(self.elements) or not self.elements:
+            raise ValueError(f"elements must be a non-empty list without repeats: {self.elements}")
+        if set(self.functions) != set(self.elements):
+            raise ValueError(
+                f"functions are given for {sorted(self.functions)} but elements are {list(self.elements)}"
+            )
+        if self.cutoff_function not in CUTOFF_FUNCTIONS:
+            raise ValueError(f"cutoff_function must be one of {CUTOFF_FUNCTIONS}")
+        if self.angular_sum not in ANGULAR_SUMS:
+            raise ValueError(f"angular_sum must be one of {ANGULAR_SUMS}")
+        for centre, funcs in self.functions.items():
+            if not funcs:
+                raise ValueError(f"element {centre} has no symmetry functions")
+            if len(set(funcs)) != len(funcs):
+                raise ValueError(f"element {centre} has duplicate symmetry functions")
+            for sf in funcs:
+                sf.check()
+                used = (sf.neighbor,) if isinstance(sf, G2) else sf.neighbors
+                for e in used:
+                    if e not in self.elements:
+                        raise ValueError(f"{sf} names element {e}, not in {list(self.elements)}")
+
+    def size(self, element: str) -> int:
+        return len(self.functions[element])
+
+    @property
+    def cutoff(self) -> float:
+        return max(sf.rc for funcs in self.functions.values() for sf in funcs)
+
+    def core(self):
+        """The C++ descriptor evaluator (built once, cached)."""
+        if self._core is None:
+            from nnp import _core
+
+            index = {e: i for i, e in enumerate(self.elements)}
+            table = []
+            for centre in self.elements:
+                rows = []
+                for sf in self.functions[centre]:
+                    if isinstance(sf, G2):
+                        rows.append(("G2", index[sf.neighbor], -1, sf.eta, 1.0, 1, sf.rs, sf.rc))
+                    else:
+                        kind = "G4" if isinstance(sf, G4) else "G5"
+                        a, b = (index[e] for e in sf.neighbors)
+                        rows.append((kind, a, b, sf.eta, sf.zeta, sf.lambda_, sf.rs, sf.rc))
+                table.append(rows)
+            object.__setattr__(
+                self, "_core", _core.Descriptors(table, self.cutoff_function, self.angular_sum)
+            )
+        return self._core
+
+    def element_indices(self, symbols: Sequence[str]) -> np.ndarray:
+        index = {e: i for i, e in enumerate(self.elements)}
+        try:
+            return np.array([index[s] for s in symbols], dtype=np.int32)
+        except KeyError as err:
+            raise ValueError(
+                f"element {err.args[0]} is not in the descriptor's elements {list(self.elements)}"
+            ) from None
+
+    def featurize(self, atoms, derivatives: bool = True) -> dict[str, dict[str, np.ndarray]]:
+        """Descriptors (and ∂G_i/∂r_ij) of an ASE Atoms, per centre element.
+
+        Returns {element: {"G": (n_e, M), "atoms": (n_e,), and with derivatives
+        "pair_center": (P,), "pair_neighbor": (P,), "pair_vector": (P, 3),
+        "dG_dr": (P, M, 3)}}.
+        """
+        per_element = self.core().featurize(
+            np.ascontiguousarray(atoms.positions, dtype=np.float64),
+            self.element_indices(atoms.get_chemical_symbols()),
+            np.ascontiguousarray(atoms.cell.array, dtype=np.float64),
+            [bool(p) for p in atoms.pbc],
+            derivatives,
+        )
+        return dict(zip(self.elements, per_element))
+
+    def compute(self, atoms) -> np.ndarray:
+        """G of every atom, (n, M); all atoms must share one descriptor length."""
+        feats = self.featurize(atoms, derivatives=False)
+        sizes = {self.size(e) for e in feats if len(feats[e]["atoms"])}
+        if len(sizes) > 1:
+            raise ValueError("atoms of different elements have different descriptor lengths")
+        out = np.zeros((len(atoms), sizes.pop() if sizes else 0))
+        for f in feats.values():
+            out[f["atoms"]] = f["G"]
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Presets. The study (docs/science.md) uses G2 with R_s = 0 and narrow G4 with
+# λ = ±1, ζ ∈ {1, 2, 4, 16}, r_c = 6 Å. Series A drops η values (radial and
+# angular); series B keeps 16 radial and 6 angular η values and drops ζ values.
+
+STUDY_CUTOFF = 6.0
+# 16 radial widths, geometric from a broad 0.003 Å⁻² (reaches r_c) to 2 Å⁻²
+# (first shell only).
+RADIAL_ETAS = tuple(float(x) for x in np.geomspace(0.003, 2.0, 16))
+# 6 angular widths: exp(−η(R_ij²+R_ik²+R_jk²)) spans first to third shell.
+ANGULAR_ETAS = (0.0005, 0.005, 0.012, 0.025, 0.05, 0.1)
+ZETAS = (1.0, 2.0, 4.0, 16.0)
+LENGTHS = (16, 28, 40, 52, 64)
+# length -> (radial count, angular η count, ζ count)
+SERIES = {
+    "A": {16: (0, 2, 4), 28: (4, 3, 4), 40: (8, 4, 4), 52: (12, 5, 4), 64: (16, 6, 4)},
+    "B": {16: (16, 6, 0), 28: (16, 6, 1), 40: (16, 6, 2), 52: (16, 6, 3), 64: (16, 6, 4)},
+}
+# Which ζ values a series-B point keeps, by count.
+ZETA_SUBSETS = {0: (), 1: (1.0,), 2: (1.0, 4.0), 3: (1.0, 2.0, 4.0), 4: ZETAS}
+
+
+def _spread(values: Sequence[float], count: int) -> tuple[float, ...]:
+    """`count` values spread evenly over `values` (ends included)."""
+    if count == 0:
+        return ()
+    if count >= len(values):
+        return tuple(values)
+    idx = np.round(np.linspace(0, len(values) - 1, count)).astype(int)
+    return tuple(values[i] for i in idx)
+
+
+def build(
+    elements: Iterable[str],
+    radial_etas: Sequence[float],
+    angular_etas: Sequence[float],
+    zetas: Sequence[float],
+    *,
+    wide: bool = False,
+    rc: float = STUDY_CUTOFF,
+    cutoff_function: str = "cos",
+) -> DescriptorSet:
+    """G2 for every (η, neighbour element), then G4/G5 for every
+    (η, ζ, λ, neighbour pair); the same set for every centre element."""
+    elements = tuple(elements)
+    pairs = [(a, b) for i, a in enumerate(elements) for b in elements[i:]]
+    angular = G5 if wide else G4
+    funcs: list[SymmetryFunction] = [G2(e, eta, 0.0, rc) for e in elements for eta in radial_etas]
+    funcs += [
+        angular(p, eta, zeta, lam, 0.0, rc)
+        for p in pairs
+        for eta in angular_etas
+        for zeta in zetas
+        for lam in (1, -1)
+    ]
+    return DescriptorSet(elements, {e: tuple(funcs) for e in elements}, cutoff_function)
+
+
+def preset(name: str, elements: Iterable[str] = ("Si",)) -> DescriptorSet:
+    """A study preset: ``A16 … A64``, ``B16 … B64``, optionally ``-wide`` (G5)."""
+    base, _, suffix = name.partition("-")
+    if suffix not in ("", "wide") or len(base) < 2 or base[0] not in SERIES:
+        raise ValueError(f"unknown descriptor preset {name!r}; choose from {preset_names()}")
+    try:
+        n_rad, n_eta, n_zeta = SERIES[base[0]][int(base[1:])]
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown descriptor preset {name!r}; choose from {preset_names()}") from None
+    zetas = ZETAS if base[0] == "A" else ZETA_SUBSETS[n_zeta]
+    return build(
+        elements,
+        _spread(RADIAL_ETAS, n_rad),
+        _spread(ANGULAR_ETAS, n_eta),
+        zetas,
+        wide=suffix == "wide",
+    )
+
+
+def preset_names() -> list[str]:
+    names = [f"{s}{n}" for s in SERIES for n in LENGTHS]
+    return names + [n + "-wide" for n in names]
+
+
+DEFAULT_PRESET = "A52"
+
+
+def default(elements: Iterable[str] = ("Si",)) -> DescriptorSet:
+    """The default descriptor: the study's 52-function point (12 G2 + 40 G4)."""
+    return preset(DEFAULT_PRESET, elements)

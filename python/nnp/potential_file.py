@@ -1,0 +1,378 @@
+"""Writer and reader of the plain-text potential file (docs/potential-format.md).
+
+The C++ core has the other reader (`cpp/src/potential_file.cpp`); the tests
+check that both read what this module writes, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+import numpy as np
+
+from nnp.descriptors import G2, G4, G5, DescriptorSet, SymmetryFunction
+
+FORMAT_NAME = "nnp-potential"
+FORMAT_VERSION = 1
+ACTIVATIONS = ("tanh", "sigmoid", "softplus", "silu", "linear")
+
+
+class PotentialFileError(ValueError):
+    """A malformed potential file; the message names the file and line."""
+
+
+@dataclass
+class Layer:
+    weights: np.ndarray  # (n_out, n_in)
+    biases: np.ndarray  # (n_out,)
+    activation: str
+
+
+@dataclass
+class Scaling:
+    """Network input x = (G − center)/width; [min, max] is the training range of G."""
+
+    center: np.ndarray
+    width: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+
+
+@dataclass
+class ElementModel:
+    reference_energy: float  # eV per atom
+    scaling: Scaling
+    layers: list[Layer]
+
+
+@dataclass
+class PotentialData:
+    """Everything a potential file holds."""
+
+    descriptors: DescriptorSet
+    models: dict[str, ElementModel]
+    comments: list[str] = field(default_factory=list)
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        return self.descriptors.elements
+
+    def check(self) -> None:
+        d = self.descriptors
+        if set(self.models) != set(d.elements):
+            raise ValueError(f"models for {sorted(self.models)} but elements {list(d.elements)}")
+        for e, m in self.models.items():
+            n = d.size(e)
+            s = m.scaling
+            for name in ("center", "width", "min", "max"):
+                a = getattr(s, name)
+                if a.shape != (n,) or not np.all(np.isfinite(a)):
+                    raise ValueError(f"{e}: scaling {name} must be {n} finite numbers")
+            if np.any(s.width <= 0) or np.any(s.min > s.max):
+                raise ValueError(f"{e}: scaling needs width > 0 and min <= max")
+            if not m.layers or m.layers[-1].weights.shape[0] != 1:
+                raise ValueError(f"{e}: the network must end in one output")
+            n_in = n
+            for i, layer in enumerate(m.layers, 1):
+                if layer.weights.ndim != 2 or layer.weights.shape[1] != n_in:
+                    raise ValueError(f"{e}: layer {i} expects {n_in} inputs, has {layer.weights.shape}")
+                if layer.biases.shape != (layer.weights.shape[0],):
+                    raise ValueError(f"{e}: layer {i} biases do not match its weights")
+                if layer.activation not in ACTIVATIONS:
+                    raise ValueError(f"{e}: unknown activation {layer.activation!r}")
+                if not (np.all(np.isfinite(layer.weights)) and np.all(np.isfinite(layer.biases))):
+                    raise ValueError(f"{e}: layer {i} has non-finite parameters")
+                n_in = layer.weights.shape[0]
+            if not math.isfinite(m.reference_energy):
+                raise ValueError(f"{e}: reference energy is not finite")
+
+
+# --------------------------------------------------------------------- writing
+
+
+def _num(x: float) -> str:
+    return "%.17g" % float(x)
+
+
+def _nums(xs) -> str:
+    return " ".join(_num(x) for x in np.asarray(xs, dtype=np.float64).ravel())
+
+
+def _sf_line(sf: SymmetryFunction) -> str:
+    if isinstance(sf, G2):
+        return f"G2 {sf.neighbor} {_num(sf.eta)} {_num(sf.rs)} {_num(sf.rc)}"
+    kind = "G4" if isinstance(sf, G4) else "G5"
+    a, b = sf.neighbors
+    return f"{kind} {a} {b} {_num(sf.eta)} {_num(sf.zeta)} {sf.lambda_:d} {_num(sf.rs)} {_num(sf.rc)}"
+
+
+def dumps(pot: PotentialData) -> str:
+    pot.check()
+    d = pot.descriptors
+    out = [f"{FORMAT_NAME} {FORMAT_VERSION}"]
+    out += [f"# {c}" for line in pot.comments for c in line.splitlines()]
+    out += [
+        "units metal",
+        f"elements {len(d.elements)} {' '.join(d.elements)}",
+        f"cutoff_function {d.cutoff_function}",
+        f"angular_sum {d.angular_sum}",
+    ]
+    for e in d.elements:
+        m = pot.models[e]
+        out.append(f"reference_energy {e} {_num(m.reference_energy)}")
+        out.append(f"descriptor {e} {d.size(e)}")
+        out += [_sf_line(sf) for sf in d.functions[e]]
+        out.append(f"scaling {e} {d.size(e)}")
+        s = m.scaling
+        out += [_nums(row) for row in np.stack([s.center, s.width, s.min, s.max], axis=1)]
+        sizes = " ".join(str(layer.weights.shape[0]) for layer in m.layers)
+        out.append(f"network {e} {len(m.layers)} {sizes}")
+        out.append("activations " + " ".join(layer.activation for layer in m.layers))
+        for i, layer in enumerate(m.layers, 1):
+            n_out, n_in = layer.weights.shape
+            out.append(f"layer {i} {n_out} {n_in}")
+            out += [_nums(row) for row in layer.weights]
+            out.append(_nums(layer.biases))
+    out.append("end")
+    return "\n".join(out) + "\n"
+
+
+def write(pot: PotentialData, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write atomically (temporary file, then rename); never clobbers an
+    existing file unless `overwrite`."""
+    path = Path(path)
+    text = dumps(pot)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; refusing to overwrite it (use --force / overwrite=True)")
+    atomic_write_text(path, text)
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------- reading
+
+
+class _Lines:
+    """Non-comment lines with their numbers, and error messages naming them."""
+
+    def __init__(self, text: str, source: str):
+        self.source = source
+        self._items = [
+            (n, line.split())
+            for n, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        self._pos = 0
+        self.last_line = len(text.splitlines())
+
+    def error(self, line: int, msg: str) -> PotentialFileError:
+        return PotentialFileError(f"{self.source}:{line}: {msg}")
+
+    def next(self, what: str) -> tuple[int, list[str]]:
+        if self._pos >= len(self._items):
+            raise self.error(self.last_line, f"file ends early: expected {what} (truncated file?)")
+        item = self._items[self._pos]
+        self._pos += 1
+        return item
+
+    def keyword(self, key: str, n_args: int | None = None, what: str | None = None):
+        line, tok = self.next(what or f"'{key}'")
+        if tok[0] != key:
+            raise self.error(line, f"expected '{what or key}', found '{tok[0]}'")
+        if n_args is not None and len(tok) - 1 != n_args:
+            raise self.error(line, f"'{key}' takes {n_args} values, found {len(tok) - 1}")
+        return line, tok[1:]
+
+    def peek_keyword(self) -> str | None:
+        return self._items[self._pos][1][0] if self._pos < len(self._items) else None
+
+    def at_end(self) -> bool:
+        return self._pos >= len(self._items)
+
+
+def _float(lines: _Lines, line: int, tok: str, what: str) -> float:
+    try:
+        x = float(tok)
+    except ValueError:
+        raise lines.error(line, f"expected a number for {what}, found '{tok}'") from None
+    if not math.isfinite(x):
+        raise lines.error(line, f"{what} must be finite, found '{tok}'")
+    return x
+
+
+def _int(lines: _Lines, line: int, tok: str, what: str, lo: int = 0, hi: int = 1_000_000) -> int:
+    try:
+        x = int(tok)
+    except ValueError:
+        raise lines.error(line, f"expected an integer for {what}, found '{tok}'") from None
+    if not lo <= x <= hi:
+        raise lines.error(line, f"{what} must be in [{lo}, {hi}], found {x}")
+    return x
+
+
+def _floats(lines: _Lines, n: int, what: str) -> np.ndarray:
+    line, tok = lines.next(what)
+    if len(tok) != n:
+        raise lines.error(line, f"expected {n} numbers ({what}), found {len(tok)}")
+    return np.array([_float(lines, line, t, what) for t in tok])
+
+
+def _element(lines: _Lines, line: int, tok: str, elements: tuple[str, ...]) -> str:
+    if tok not in elements:
+        raise lines.error(line, f"element '{tok}' is not in the elements line {list(elements)}")
+    return tok
+
+
+def _read_function(lines: _Lines, elements) -> SymmetryFunction:
+    line, tok = lines.next("a symmetry function line (G2, G4 or G5)")
+    kind = tok[0]
+    if kind == "G2":
+        if len(tok) != 5:
+            raise lines.error(line, "expected 'G2 element eta rs rc'")
+        e = _element(lines, line, tok[1], elements)
+        eta, rs, rc = (_float(lines, line, t, n) for t, n in zip(tok[2:], ("eta", "rs", "rc")))
+        sf: SymmetryFunction = G2(e, eta, rs, rc)
+    elif kind in ("G4", "G5"):
+        if len(tok) != 8:
+            raise lines.error(line, f"expected '{kind} element element eta zeta lambda rs rc'")
+        a = _element(lines, line, tok[1], elements)
+        b = _element(lines, line, tok[2], elements)
+        eta = _float(lines, line, tok[3], "eta")
+        zeta = _float(lines, line, tok[4], "zeta")
+        lam = _int(lines, line, tok[5], "lambda", -1, 1)
+        rs = _float(lines, line, tok[6], "rs")
+        rc = _float(lines, line, tok[7], "rc")
+        sf = (G4 if kind == "G4" else G5)((a, b), eta, zeta, lam, rs, rc)
+    else:
+        raise lines.error(line, f"expected a symmetry function (G2, G4, G5), found '{kind}'")
+    try:
+        sf.check()
+    except ValueError as err:
+        raise lines.error(line, str(err)) from None
+    return sf
+
+
+def loads(text: str, source: str = "<string>") -> PotentialData:
+    lines = _Lines(text, source)
+    line, tok = lines.next(f"'{FORMAT_NAME} {FORMAT_VERSION}'")
+    if tok[:1] != [FORMAT_NAME]:
+        raise lines.error(line, f"not an nnp potential file: line 1 must be '{FORMAT_NAME} {FORMAT_VERSION}'")
+    if tok[1:] != [str(FORMAT_VERSION)]:
+        raise lines.error(line, f"unsupported format version {' '.join(tok[1:])!r}; this reader knows {FORMAT_VERSION}")
+    line, tok = lines.keyword("units", 1)
+    if tok[0] != "metal":
+        raise lines.error(line, f"units must be 'metal', found '{tok[0]}'")
+    line, tok = lines.keyword("elements")
+    n = _int(lines, line, tok[0] if tok else "", "the number of elements", 1, 200)
+    elements = tuple(tok[1:])
+    if len(elements) != n or len(set(elements)) != n:
+        raise lines.error(line, f"expected {n} distinct element symbols")
+    line, tok = lines.keyword("cutoff_function", 1)
+    cutoff_function = tok[0]
+    if cutoff_function not in ("cos", "tanh3"):
+        raise lines.error(line, f"unknown cutoff function '{cutoff_function}' (cos, tanh3)")
+    line, tok = lines.keyword("angular_sum", 1)
+    if tok[0] not in ("half", "full"):
+        raise lines.error(line, f"angular_sum must be 'half' or 'full', found '{tok[0]}'")
+    angular_sum = tok[0]
+
+    ref: dict[str, float] = {}
+    funcs: dict[str, tuple] = {}
+    scal: dict[str, Scaling] = {}
+    nets: dict[str, list[Layer]] = {}
+    while lines.peek_keyword() not in ("end", None):
+        line, tok = lines.next("a section")
+        key = tok[0]
+        seen = {"reference_energy": ref, "descriptor": funcs, "scaling": scal, "network": nets}.get(key)
+        if seen is None:
+            raise lines.error(line, f"expected a section keyword (reference_energy, descriptor, scaling, network, end), found '{key}'")
+        if len(tok) < 3:
+            raise lines.error(line, f"'{key}' needs an element and a value")
+        e = _element(lines, line, tok[1], elements)
+        if e in seen:
+            raise lines.error(line, f"second '{key}' section for {e}")
+        if key == "reference_energy":
+            if len(tok) != 3:
+                raise lines.error(line, "expected 'reference_energy element energy'")
+            ref[e] = _float(lines, line, tok[2], "the reference energy")
+        elif key == "descriptor":
+            m = _int(lines, line, tok[2], "the number of functions", 1, 100_000)
+            funcs[e] = tuple(_read_function(lines, elements) for _ in range(m))
+        elif key == "scaling":
+            if e not in funcs:
+                raise lines.error(line, f"'scaling {e}' must follow 'descriptor {e}'")
+            m = _int(lines, line, tok[2], "the number of functions", 1, 100_000)
+            if m != len(funcs[e]):
+                raise lines.error(line, f"scaling has {m} rows but descriptor {e} has {len(funcs[e])} functions")
+            rows = np.array([_floats(lines, 4, "center width min max") for _ in range(m)])
+            scal[e] = Scaling(*(rows[:, k].copy() for k in range(4)))
+            if np.any(scal[e].width <= 0) or np.any(scal[e].min > scal[e].max):
+                raise lines.error(line, f"scaling {e}: need width > 0 and min <= max in every row")
+        else:
+            if e not in funcs:
+                raise lines.error(line, f"'network {e}' must follow 'descriptor {e}'")
+            n_layers = _int(lines, line, tok[2], "the number of layers", 1, 100)
+            sizes = [_int(lines, line, t, "a layer size", 1, 100_000) for t in tok[3:]]
+            if len(sizes) != n_layers:
+                raise lines.error(line, f"expected {n_layers} layer sizes, found {len(sizes)}")
+            if sizes[-1] != 1:
+                raise lines.error(line, "the output layer must have size 1")
+            aline, acts = lines.keyword("activations", n_layers)
+            for a in acts:
+                if a not in ACTIVATIONS:
+                    raise lines.error(aline, f"unknown activation '{a}' ({', '.join(ACTIVATIONS)})")
+            layers = []
+            n_in = len(funcs[e])
+            for i, (n_out, act) in enumerate(zip(sizes, acts), 1):
+                lline, ltok = lines.keyword("layer", 3)
+                want = [str(i), str(n_out), str(n_in)]
+                if ltok != want:
+                    raise lines.error(lline, f"expected 'layer {' '.join(want)}', found 'layer {' '.join(ltok)}'")
+                w = np.array([_floats(lines, n_in, f"weights of layer {i}") for _ in range(n_out)])
+                b = _floats(lines, n_out, f"biases of layer {i}")
+                layers.append(Layer(w, b, act))
+                n_in = n_out
+            nets[e] = layers
+    lines.keyword("end", 0, what="end")
+    if not lines.at_end():
+        line, tok = lines.next("")
+        raise lines.error(line, f"unexpected '{tok[0]}' after 'end'")
+    for name, table in (("reference_energy", ref), ("descriptor", funcs), ("scaling", scal), ("network", nets)):
+        missing = [e for e in elements if e not in table]
+        if missing:
+            raise lines.error(lines.last_line, f"no '{name}' section for {', '.join(missing)}")
+    try:
+        descriptors = DescriptorSet(elements, funcs, cutoff_function, angular_sum)
+    except ValueError as err:
+        raise PotentialFileError(f"{source}: {err}") from None
+    models = {e: ElementModel(ref[e], scal[e], nets[e]) for e in elements}
+    return PotentialData(descriptors, models)
+
+
+def read(path: str | os.PathLike) -> PotentialData:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"potential file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise PotentialFileError(f"{path}:1: not a text file (binary or not UTF-8)") from None
+    return loads(text, str(path))
+
