@@ -37,7 +37,7 @@ class Lines {
   Lines(const std::string& text, std::string source) : source_(std::move(source)) {
     std::size_t pos = 0;
     int number = 0;
-    while (pos <= text.size()) {
+    while (pos < text.size()) {
       std::size_t end = text.find('\n', pos);
       if (end == std::string::npos) end = text.size();
       ++number;

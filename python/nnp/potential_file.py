@@ -181,6 +181,9 @@ class _Lines:
         ]
         self._pos = 0
         self.last_line = len(text.splitlines())
+        self.comments = [
+            line.lstrip()[1:].removeprefix(" ") for line in text.splitlines() if line.lstrip().startswith("#")
+        ]
 
     def error(self, line: int, msg: str) -> PotentialFileError:
         return PotentialFileError(f"{self.source}:{line}: {msg}")
@@ -227,11 +230,12 @@ def _int(lines: _Lines, line: int, tok: str, what: str, lo: int = 0, hi: int = 1
     return x
 
 
-def _floats(lines: _Lines, n: int, what: str) -> np.ndarray:
+def _floats(lines: _Lines, n: int, what: str, with_line: bool = False):
     line, tok = lines.next(what)
     if len(tok) != n:
         raise lines.error(line, f"expected {n} numbers ({what}), found {len(tok)}")
-    return np.array([_float(lines, line, t, what) for t in tok])
+    values = np.array([_float(lines, line, t, what) for t in tok])
+    return (line, values) if with_line else values
 
 
 def _element(lines: _Lines, line: int, tok: str, elements: tuple[str, ...]) -> str:
@@ -321,10 +325,14 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
             m = _int(lines, line, tok[2], "the number of functions", 1, 100_000)
             if m != len(funcs[e]):
                 raise lines.error(line, f"scaling has {m} rows but descriptor {e} has {len(funcs[e])} functions")
-            rows = np.array([_floats(lines, 4, "center width min max") for _ in range(m)])
-            scal[e] = Scaling(*(rows[:, k].copy() for k in range(4)))
-            if np.any(scal[e].width <= 0) or np.any(scal[e].min > scal[e].max):
-                raise lines.error(line, f"scaling {e}: need width > 0 and min <= max in every row")
+            rows = []
+            for _ in range(m):
+                row_line, row = _floats(lines, 4, "center width min max", with_line=True)
+                if not (row[1] > 0 and row[2] <= row[3]):
+                    raise lines.error(row_line, f"scaling {e}: need width > 0 and min <= max")
+                rows.append(row)
+            table = np.array(rows)
+            scal[e] = Scaling(*(table[:, k].copy() for k in range(4)))
         else:
             if e not in funcs:
                 raise lines.error(line, f"'network {e}' must follow 'descriptor {e}'")
@@ -350,7 +358,7 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
                 layers.append(Layer(w, b, act))
                 n_in = n_out
             nets[e] = layers
-    lines.keyword("end", 0, what="end")
+    lines.keyword("end", 0)
     if not lines.at_end():
         line, tok = lines.next("")
         raise lines.error(line, f"unexpected '{tok[0]}' after 'end'")
@@ -363,7 +371,7 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
     except ValueError as err:
         raise PotentialFileError(f"{source}: {err}") from None
     models = {e: ElementModel(ref[e], scal[e], nets[e]) for e in elements}
-    return PotentialData(descriptors, models)
+    return PotentialData(descriptors, models, lines.comments)
 
 
 def read(path: str | os.PathLike) -> PotentialData:
