@@ -1,11 +1,16 @@
 // Symmetry-function kernels; formulas and conventions in nnp/descriptor.h.
 //
-// One templated traversal (evaluate) computes, for every pair and triplet, each
-// function's value and its partial derivatives with respect to the scalar
-// geometry (R_ij, R_ik, R_jk, cosθ). What is done with them is the Sink's job:
+// One templated traversal (evaluate) computes, for every pair and triplet, the
+// factors of each function and of its partial derivatives with respect to the
+// scalar geometry (R_ij, R_ik, R_jk, cosθ). For an angular function
+//   T = p 2^(1−ζ) (1+λcosθ)^ζ · E · F,   E = Π exp(−η(R−R_s)²),  F = Π f_c(R)
+//   ∂T/∂cosθ = p 2^(1−ζ) ζλ (1+λcosθ)^(ζ−1) · E · F
+//   ∂T/∂R_ij = p 2^(1−ζ) (1+λcosθ)^ζ · E · (∂F/∂R_ij − 2η(R_ij−R_s) F)   (same for R_ik, R_jk)
+// What is done with them is the Sink's job:
 //   ValueSink    G[μ] += T
 //   GradientSink dE/dr_ij += Σ_μ w_μ ∂T_μ/∂r_ij, contracting the weights into
-//                four scalars per triplet before touching any vector
+//                two sums per (η, R_s) key and four scalars per triplet before
+//                touching any vector
 //   JacobianSink ∂G_μ/∂r_ij for every μ and neighbour (training features)
 // so the maths exists once, and the force pass stores no Jacobian.
 #include "nnp/descriptor.h"
@@ -21,7 +26,9 @@ namespace nnp {
 
 std::size_t DescriptorWorkspace::bytes() const {
   return sizeof(double) * (r.capacity() + ux.capacity() + uy.capacity() + uz.capacity() +
-                           fc.capacity() + dfc.capacity() + radial_exp.capacity()) +
+                           fc.capacity() + dfc.capacity() + radial_exp.capacity() +
+                           triplet_cache.capacity()) +
+         sizeof(double) * (power.capacity() + dpower.capacity()) +
          sizeof(int) * (members.capacity() + member_start.capacity());
 }
 
@@ -38,6 +45,15 @@ inline double int_power(double x, int n) {
   }
   return result;
 }
+
+// Per (η, R_s) key of one triplet: E, F and the radial derivative factors
+// G_x = ∂F/∂R_x − 2η(R_x−R_s)F; `power`/`dpower` hold p 2^(1−ζ)(1+λcosθ)^ζ and
+// its cosθ-derivative for each of the group's (λ, ζ).
+struct KeyFactors {
+  double E, F, Ga, Gb, Gc;
+  const double* power;
+  const double* dpower;
+};
 
 // Geometry of one triplet (i; j, k), handed to sinks that need vectors.
 struct Triplet {
@@ -66,7 +82,11 @@ struct ValueSink {
   double* G;
   void radial(int out, double T, double, int, const double*) { G[out] += T; }
   void end_pair(int, const double*) {}
-  void angular(int out, double T, double, double, double, double, const Triplet&) { G[out] += T; }
+  template <class Terms>
+  void angular(const Terms& terms, const KeyFactors& k, const Triplet&) {
+    const double EF = k.E * k.F;
+    for (const auto& [p, out] : terms) G[out] += k.power[p] * EF;
+  }
   void end_triplet(const Triplet&) {}
 };
 
@@ -80,12 +100,18 @@ struct GradientSink {
     for (int c = 0; c < 3; ++c) dE_dr[3 * j + c] += s_r * u[c];
     s_r = 0;
   }
-  void angular(int out, double, double T_cos, double T_a, double T_b, double T_c, const Triplet&) {
-    const double wo = w[out];
-    s_cos += wo * T_cos;
-    s_a += wo * T_a;
-    s_b += wo * T_b;
-    s_c += wo * T_c;
+  template <class Terms>
+  void angular(const Terms& terms, const KeyFactors& k, const Triplet&) {
+    double A = 0, B = 0;  // Σ w p2^(1−ζ)(1+λcos)^ζ and its cos-derivative
+    for (const auto& [p, out] : terms) {
+      A += w[out] * k.power[p];
+      B += w[out] * k.dpower[p];
+    }
+    s_cos += B * k.E * k.F;
+    const double AE = A * k.E;
+    s_a += AE * k.Ga;
+    s_b += AE * k.Gb;
+    s_c += AE * k.Gc;
   }
   void end_triplet(const Triplet& t) {
     double dj[3], dk[3];
@@ -109,16 +135,19 @@ struct JacobianSink {
     for (int c = 0; c < 3; ++c) d[c] += T_r * u[c];
   }
   void end_pair(int, const double*) {}
-  void angular(int out, double T, double T_cos, double T_a, double T_b, double T_c,
-               const Triplet& t) {
-    G[out] += T;
-    double dj[3], dk[3];
-    triplet_vectors(t, T_cos, T_a, T_b, T_c, dj, dk);
-    double* pj = dG_dr + (static_cast<std::size_t>(t.j) * M + out) * 3;
-    double* pk = dG_dr + (static_cast<std::size_t>(t.k) * M + out) * 3;
-    for (int c = 0; c < 3; ++c) {
-      pj[c] += dj[c];
-      pk[c] += dk[c];
+  template <class Terms>
+  void angular(const Terms& terms, const KeyFactors& k, const Triplet& t) {
+    for (const auto& [p, out] : terms) {
+      const double PE = k.power[p] * k.E;
+      G[out] += PE * k.F;
+      double dj[3], dk[3];
+      triplet_vectors(t, k.dpower[p] * k.E * k.F, PE * k.Ga, PE * k.Gb, PE * k.Gc, dj, dk);
+      double* pj = dG_dr + (static_cast<std::size_t>(t.j) * M + out) * 3;
+      double* pk = dG_dr + (static_cast<std::size_t>(t.k) * M + out) * 3;
+      for (int c = 0; c < 3; ++c) {
+        pj[c] += dj[c];
+        pk[c] += dk[c];
+      }
     }
   }
   void end_triplet(const Triplet&) {}
@@ -169,20 +198,28 @@ Descriptor::Descriptor(std::vector<SymmetryFunction> functions, CutoffType cutof
         return g.type == f.type && g.element_a == ea && g.element_b == eb && g.rc == f.rc;
       });
       if (it == angular_groups_.end()) {
-        angular_groups_.push_back({f.type, ea, eb, f.rc, cslot, {}});
+        angular_groups_.push_back({f.type, ea, eb, f.rc, cslot, {}, {}});
         it = angular_groups_.end() - 1;
       }
       const bool is_int = f.zeta == std::floor(f.zeta) && f.zeta <= kMaxIntegerZeta;
-      const double prefactor = std::pow(2.0, 1.0 - f.zeta) * (full_angular_sum_ ? 2.0 : 1.0);
-      it->terms.push_back({f.eta, f.rs, f.zeta, prefactor, f.lambda,
-                           is_int ? static_cast<int>(f.zeta) : 0, eslot, static_cast<int>(out)});
+      const AngularPower power{f.lambda, f.zeta, is_int ? static_cast<int>(f.zeta) : 0,
+                               std::pow(2.0, 1.0 - f.zeta) * (full_angular_sum_ ? 2.0 : 1.0)};
+      auto pw = std::find_if(it->powers.begin(), it->powers.end(), [&](const AngularPower& q) {
+        return q.lambda == power.lambda && q.zeta == power.zeta;
+      });
+      if (pw == it->powers.end()) {
+        it->powers.push_back(power);
+        pw = it->powers.end() - 1;
+      }
+      auto key = std::find_if(it->keys.begin(), it->keys.end(),
+                              [&](const AngularKey& k) { return k.exp_slot == eslot; });
+      if (key == it->keys.end()) {
+        it->keys.push_back({f.eta, f.rs, eslot, {}});
+        key = it->keys.end() - 1;
+      }
+      key->terms.emplace_back(static_cast<int>(pw - it->powers.begin()), static_cast<int>(out));
     }
   }
-  // Terms sharing (η, R_s) next to each other: exp(−η(R_jk−R_s)²) is then
-  // computed once per triplet and key.
-  for (auto& g : angular_groups_)
-    std::stable_sort(g.terms.begin(), g.terms.end(),
-                     [](const AngularTerm& x, const AngularTerm& y) { return x.exp_slot < y.exp_slot; });
 }
 
 void Descriptor::prepare(const NeighborView& nb, DescriptorWorkspace& ws) const {
@@ -233,11 +270,13 @@ void Descriptor::prepare(const NeighborView& nb, DescriptorWorkspace& ws) const 
   }
 }
 
-template <class Sink>
+template <Descriptor::Cache cache, class Sink>
 void Descriptor::evaluate(const NeighborView& nb, DescriptorWorkspace& ws, Sink& sink) const {
   const int n = nb.count;
   const int* members = ws.members.data();
   const int* start = ws.member_start.data();
+  if constexpr (cache == Cache::Write) ws.triplet_cache.clear();
+  std::size_t cached = 0;  // read position in the triplet cache
 
   for (const RadialGroup& g : radial_groups_) {
     const double* fc = ws.fc.data() + static_cast<std::size_t>(g.cutoff_slot) * n;
@@ -265,6 +304,10 @@ void Descriptor::evaluate(const NeighborView& nb, DescriptorWorkspace& ws, Sink&
     const bool same = g.element_a == g.element_b;
     const int a_begin = start[g.element_a], a_end = start[g.element_a + 1];
     const int b_end = start[g.element_b + 1];
+    ws.power.resize(g.powers.size());
+    ws.dpower.resize(g.powers.size());
+    double* power = ws.power.data();
+    double* dpower = ws.dpower.data();
     for (int ma = a_begin; ma < a_end; ++ma) {
       const int j = members[ma];
       const double a = ws.r[j];
@@ -287,41 +330,64 @@ void Descriptor::evaluate(const NeighborView& nb, DescriptorWorkspace& ws, Sink&
         t.cos = uj[0] * uk[0] + uj[1] * uk[1] + uj[2] * uk[2];
         double c = 0, fc_c = 1, dfc_c = 0;
         t.ujk[0] = t.ujk[1] = t.ujk[2] = 0;
+        const double* exp_jk = nullptr;  // cached R_jk exponentials, per key
         if (narrow) {
           const double v[3] = {nb.dx[k] - nb.dx[j], nb.dy[k] - nb.dy[j], nb.dz[k] - nb.dz[j]};
-          c = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-          if (c >= g.rc) continue;
-          cutoff_function(cutoff_, c, g.rc, fc_c, dfc_c);
-          for (int q = 0; q < 3; ++q) t.ujk[q] = v[q] / c;
+          if constexpr (cache == Cache::Read) {
+            c = ws.triplet_cache[cached];
+            if (c >= g.rc) {
+              ++cached;
+              continue;
+            }
+            fc_c = ws.triplet_cache[cached + 1];
+            dfc_c = ws.triplet_cache[cached + 2];
+            exp_jk = &ws.triplet_cache[cached + 3];
+            cached += 3 + g.keys.size();
+          } else {
+            c = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+            if (c >= g.rc) {
+              if constexpr (cache == Cache::Write) ws.triplet_cache.push_back(c);
+              continue;
+            }
+            cutoff_function(cutoff_, c, g.rc, fc_c, dfc_c);
+            if constexpr (cache == Cache::Write) ws.triplet_cache.insert(ws.triplet_cache.end(), {c, fc_c, dfc_c});
+          }
+          if constexpr (Sink::kDerivatives)
+            for (int q = 0; q < 3; ++q) t.ujk[q] = v[q] / c;
         }
         const double F = fc[j] * fc[k] * fc_c;
         const double dF_a = dfc[j] * fc[k] * fc_c;
         const double dF_b = fc[j] * dfc[k] * fc_c;
         const double dF_c = fc[j] * fc[k] * dfc_c;
-        int last_slot = -1;
-        double exp_c = 1.0;
-        for (const AngularTerm& term : g.terms) {
-          const std::size_t slot = static_cast<std::size_t>(term.exp_slot) * n;
-          if (narrow && term.exp_slot != last_slot) {
-            const double d = c - term.rs;
-            exp_c = std::exp(-term.eta * d * d);
-            last_slot = term.exp_slot;
+        for (std::size_t q = 0; q < g.powers.size(); ++q) {
+          const AngularPower& pw = g.powers[q];
+          const double base = 1.0 + pw.lambda * t.cos;
+          const double b1 = pw.int_zeta ? int_power(base, pw.int_zeta - 1) : std::pow(base, pw.zeta - 1.0);
+          power[q] = pw.prefactor * b1 * base;
+          dpower[q] = pw.prefactor * pw.zeta * pw.lambda * b1;
+        }
+        KeyFactors kf{0, F, 0, 0, 0, power, dpower};
+        for (std::size_t q = 0; q < g.keys.size(); ++q) {
+          const AngularKey& key = g.keys[q];
+          const std::size_t slot = static_cast<std::size_t>(key.exp_slot) * n;
+          double exp_c = 1.0;
+          if (narrow) {
+            if constexpr (cache == Cache::Read) {
+              exp_c = exp_jk[q];
+            } else {
+              const double d = c - key.rs;
+              exp_c = std::exp(-key.eta * d * d);
+              if constexpr (cache == Cache::Write) ws.triplet_cache.push_back(exp_c);
+            }
           }
-          const double E = ws.radial_exp[slot + j] * ws.radial_exp[slot + k] * exp_c;
-          const double base = 1.0 + term.lambda * t.cos;
-          const double pw1 = term.int_zeta ? int_power(base, term.int_zeta - 1) : std::pow(base, term.zeta - 1.0);
-          const double P = term.prefactor * pw1 * base * E;  // 2^(1−ζ)(1+λcos)^ζ E
-          const double T = P * F;
+          kf.E = ws.radial_exp[slot + j] * ws.radial_exp[slot + k] * exp_c;
           if constexpr (Sink::kDerivatives) {
-            const double two_eta = 2.0 * term.eta;
-            const double T_cos = term.prefactor * term.zeta * term.lambda * pw1 * E * F;
-            const double T_a = P * (dF_a - two_eta * (a - term.rs) * F);
-            const double T_b = P * (dF_b - two_eta * (b - term.rs) * F);
-            const double T_c = narrow ? P * (dF_c - two_eta * (c - term.rs) * F) : 0.0;
-            sink.angular(term.output, T, T_cos, T_a, T_b, T_c, t);
-          } else {
-            sink.angular(term.output, T, 0, 0, 0, 0, t);
+            const double two_eta = 2.0 * key.eta;
+            kf.Ga = dF_a - two_eta * (a - key.rs) * F;
+            kf.Gb = dF_b - two_eta * (b - key.rs) * F;
+            kf.Gc = narrow ? dF_c - two_eta * (c - key.rs) * F : 0.0;
           }
+          sink.angular(key.terms, kf, t);
         }
         if constexpr (Sink::kDerivatives) sink.end_triplet(t);
       }
@@ -333,7 +399,7 @@ void Descriptor::compute(const NeighborView& nb, double* G, DescriptorWorkspace&
   prepare(nb, ws);
   std::fill(G, G + size(), 0.0);
   ValueSink sink{G};
-  evaluate(nb, ws, sink);
+  evaluate<Cache::Write>(nb, ws, sink);
 }
 
 void Descriptor::compute_with_jacobian(const NeighborView& nb, double* G, double* dG_dr,
@@ -342,14 +408,18 @@ void Descriptor::compute_with_jacobian(const NeighborView& nb, double* G, double
   std::fill(G, G + size(), 0.0);
   std::fill(dG_dr, dG_dr + static_cast<std::size_t>(nb.count) * size() * 3, 0.0);
   JacobianSink sink{G, dG_dr, size()};
-  evaluate(nb, ws, sink);
+  evaluate<Cache::None>(nb, ws, sink);
 }
 
 void Descriptor::accumulate_gradient(const NeighborView& nb, const double* dE_dG, double* dE_dr,
                                      DescriptorWorkspace& ws, bool prepared) const {
-  if (!prepared) prepare(nb, ws);
   GradientSink sink{dE_dG, dE_dr};
-  evaluate(nb, ws, sink);
+  if (prepared) {
+    evaluate<Cache::Read>(nb, ws, sink);
+  } else {
+    prepare(nb, ws);
+    evaluate<Cache::None>(nb, ws, sink);
+  }
 }
 
 }  // namespace nnp

@@ -56,6 +56,11 @@ struct DescriptorWorkspace {
   std::vector<double> radial_exp;          // per neighbour and distinct (η, R_s)
   std::vector<int> members;       // neighbours inside the cutoff, grouped by element
   std::vector<int> member_start;  // element e owns members[member_start[e] .. member_start[e+1])
+  std::vector<double> power, dpower;  // per angular power of the current group
+  // Per narrow-angular triplet: R_jk, f_c(R_jk), f_c'(R_jk) and the R_jk
+  // exponential of every key, written by compute() and read back by the force
+  // pass, which then needs no sqrt, cos or exp per triplet.
+  std::vector<double> triplet_cache;
   std::size_t bytes() const;
 };
 
@@ -82,8 +87,9 @@ class Descriptor {
 
   // Second pass for forces: dE_dr[j] += Σ_μ dE_dG[μ] dG_μ/dr_ij for every
   // neighbour j (count × 3, accumulated, not overwritten). Stores no Jacobian.
-  // `prepared`: ws still holds this neighbourhood's geometry from the
-  // compute() call just before (saves recomputing distances and exponentials).
+  // `prepared`: ws still holds this neighbourhood's geometry and triplet
+  // cache from the compute() call just before (saves recomputing distances
+  // and exponentials).
   void accumulate_gradient(const NeighborView& nb, const double* dE_dG, double* dE_dr,
                            DescriptorWorkspace& ws, bool prepared = false) const;
 
@@ -99,22 +105,31 @@ class Descriptor {
     int cutoff_slot;
     std::vector<RadialTerm> terms;
   };
-  struct AngularTerm {
-    double eta, rs, zeta, prefactor;  // prefactor = p 2^(1−ζ)
+  // Angular functions of a group share (λ, ζ) powers and (η, R_s) keys:
+  // per triplet, each distinct power (1+λcosθ)^ζ is computed once, each key's
+  // exponential once, and every function is then one product.
+  struct AngularPower {
     int lambda;
-    int int_zeta;  // ζ when it is a small positive integer, else 0
+    double zeta;
+    int int_zeta;      // ζ when it is a small positive integer, else 0
+    double prefactor;  // p 2^(1−ζ)
+  };
+  struct AngularKey {
+    double eta, rs;
     int exp_slot;
-    int output;
+    std::vector<std::pair<int, int>> terms;  // (power index, output index)
   };
   struct AngularGroup {
     SymmetryFunctionType type;  // G4 or G5
     int element_a, element_b;   // element_a <= element_b
     double rc;
     int cutoff_slot;
-    std::vector<AngularTerm> terms;
+    std::vector<AngularPower> powers;
+    std::vector<AngularKey> keys;
   };
 
-  template <class Sink>
+  enum class Cache { None, Write, Read };
+  template <Cache cache, class Sink>
   void evaluate(const NeighborView& nb, DescriptorWorkspace& ws, Sink& sink) const;
   void prepare(const NeighborView& nb, DescriptorWorkspace& ws) const;
 
