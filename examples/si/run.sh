@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job: train a Si potential on the bundled DFT data (default model:
+# 52 symmetry functions, 2x30 networks), then run LAMMPS NPT at 300 K, 1 atm,
+# 1 fs on 512 atoms and print the lattice constant and density.
+# An existing Si.nnp is reused, never overwritten: delete it to retrain.
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ -e Si.nnp ]; then
+  echo "Si.nnp exists: using it (delete it to train a new one)"
+else
+  python -m nnp.train --data data/train.xyz --output Si.nnp
+fi
+python npt.py --potential Si.nnp "$@"

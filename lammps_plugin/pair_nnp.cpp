@@ -1,0 +1,318 @@
+// Pair style `nnp` (see pair_nnp.h). No descriptor or network maths here: all
+// of it is nnp::Potential::atom_energy.
+#include "pair_nnp.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <exception>
+
+#include "nnp/potential_file.h"
+
+using namespace LAMMPS_NS;
+
+PairNNP::PairNNP(LAMMPS *lmp) : Pair(lmp)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  centroidstressflag = CENTROID_NOTAVAIL;
+  no_virial_fdotr_compute = 1;  // the virial is tallied in compute()
+  // Forces on ghost atoms: with newton_pair on LAMMPS reverse-communicates
+  // them; with newton_pair off compute() does it (comm_reverse_off makes
+  // LAMMPS size its buffers for that even when newton is off).
+  comm_reverse = 3;
+  comm_reverse_off = 3;
+}
+
+PairNNP::~PairNNP()
+{
+  if (copymode) return;
+  memory->destroy(fghost_);
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+void PairNNP::allocate()
+{
+  allocated = 1;
+  const int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  memory->create(cutsq, n, n, "pair:cutsq");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) {
+      setflag[i][j] = 0;
+      cutsq[i][j] = 0.0;
+    }
+}
+
+void PairNNP::check_units()
+{
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR,
+               "Pair style nnp requires 'units metal' (nnp potential files are in eV and "
+               "Angstrom), but the units are '{}'",
+               update->unit_style);
+}
+
+void PairNNP::settings(int narg, char **arg)
+{
+  if (narg > 0)
+    error->all(FLERR, "Illegal pair_style nnp argument '{}': pair_style nnp takes no arguments",
+               arg[0]);
+}
+
+// pair_coeff * * FILE E1 ... E_ntypes
+void PairNNP::coeff(int narg, char **arg)
+{
+  check_units();
+  const int ntypes = atom->ntypes;
+  if (narg < 3)
+    error->all(FLERR, "Incorrect args for pair coefficients: expected 'pair_coeff * * FILE E1 ... "
+                      "E{}' for pair style nnp",
+               ntypes);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "Pair style nnp takes a single 'pair_coeff * * FILE E1 ... E{}'", ntypes);
+  if (narg - 3 != ntypes)
+    error->all(FLERR,
+               "Wrong number of elements in pair_coeff for pair style nnp: expected {} (one "
+               "per atom type) after the file name, got {}",
+               ntypes, narg - 3);
+
+  // Rank 0 reads the file; every rank parses the broadcast text (so a file
+  // on a disk that only rank 0 sees is enough).
+  const std::string filename = arg[2];
+  std::string text, message;
+  long long length = 0;
+  if (comm->me == 0) {
+    try {
+      text = nnp::read_text_file(filename);
+      length = static_cast<long long>(text.size());
+      if (length > INT_MAX) {
+        message = "potential file " + filename + " is too large";
+        length = -1;
+      }
+    } catch (std::exception &e) {
+      message = e.what();
+      length = -1;
+    }
+  }
+  MPI_Bcast(&length, 1, MPI_LONG_LONG, 0, world);
+  if (length < 0) {
+    int mlen = static_cast<int>(message.size());
+    MPI_Bcast(&mlen, 1, MPI_INT, 0, world);
+    message.resize(mlen);
+    MPI_Bcast(message.data(), mlen, MPI_CHAR, 0, world);
+    error->all(FLERR, "Pair style nnp cannot read potential file: {}", message);
+  }
+  text.resize(static_cast<std::size_t>(length));
+  if (length > 0) MPI_Bcast(text.data(), static_cast<int>(length), MPI_CHAR, 0, world);
+
+  nnp::Potential potential;
+  try {
+    potential = nnp::parse_potential(text, filename);
+  } catch (std::exception &e) {
+    error->all(FLERR, "Pair style nnp: invalid potential file: {}", e.what());
+  }
+
+  std::vector<int> type_element(ntypes + 1, -1);
+  for (int t = 1; t <= ntypes; t++) {
+    const char *symbol = arg[2 + t];
+    const int e = potential.element_index(symbol);
+    if (e < 0) {
+      std::string known;
+      for (const auto &el : potential.elements()) known += (known.empty() ? "" : " ") + el.symbol;
+      error->all(FLERR,
+                 "Pair style nnp: element '{}' (atom type {}) is not in potential file {} "
+                 "(its elements: {})",
+                 symbol, t, filename, known);
+    }
+    type_element[t] = e;
+  }
+
+  if (!allocated) allocate();
+  potential_ = std::move(potential);
+  have_potential_ = true;
+  filename_ = filename;
+  type_element_ = std::move(type_element);
+  cutoff_ = potential_.cutoff();
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = 1; j <= ntypes; j++) setflag[i][j] = 1;
+}
+
+void PairNNP::init_style()
+{
+  check_units();
+  if (!have_potential_) error->all(FLERR, "Pair style nnp: no potential file (pair_coeff) given");
+  if (atom->ntypes + 1 != static_cast<int>(type_element_.size()))
+    error->all(FLERR, "Pair style nnp: the number of atom types changed since pair_coeff");
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+}
+
+double PairNNP::init_one(int i, int j)
+{
+  if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
+  return cutoff_;
+}
+
+void PairNNP::grow_neighbors(int n)
+{
+  if (n <= max_neighbors_) return;
+  max_neighbors_ = std::max(n, 2 * max_neighbors_);
+  dx_.resize(max_neighbors_);
+  dy_.resize(max_neighbors_);
+  dz_.resize(max_neighbors_);
+  dE_dr_.resize(3 * static_cast<std::size_t>(max_neighbors_));
+  neighbor_element_.resize(max_neighbors_);
+  neighbor_index_.resize(max_neighbors_);
+}
+
+void PairNNP::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+
+  double **x = atom->x;
+  double **f = atom->f;
+  const int *type = atom->type;
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  const bool newton = force->newton_pair != 0;
+  const double cutsq_all = cutoff_ * cutoff_;
+
+  // With newton off, LAMMPS discards forces on ghosts: collect them here.
+  if (!newton) {
+    if (atom->nmax > max_fghost_) {
+      max_fghost_ = atom->nmax;
+      memory->grow(fghost_, max_fghost_, 3, "pair:nnp:fghost");
+    }
+    if (nall > 0) std::fill_n(&fghost_[0][0], 3 * static_cast<std::size_t>(nall), 0.0);
+  }
+
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const int *jlist = firstneigh[i];
+    const int jnum = numneigh[i];
+    grow_neighbors(jnum);
+
+    int n = 0;
+    for (int jj = 0; jj < jnum; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      if (dx * dx + dy * dy + dz * dz >= cutsq_all) continue;
+      dx_[n] = dx;
+      dy_[n] = dy;
+      dz_[n] = dz;
+      neighbor_element_[n] = type_element_[type[j]];
+      neighbor_index_[n] = j;
+      n++;
+    }
+
+    nnp::NeighborView view;
+    view.count = n;
+    view.dx = dx_.data();
+    view.dy = dy_.data();
+    view.dz = dz_.data();
+    view.element = neighbor_element_.data();
+    double *dE_dr = dE_dr_.data();
+    std::fill_n(dE_dr, 3 * n, 0.0);
+
+    double ei = 0.0;
+    try {
+      ei = potential_.atom_energy(type_element_[type[i]], view, dE_dr, workspace_);
+    } catch (std::exception &e) {
+      error->one(FLERR, "Pair style nnp: atom {}: {}", atom->tag ? atom->tag[i] : i + 1, e.what());
+    }
+    if (eflag_global) eng_vdwl += ei;
+    if (eflag_atom) eatom[i] += ei;
+
+    double fix = 0.0, fiy = 0.0, fiz = 0.0;
+    double v[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    for (int k = 0; k < n; k++) {
+      const int j = neighbor_index_[k];
+      const double gx = dE_dr[3 * k], gy = dE_dr[3 * k + 1], gz = dE_dr[3 * k + 2];
+      double *fj = (newton || j < nlocal) ? f[j] : fghost_[j];
+      fj[0] -= gx;
+      fj[1] -= gy;
+      fj[2] -= gz;
+      fix += gx;
+      fiy += gy;
+      fiz += gz;
+      if (vflag_either) {
+        v[0] -= dx_[k] * gx;
+        v[1] -= dy_[k] * gy;
+        v[2] -= dz_[k] * gz;
+        v[3] -= dx_[k] * gy;
+        v[4] -= dx_[k] * gz;
+        v[5] -= dy_[k] * gz;
+      }
+    }
+    f[i][0] += fix;
+    f[i][1] += fiy;
+    f[i][2] += fiz;
+    if (vflag_global)
+      for (int c = 0; c < 6; c++) virial[c] += v[c];
+    if (vflag_atom)
+      for (int c = 0; c < 6; c++) vatom[i][c] += v[c];
+  }
+
+  if (!newton) {
+    comm->reverse_comm(this);
+    for (int i = 0; i < nlocal; i++) {
+      f[i][0] += fghost_[i][0];
+      f[i][1] += fghost_[i][1];
+      f[i][2] += fghost_[i][2];
+    }
+  }
+}
+
+int PairNNP::pack_reverse_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int i = first; i < first + n; i++) {
+    buf[m++] = fghost_[i][0];
+    buf[m++] = fghost_[i][1];
+    buf[m++] = fghost_[i][2];
+  }
+  return m;
+}
+
+void PairNNP::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    const int j = list[i];
+    fghost_[j][0] += buf[m++];
+    fghost_[j][1] += buf[m++];
+    fghost_[j][2] += buf[m++];
+  }
+}
+
+double PairNNP::memory_usage()
+{
+  double bytes = Pair::memory_usage();
+  bytes += 3.0 * sizeof(double) * max_fghost_;
+  bytes += static_cast<double>(sizeof(double)) *
+      (dx_.capacity() + dy_.capacity() + dz_.capacity() + dE_dr_.capacity());
+  bytes += static_cast<double>(sizeof(int)) *
+      (neighbor_element_.capacity() + neighbor_index_.capacity() + type_element_.capacity());
+  bytes += static_cast<double>(workspace_.bytes());
+  return bytes;
+}
