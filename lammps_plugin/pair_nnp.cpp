@@ -4,17 +4,21 @@
 
 #include "atom.h"
 #include "comm.h"
+#include "domain.h"
 #include "error.h"
 #include "force.h"
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
 #include "update.h"
+#include "utils.h"
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <exception>
+#include <string>
 
 #include "nnp/potential_file.h"
 
@@ -33,6 +37,9 @@ PairNNP::PairNNP(LAMMPS *lmp) : Pair(lmp)
   // LAMMPS size its buffers for that even when newton is off).
   comm_reverse = 3;
   comm_reverse_off = 3;
+  // Extrapolation counts for `compute pair nnp` (which sums them over ranks).
+  nextra = 2;
+  pvector = pvector_;
 }
 
 PairNNP::~PairNNP()
@@ -67,11 +74,62 @@ void PairNNP::check_units()
                update->unit_style);
 }
 
+// pair_style nnp [extrapolation warn [every N] | error N | ignore] [min_distance D]
 void PairNNP::settings(int narg, char **arg)
 {
-  if (narg > 0)
-    error->all(FLERR, "Illegal pair_style nnp argument '{}': pair_style nnp takes no arguments",
-               arg[0]);
+  // Re-issuing pair_style nnp calls this again: start from the defaults.
+  extrapolation_ = Extrapolation::Warn;
+  warn_every_ = 1000;
+  max_extrapolating_ = 0;
+  min_distance_ = 0.1;
+  int iarg = 0;
+  while (iarg < narg) {
+    const std::string key = arg[iarg];
+    if (key == "extrapolation") {
+      const std::string mode = iarg + 1 < narg ? arg[iarg + 1] : "";
+      if (mode == "warn") {
+        extrapolation_ = Extrapolation::Warn;
+        iarg += 2;
+        if (iarg < narg && strcmp(arg[iarg], "every") == 0) {
+          if (iarg + 1 >= narg)
+            error->all(FLERR, "Illegal pair_style nnp: 'extrapolation warn every' needs a number of steps");
+          warn_every_ = utils::bnumeric(FLERR, arg[iarg + 1], false, lmp);
+          if (warn_every_ < 1)
+            error->all(FLERR, "Illegal pair_style nnp: 'extrapolation warn every N' needs N >= 1, got {}",
+                       warn_every_);
+          iarg += 2;
+        }
+      } else if (mode == "error") {
+        if (iarg + 2 >= narg)
+          error->all(FLERR, "Illegal pair_style nnp: 'extrapolation error' needs the number of "
+                            "extrapolating atoms allowed per step (0: none)");
+        max_extrapolating_ = utils::bnumeric(FLERR, arg[iarg + 2], false, lmp);
+        if (max_extrapolating_ < 0)
+          error->all(FLERR, "Illegal pair_style nnp: 'extrapolation error N' needs N >= 0, got {}",
+                     max_extrapolating_);
+        extrapolation_ = Extrapolation::Error;
+        iarg += 3;
+      } else if (mode == "ignore") {
+        extrapolation_ = Extrapolation::Ignore;
+        iarg += 2;
+      } else {
+        error->all(FLERR, "Illegal pair_style nnp: 'extrapolation' must be followed by 'warn [every N]', "
+                          "'error N' or 'ignore', got '{}'", mode);
+      }
+    } else if (key == "min_distance") {
+      if (iarg + 1 >= narg) error->all(FLERR, "Illegal pair_style nnp: 'min_distance' needs a distance");
+      min_distance_ = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (!(min_distance_ >= 0.0))
+        error->all(FLERR, "Illegal pair_style nnp: 'min_distance D' needs D >= 0, got {}", min_distance_);
+      iarg += 2;
+    } else {
+      error->all(FLERR,
+                 "Illegal pair_style nnp argument '{}': expected 'extrapolation warn [every N] | error N "
+                 "| ignore' or 'min_distance D' (the cutoff comes from the potential file, so pair_style "
+                 "nnp takes no arguments other than these keywords)",
+                 key);
+    }
+  }
 }
 
 // pair_coeff * * FILE E1 ... E_ntypes
@@ -147,6 +205,8 @@ void PairNNP::coeff(int narg, char **arg)
   have_potential_ = true;
   filename_ = filename;
   type_element_ = std::move(type_element);
+  pvector_[1] = 0.0;  // the cumulative count is per potential
+  warned_ = false;
   cutoff_ = potential_.cutoff();
   for (int i = 1; i <= ntypes; i++)
     for (int j = 1; j <= ntypes; j++) setflag[i][j] = 1;
@@ -156,6 +216,11 @@ void PairNNP::init_style()
 {
   check_units();
   if (!have_potential_) error->all(FLERR, "Pair style nnp: no potential file (pair_coeff) given");
+  // In 2d LAMMPS makes no ghost atoms along z, so periodic images closer than
+  // the cutoff would be silently missing from the (3d) descriptors.
+  if (domain->dimension != 3)
+    error->all(FLERR, "Pair style nnp requires 'dimension 3' (the descriptors are three-dimensional; "
+                      "model a 2d material as a slab with vacuum along z)");
   if (atom->ntypes + 1 != static_cast<int>(type_element_.size()))
     error->all(FLERR, "Pair style nnp: the number of atom types changed since pair_coeff");
   neighbor->add_request(this, NeighConst::REQ_FULL);
@@ -190,6 +255,11 @@ void PairNNP::compute(int eflag, int vflag)
   const int nall = nlocal + atom->nghost;
   const bool newton = force->newton_pair != 0;
   const double cutsq_all = cutoff_ * cutoff_;
+  const double min_distsq = min_distance_ * min_distance_;
+  const tagint *tag = atom->tag;
+  const auto id = [tag](int k) -> tagint { return tag ? tag[k] : k + 1; };
+  bigint n_extrapolating = 0;
+  tagint first_extrapolating = MAXTAGINT;
 
   // With newton off, LAMMPS discards forces on ghosts: collect them here.
   if (!newton) {
@@ -216,7 +286,13 @@ void PairNNP::compute(int eflag, int vflag)
     for (int jj = 0; jj < jnum; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
       const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      if (dx * dx + dy * dy + dz * dz >= cutsq_all) continue;
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq >= cutsq_all) continue;
+      if (rsq < min_distsq)
+        error->one(FLERR,
+                   "Pair style nnp: atoms {} and {} are {:.6g} Angstrom apart at step {}, closer than "
+                   "min_distance {} (overlapping atoms: check the structure, the units or the time step)",
+                   id(i), id(j), std::sqrt(rsq), update->ntimestep, min_distance_);
       dx_[n] = dx;
       dy_[n] = dy;
       dz_[n] = dz;
@@ -235,15 +311,35 @@ void PairNNP::compute(int eflag, int vflag)
     std::fill_n(dE_dr, 3 * n, 0.0);
 
     double ei = 0.0;
+    bool extrapolating = false;
+    const int element = type_element_[type[i]];
     try {
-      ei = potential_.atom_energy(type_element_[type[i]], view, dE_dr, workspace_);
+      ei = potential_.atom_energy(element, view, dE_dr, workspace_, &extrapolating);
     } catch (std::exception &e) {
-      error->one(FLERR, "Pair style nnp: atom {}: {}", atom->tag ? atom->tag[i] : i + 1, e.what());
+      error->one(FLERR, "Pair style nnp: atom {}: {}", id(i), e.what());
     }
+    if (extrapolating) {
+      n_extrapolating++;
+      first_extrapolating = std::min(first_extrapolating, id(i));
+    }
+
+    double fix = 0.0, fiy = 0.0, fiz = 0.0;
+    for (int k = 0; k < n; k++) {
+      fix += dE_dr[3 * k];
+      fiy += dE_dr[3 * k + 1];
+      fiz += dE_dr[3 * k + 2];
+    }
+    // Any NaN or infinity in E_i or its gradient makes this sum non-finite.
+    if (!std::isfinite(ei + fix + fiy + fiz))
+      error->one(FLERR,
+                 "Pair style nnp: non-finite energy or force for atom {} (element {}) at step {}: "
+                 "E_i = {}{}",
+                 id(i), potential_.element(element).symbol, update->ntimestep, ei,
+                 extrapolating ? "; its descriptors are outside the training range of " + filename_
+                               : "; check the potential file " + filename_);
     if (eflag_global) eng_vdwl += ei;
     if (eflag_atom) eatom[i] += ei;
 
-    double fix = 0.0, fiy = 0.0, fiz = 0.0;
     double v[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
     for (int k = 0; k < n; k++) {
       const int j = neighbor_index_[k];
@@ -252,9 +348,6 @@ void PairNNP::compute(int eflag, int vflag)
       fj[0] -= gx;
       fj[1] -= gy;
       fj[2] -= gz;
-      fix += gx;
-      fiy += gy;
-      fiz += gz;
       if (vflag_either) {
         v[0] -= dx_[k] * gx;
         v[1] -= dy_[k] * gy;
@@ -281,6 +374,57 @@ void PairNNP::compute(int eflag, int vflag)
       f[i][2] += fghost_[i][2];
     }
   }
+
+  // Finite atomic energies can still overflow in the sum (E_i ~ 1e308).
+  if (eflag_global && !std::isfinite(eng_vdwl))
+    error->one(FLERR,
+               "Pair style nnp: non-finite total energy at step {} although every atomic energy is "
+               "finite (they are absurdly large: check the potential file {})",
+               update->ntimestep, filename_);
+
+  pvector_[0] = static_cast<double>(n_extrapolating);
+  pvector_[1] += static_cast<double>(n_extrapolating);
+  report_extrapolation(n_extrapolating, first_extrapolating);
+}
+
+// Collective (every rank calls it once per compute()): sums the count over
+// ranks, then warns on rank 0 (rate-limited) or stops, as the keywords say.
+void PairNNP::report_extrapolation(bigint local, tagint first_tag)
+{
+  bigint global = 0;
+  MPI_Allreduce(&local, &global, 1, MPI_LMP_BIGINT, MPI_SUM, world);
+  extrapolating_global_ = static_cast<double>(global);
+  if (global == 0 || extrapolation_ == Extrapolation::Ignore) return;
+
+  const bigint step = update->ntimestep;
+  const bool fail = extrapolation_ == Extrapolation::Error && global > max_extrapolating_;
+  const bool warn = extrapolation_ == Extrapolation::Warn &&
+      (!warned_ || step < last_warning_step_ || step - last_warning_step_ >= warn_every_);
+  if (!fail && !warn) return;
+  // Every rank takes the same branch (global and step agree), so this is safe.
+  tagint first = MAXTAGINT;
+  MPI_Allreduce(&first_tag, &first, 1, MPI_LMP_TAGINT, MPI_MIN, world);
+  if (fail)
+    error->all(FLERR,
+               "Pair style nnp: {} atoms extrapolating at step {}, more than the {} allowed by "
+               "'extrapolation error {}' (e.g. atom {}): their descriptors are outside the training "
+               "range of {}",
+               global, step, max_extrapolating_, max_extrapolating_, first, filename_);
+  warned_ = true;
+  last_warning_step_ = step;
+  if (comm->me == 0)
+    error->warning(FLERR,
+                   "Pair style nnp: {} atom(s) extrapolating at step {} (e.g. atom {}): descriptors "
+                   "outside the training range of {}, results there are unreliable; next warning "
+                   "in {} steps at the earliest",
+                   global, step, first, filename_, warn_every_);
+}
+
+void *PairNNP::extract(const char *name, int &dim)
+{
+  dim = 0;
+  if (strcmp(name, "extrapolating_atoms") == 0) return &extrapolating_global_;
+  return nullptr;
 }
 
 int PairNNP::pack_reverse_comm(int n, int first, double *buf)

@@ -1,7 +1,27 @@
 /* Pair style `nnp`: Behler-Parrinello neural network potential.
 
-     pair_style nnp
+     pair_style nnp [keyword value ...]
      pair_coeff * * FILE E1 E2 ... EN     (one chemical symbol per atom type)
+
+   Keywords (all optional):
+     extrapolation warn [every N]   count atoms whose descriptors leave the
+                                    training range [min, max] of the file; warn
+                                    on rank 0, at most once every N steps
+                                    (default: warn every 1000)
+     extrapolation error N          stop with an error when more than N atoms
+                                    extrapolate in one force evaluation
+     extrapolation ignore           count only (no message)
+     min_distance D                 stop with an error naming both atom IDs
+                                    when two atoms are closer than D Angstrom
+                                    (default 0.1; 0 disables the check)
+   A non-finite energy or force always stops with an error naming the atom.
+
+   Extrapolation count for thermo output: `compute ID all pair nnp` gives a
+   vector (summed over MPI ranks):
+     c_ID[1]  atoms extrapolating in the last force evaluation
+     c_ID[2]  atom-evaluations extrapolating since pair_coeff (cumulative)
+   and `extract("extrapolating_atoms")` (Python: lmp.extract_pair) returns
+   c_ID[1] on every rank.
 
    A thin adaptor: the nnp core (cpp/) computes E_i and dE_i/dr_ij of every
    local atom from its neighbours in a LAMMPS full list; this class only
@@ -12,7 +32,7 @@
    per-atom energy and virial of E_i both attributed to the centre atom i.
    Works with newton_pair on (ghost forces reverse-communicated by LAMMPS) and
    off (ghost forces reverse-communicated here, comm_reverse = 3). Requires
-   units metal. */
+   units metal and dimension 3. */
 #ifndef NNP_PAIR_NNP_H
 #define NNP_PAIR_NNP_H
 
@@ -40,6 +60,7 @@ class PairNNP : public Pair {
   void unpack_reverse_comm(int, int *, double *) override;
 
   double memory_usage() override;
+  void *extract(const char *, int &) override;
 
  protected:
   nnp::Potential potential_;
@@ -58,9 +79,24 @@ class PairNNP : public Pair {
   double **fghost_ = nullptr;
   int max_fghost_ = 0;
 
+  // Options (pair_style keywords).
+  enum class Extrapolation { Warn, Error, Ignore };
+  Extrapolation extrapolation_ = Extrapolation::Warn;
+  bigint warn_every_ = 1000;       // steps between two warnings
+  bigint max_extrapolating_ = 0;   // `error N`: allowed per force evaluation
+  double min_distance_ = 0.1;      // Angstrom
+
+  // Extrapolation bookkeeping. pvector_ (this rank's counts, as `compute
+  // pair` sums pvector over ranks): [0] last evaluation, [1] cumulative.
+  double pvector_[2] = {0.0, 0.0};
+  double extrapolating_global_ = 0.0;  // [0] summed over ranks (extract())
+  bigint last_warning_step_ = -1;
+  bool warned_ = false;
+
   void allocate();
   void check_units();
   void grow_neighbors(int n);
+  void report_extrapolation(bigint local, tagint first_tag);
 };
 
 }  // namespace LAMMPS_NS

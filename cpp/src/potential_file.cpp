@@ -3,6 +3,8 @@
 // LAMMPS, which prints the message) can fix the file without reading code.
 #include "nnp/potential_file.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -27,6 +29,74 @@ namespace {
 const char* const kActivations = "tanh, sigmoid, softplus, silu, linear";
 constexpr long kMaxCount = 100000;
 
+// Lexical rules (shared with python/nnp/potential_file.py): a line is UTF-8
+// text without control characters other than tab; tokens are separated by
+// spaces and tabs; numbers are plain decimals [+-]digits[.digits][e[+-]digits]
+// (no hexadecimal, which strtod would accept).
+bool is_space(char c) { return c == ' ' || c == '\t'; }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// Length of the well-formed UTF-8 sequence at s[i] (Unicode Table 3-7), or 0.
+std::size_t utf8_sequence(const std::string& s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return k < s.size() ? static_cast<unsigned char>(s[k]) : 0u; };
+  const unsigned c = byte(i);
+  if (c < 0x80) return 1;
+  const auto cont = [&](std::size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) {
+    const unsigned b = byte(k);
+    return b >= lo && b <= hi;
+  };
+  if (c >= 0xC2 && c <= 0xDF) return cont(i + 1) ? 2 : 0;
+  if (c == 0xE0) return cont(i + 1, 0xA0) && cont(i + 2) ? 3 : 0;
+  if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) return cont(i + 1) && cont(i + 2) ? 3 : 0;
+  if (c == 0xED) return cont(i + 1, 0x80, 0x9F) && cont(i + 2) ? 3 : 0;
+  if (c == 0xF0) return cont(i + 1, 0x90) && cont(i + 2) && cont(i + 3) ? 4 : 0;
+  if (c >= 0xF1 && c <= 0xF3) return cont(i + 1) && cont(i + 2) && cont(i + 3) ? 4 : 0;
+  if (c == 0xF4) return cont(i + 1, 0x80, 0x8F) && cont(i + 2) && cont(i + 3) ? 4 : 0;
+  return 0;
+}
+
+bool is_decimal(const std::string& t) {
+  std::size_t i = 0;
+  if (i < t.size() && (t[i] == '+' || t[i] == '-')) ++i;
+  std::size_t digits = 0;
+  while (i < t.size() && is_digit(t[i])) ++i, ++digits;
+  if (i < t.size() && t[i] == '.') {
+    ++i;
+    while (i < t.size() && is_digit(t[i])) ++i, ++digits;
+  }
+  if (digits == 0) return false;
+  if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
+    ++i;
+    if (i < t.size() && (t[i] == '+' || t[i] == '-')) ++i;
+    std::size_t exponent = 0;
+    while (i < t.size() && is_digit(t[i])) ++i, ++exponent;
+    if (exponent == 0) return false;
+  }
+  return i == t.size();
+}
+
+bool is_integer(const std::string& t) {
+  std::size_t i = (!t.empty() && (t[0] == '+' || t[0] == '-')) ? 1 : 0;
+  if (i == t.size()) return false;
+  for (; i < t.size(); ++i)
+    if (!is_digit(t[i])) return false;
+  return true;
+}
+
+bool is_non_finite_word(std::string t) {
+  if (!t.empty() && (t[0] == '+' || t[0] == '-')) t.erase(0, 1);
+  for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return t == "nan" || t == "inf" || t == "infinity";
+}
+
+bool same_function(const SymmetryFunction& a, const SymmetryFunction& b) {
+  if (a.type != b.type || a.eta != b.eta || a.rs != b.rs || a.rc != b.rc) return false;
+  if (a.type == SymmetryFunctionType::G2) return a.element_a == b.element_a;
+  return std::min(a.element_a, a.element_b) == std::min(b.element_a, b.element_b) &&
+         std::max(a.element_a, a.element_b) == std::max(b.element_a, b.element_b) &&
+         a.zeta == b.zeta && a.lambda == b.lambda;
+}
+
 struct Line {
   int number;
   std::vector<std::string> tokens;
@@ -43,17 +113,26 @@ class Lines {
       ++number;
       std::string line = text.substr(pos, end - pos);
       if (!line.empty() && line.back() == '\r') line.pop_back();
-      for (unsigned char ch : line)
-        if (ch == 0 || (ch < 32 && ch != '\t'))
+      for (std::size_t i = 0; i < line.size();) {
+        const unsigned char ch = static_cast<unsigned char>(line[i]);
+        if (ch < 32 && ch != '\t')
           throw Error(source_ + ":" + std::to_string(number) + ": not a text file (control characters)");
-      std::istringstream words(line);
+        const std::size_t n = utf8_sequence(line, i);
+        if (n == 0)
+          throw Error(source_ + ":" + std::to_string(number) + ": not a text file (binary or not UTF-8)");
+        i += n;
+      }
       Line l{number, {}};
-      std::string w;
-      while (words >> w) l.tokens.push_back(w);
+      for (std::size_t i = 0; i < line.size();) {
+        while (i < line.size() && is_space(line[i])) ++i;
+        const std::size_t start = i;
+        while (i < line.size() && !is_space(line[i])) ++i;
+        if (i > start) l.tokens.push_back(line.substr(start, i - start));
+      }
       if (!l.tokens.empty() && l.tokens[0][0] != '#') lines_.push_back(std::move(l));
       pos = end + 1;
     }
-    last_ = number;
+    last_ = std::max(number, 1);  // errors at the end name the last line (1 if empty)
   }
 
   Error error(int line, const std::string& msg) const {
@@ -77,22 +156,22 @@ class Lines {
 
   double number(const Line& l, std::size_t i, const std::string& what) const {
     const std::string& tok = l.tokens.at(i);
-    char* end = nullptr;
-    errno = 0;
-    const double x = std::strtod(tok.c_str(), &end);
-    if (end == tok.c_str() || *end != '\0')
-      throw error(l.number, "expected a number for " + what + ", found '" + tok + "'");
-    if (!std::isfinite(x) || errno == ERANGE)
-      throw error(l.number, what + " must be a finite number, found '" + tok + "'");
+    if (is_non_finite_word(tok)) throw error(l.number, what + " must be finite, found '" + tok + "'");
+    if (!is_decimal(tok)) throw error(l.number, "expected a number for " + what + ", found '" + tok + "'");
+    // strtod rounds correctly; underflow (ERANGE with a finite result) gives
+    // the nearest subnormal or zero, as Python's float() does.
+    const double x = std::strtod(tok.c_str(), nullptr);
+    if (!std::isfinite(x)) throw error(l.number, what + " must be finite, found '" + tok + "'");
     return x;
   }
   long integer(const Line& l, std::size_t i, const std::string& what, long lo, long hi) const {
     const std::string& tok = l.tokens.at(i);
-    char* end = nullptr;
+    if (!is_integer(tok)) throw error(l.number, "expected an integer for " + what + ", found '" + tok + "'");
     errno = 0;
-    const long x = std::strtol(tok.c_str(), &end, 10);
-    if (end == tok.c_str() || *end != '\0' || errno == ERANGE)
-      throw error(l.number, "expected an integer for " + what + ", found '" + tok + "'");
+    const long x = std::strtol(tok.c_str(), nullptr, 10);
+    if (errno == ERANGE)  // beyond long: out of range whatever the bounds
+      throw error(l.number, what + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                "], found " + tok);
     if (x < lo || x > hi)
       throw error(l.number, what + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
                                 "], found " + tok);
@@ -123,8 +202,9 @@ int element_of(const Lines& lines, const Line& l, std::size_t i, const std::vect
   throw lines.error(l.number, "element '" + sym + "' is not in the elements line");
 }
 
-SymmetryFunction read_function(Lines& lines, const std::vector<std::string>& elements) {
+SymmetryFunction read_function(Lines& lines, const std::vector<std::string>& elements, int* line_number) {
   const Line& l = lines.next("a symmetry function line (G2, G4 or G5)");
+  *line_number = l.number;
   const std::string& kind = l.tokens[0];
   SymmetryFunction f;
   if (kind == "G2") {
@@ -230,11 +310,21 @@ Potential parse_potential(const std::string& text, const std::string& source) {
       p.has_reference = true;
     } else if (key == "descriptor") {
       if (p.has_descriptor) throw lines.error(l.number, "second 'descriptor' section for " + sym);
+      if (l.tokens.size() != 3) throw lines.error(l.number, "expected 'descriptor element count'");
       const long m = lines.integer(l, 2, "the number of functions", 1, kMaxCount);
-      for (long k = 0; k < m; ++k) p.functions.push_back(read_function(lines, elements));
+      for (long k = 0; k < m; ++k) {
+        int line_number = 0;
+        const SymmetryFunction f = read_function(lines, elements, &line_number);
+        for (std::size_t q = 0; q < p.functions.size(); ++q)
+          if (same_function(f, p.functions[q]))
+            throw lines.error(line_number, "duplicate symmetry function (same as function " +
+                                               std::to_string(q + 1) + " of " + sym + ")");
+        p.functions.push_back(f);
+      }
       p.has_descriptor = true;
     } else if (key == "scaling") {
       if (p.has_scaling) throw lines.error(l.number, "second 'scaling' section for " + sym);
+      if (l.tokens.size() != 3) throw lines.error(l.number, "expected 'scaling element count'");
       if (!p.has_descriptor) throw lines.error(l.number, "'scaling " + sym + "' must follow 'descriptor " + sym + "'");
       const long m = lines.integer(l, 2, "the number of functions", 1, kMaxCount);
       if (m != static_cast<long>(p.functions.size()))

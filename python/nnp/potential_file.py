@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,20 +171,39 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 class _Lines:
-    """Non-comment lines with their numbers, and error messages naming them."""
+    """Non-comment lines with their numbers, and error messages naming them.
+
+    The lexical rules are those of the C++ reader (docs/potential-format.md):
+    lines end at '\n' (one trailing '\r' is dropped), tokens are separated by
+    spaces and tabs only, and any other control character is an error.
+    """
 
     def __init__(self, text: str, source: str):
         self.source = source
-        self._items = [
-            (n, line.split())
-            for n, line in enumerate(text.splitlines(), 1)
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
+        raw = text.split("\n")
+        if raw and raw[-1] == "" and len(raw) > 1:
+            raw.pop()  # the newline that ends the last line
+        elif raw == [""]:
+            raw = []
+        self._items: list[tuple[int, list[str]]] = []
+        self.comments: list[str] = []
+        for n, line in enumerate(raw, 1):
+            if line.endswith("\r"):
+                line = line[:-1]
+            bad = _NOT_TEXT.search(line)
+            if bad:
+                what = "control characters" if bad.group() < "\x20" else "binary or not UTF-8"
+                raise self.error(n, f"not a text file ({what})")
+            tok = _TOKEN_SEPARATOR.split(line.strip(" \t"))
+            if tok == [""]:
+                continue
+            if tok[0].startswith("#"):
+                self.comments.append(line.lstrip(" \t")[1:].removeprefix(" "))
+                continue
+            self._items.append((n, tok))
         self._pos = 0
-        self.last_line = len(text.splitlines())
-        self.comments = [
-            line.lstrip()[1:].removeprefix(" ") for line in text.splitlines() if line.lstrip().startswith("#")
-        ]
+        # Errors at the end of the file name its last line (line 1 if empty).
+        self.last_line = max(len(raw), 1)
 
     def error(self, line: int, msg: str) -> PotentialFileError:
         return PotentialFileError(f"{self.source}:{line}: {msg}")
@@ -210,23 +230,35 @@ class _Lines:
         return self._pos >= len(self._items)
 
 
+# Lexical rules shared with cpp/src/potential_file.cpp: plain decimal numbers
+# only (no '_' separators, hexadecimal or non-ASCII digits, which Python's
+# float() and int() would accept and the C++ reader would not).
+# Control characters other than tab, and surrogates: bytes that are not UTF-8
+# (read() decodes with "surrogateescape" so that they are reported here, by line).
+_NOT_TEXT = re.compile("[\x00-\x08\x0a-\x1f\ud800-\udfff]")
+_TOKEN_SEPARATOR = re.compile(r"[ \t]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+
+
 def _float(lines: _Lines, line: int, tok: str, what: str) -> float:
-    try:
-        x = float(tok)
-    except ValueError:
-        raise lines.error(line, f"expected a number for {what}, found '{tok}'") from None
+    if _NON_FINITE.fullmatch(tok):
+        raise lines.error(line, f"{what} must be finite, found '{tok}'")
+    if not _DECIMAL.fullmatch(tok):
+        raise lines.error(line, f"expected a number for {what}, found '{tok}'")
+    x = float(tok)
     if not math.isfinite(x):
         raise lines.error(line, f"{what} must be finite, found '{tok}'")
     return x
 
 
 def _int(lines: _Lines, line: int, tok: str, what: str, lo: int = 0, hi: int = 1_000_000) -> int:
-    try:
-        x = int(tok)
-    except ValueError:
-        raise lines.error(line, f"expected an integer for {what}, found '{tok}'") from None
+    if not _INTEGER.fullmatch(tok):
+        raise lines.error(line, f"expected an integer for {what}, found '{tok}'")
+    x = int(tok)
     if not lo <= x <= hi:
-        raise lines.error(line, f"{what} must be in [{lo}, {hi}], found {x}")
+        raise lines.error(line, f"{what} must be in [{lo}, {hi}], found {tok}")
     return x
 
 
@@ -244,7 +276,7 @@ def _element(lines: _Lines, line: int, tok: str, elements: tuple[str, ...]) -> s
     return tok
 
 
-def _read_function(lines: _Lines, elements) -> SymmetryFunction:
+def _read_function(lines: _Lines, elements) -> tuple[int, SymmetryFunction]:
     line, tok = lines.next("a symmetry function line (G2, G4 or G5)")
     kind = tok[0]
     if kind == "G2":
@@ -270,7 +302,7 @@ def _read_function(lines: _Lines, elements) -> SymmetryFunction:
         sf.check()
     except ValueError as err:
         raise lines.error(line, str(err)) from None
-    return sf
+    return line, sf
 
 
 def loads(text: str, source: str = "<string>") -> PotentialData:
@@ -317,9 +349,21 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
                 raise lines.error(line, "expected 'reference_energy element energy'")
             ref[e] = _float(lines, line, tok[2], "the reference energy")
         elif key == "descriptor":
+            if len(tok) != 3:
+                raise lines.error(line, "expected 'descriptor element count'")
             m = _int(lines, line, tok[2], "the number of functions", 1, 100_000)
-            funcs[e] = tuple(_read_function(lines, elements) for _ in range(m))
+            functions: dict[SymmetryFunction, int] = {}  # function -> its number (1-based)
+            for _ in range(m):
+                sf_line, sf = _read_function(lines, elements)
+                if sf in functions:
+                    raise lines.error(
+                        sf_line, f"duplicate symmetry function (same as function {functions[sf]} of {e})"
+                    )
+                functions[sf] = len(functions) + 1
+            funcs[e] = tuple(functions)
         elif key == "scaling":
+            if len(tok) != 3:
+                raise lines.error(line, "expected 'scaling element count'")
             if e not in funcs:
                 raise lines.error(line, f"'scaling {e}' must follow 'descriptor {e}'")
             m = _int(lines, line, tok[2], "the number of functions", 1, 100_000)
@@ -377,10 +421,8 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
 def read(path: str | os.PathLike) -> PotentialData:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()  # bytes: no newline translation, as the C++ reader
     except FileNotFoundError:
         raise FileNotFoundError(f"potential file {path} does not exist") from None
-    except UnicodeDecodeError:
-        raise PotentialFileError(f"{path}:1: not a text file (binary or not UTF-8)") from None
-    return loads(text, str(path))
+    return loads(data.decode("utf-8", errors="surrogateescape"), str(path))
 
