@@ -69,9 +69,13 @@ Evaluation evaluate(const Potential& potential, const Structure& s, bool atom_vi
         }
       }
     }
-    if (!std::isfinite(e))
-      throw Error("non-finite energy for atom " + std::to_string(i));
+    if (!std::isfinite(e)) throw Error("non-finite energy for atom " + std::to_string(i));
   }
+  for (int i = 0; i < s.n_atoms; ++i)
+    for (int a = 0; a < 3; ++a)
+      if (!std::isfinite(out.forces[3 * static_cast<std::size_t>(i) + a]))
+        throw Error("non-finite force on atom " + std::to_string(i) +
+                    " (the potential's parameters or this geometry overflow double precision)");
   return out;
 }
 
