@@ -14,7 +14,8 @@
 //     Along a periodic direction the bin index wraps and every wrap is one
 //     lattice translation, so a cell thinner than the cutoff is visited
 //     several times at different translations: that yields all images,
-//     including the images of atom i itself.
+//     including the images of atom i itself. Each unordered pair of images
+//     is examined once (half of the bin offsets) and gives both entries.
 //  4. Candidates are screened with the wrapped positions (cheap), and the
 //     vector of an accepted one is recomputed as r_j − r_i + S·A from the
 //     ORIGINAL positions and an integer translation S, so it is exact to
@@ -58,8 +59,8 @@ constexpr double kDegenerateTolerance = 1e-10;
 // Extra search range (in bins) so that an atom put one bin off by the
 // rounding of its fractional coordinate is still found.
 constexpr double kBinMargin = 1e-6;
-// Search ranges beyond this many bins would overflow the int bin indices
-// (and exhaust memory with the output long before that).
+// A cutoff more than this many cell thicknesses means millions of images of
+// every atom: refuse clearly rather than exhaust memory (or overflow ints).
 constexpr double kMaxReach = 1e6;
 // Relative slack of the screening test on wrapped positions, far above their
 // rounding error (a few ulps of the largest coordinate or translation), so
@@ -99,7 +100,10 @@ Frame make_frame(const Cell& cell) {
   // that non-periodic fractional coordinates are plain Cartesian lengths.
   bool degenerate = false;
   if (n_periodic == 0) {
-    for (int d = 0; d < 3; ++d) basis[d] = {d == 0 ? 1.0 : 0.0, d == 1 ? 1.0 : 0.0, d == 2 ? 1.0 : 0.0};
+    for (int d = 0; d < 3; ++d) {
+      basis[d] = {0.0, 0.0, 0.0};
+      basis[d][d] = 1.0;
+    }
   } else if (n_periodic == 1) {
     const Vec3& a = basis[periodic_dims[0]];
     const double length = norm(a);
@@ -130,10 +134,13 @@ Frame make_frame(const Cell& cell) {
   }
   if (degenerate) {
     std::string names;
-    for (int k = 0; k < n_periodic; ++k) names += (k ? ", " : "") + std::string(kAxisName[periodic_dims[k]]);
+    for (int k = 0; k < n_periodic; ++k)
+      names += (k ? ", " : "") + std::string(kAxisName[periodic_dims[k]]);
+    const char* what = n_periodic == 1   ? " is zero"
+                       : n_periodic == 2 ? " are zero or parallel (zero area)"
+                                         : " are zero or linearly dependent (zero volume)";
     throw Error("neighbor list: degenerate periodic cell: periodic cell vector" +
-                std::string(n_periodic == 1 ? " " : "s ") + names +
-                (n_periodic == 1 ? " is zero" : " are zero or linearly dependent (zero volume)"));
+                std::string(n_periodic == 1 ? " " : "s ") + names + what);
   }
 
   const double det = dot(basis[0], cross(basis[1], basis[2]));
@@ -213,8 +220,9 @@ Grid bin_atoms(int n, const double* positions, const Frame& f, double cutoff) {
     const double span = f.periodic[d] || g.nbins[d] > 1 ? cutoff * g.nbins[d] / extent[d] : 0.0;
     if (span > kMaxReach) {
       std::ostringstream msg;
-      msg << "neighbor list: cutoff " << cutoff << " is far too large for the periodic cell (thickness "
-          << f.thickness[d] << " along " << kAxisName[d] << ")";
+      msg << "neighbor list: cutoff " << cutoff
+          << " is far too large for the periodic cell (thickness " << f.thickness[d] << " along "
+          << kAxisName[d] << ")";
       throw Error(msg.str());
     }
     g.reach[d] = static_cast<int>(std::ceil(span + kBinMargin));
@@ -223,7 +231,7 @@ Grid bin_atoms(int n, const double* positions, const Frame& f, double cutoff) {
 
   // Counting sort of the atoms by bin.
   std::vector<std::size_t> bin_of(n);
-  g.bin_start.assign(g.flat(g.nbins[0] - 1, g.nbins[1] - 1, g.nbins[2] - 1) + 2, 0);
+  g.bin_start.assign(static_cast<std::size_t>(g.nbins[0]) * g.nbins[1] * g.nbins[2] + 1, 0);
   for (int i = 0; i < n; ++i) {
     int b[3];
     for (int d = 0; d < 3; ++d) {
@@ -254,7 +262,7 @@ Grid bin_atoms(int n, const double* positions, const Frame& f, double cutoff) {
     for (int k = 0; k < 3; ++k)
       g.magnitude = std::max(g.magnitude, std::fabs(r[k]) + std::fabs(shift[k]));
   }
-  // Bin translations reach about (reach + 1) lattice vectors.
+  // Bin images are translated by at most reach / nbins + 1 lattice vectors.
   for (int d = 0; d < 3; ++d)
     g.magnitude += (g.reach[d] / g.nbins[d] + 2) * norm(f.lattice[d]);
   return g;
@@ -308,6 +316,7 @@ void for_each_pair(const Grid& g, const Frame& f, double cutoff, Emit&& emit) {
         for (const AxisBin& a0 : axis_bins[0])
           for (const AxisBin& a1 : axis_bins[1])
             for (const AxisBin& a2 : axis_bins[2]) {
+              // Sign of the first non-zero component of the offset m.
               const int sign = a0.offset != 0 ? a0.offset : a1.offset != 0 ? a1.offset : a2.offset;
               if (sign < 0) continue;  // visited from the other bin
               const bool same_bin = sign == 0;
