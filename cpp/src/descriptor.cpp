@@ -13,12 +13,16 @@
 //                touching any vector
 //   JacobianSink ∂G_μ/∂r_ij for every μ and neighbour (training features)
 // so the maths exists once, and the force pass stores no Jacobian.
+//
+// Work shared between the value pass (compute) and the force pass
+// (accumulate_gradient with prepared = true): per-neighbour distances, cutoffs
+// and exponentials (prepare), and per narrow triplet R_jk, f_c(R_jk) and its
+// exponentials (the triplet cache), so the force pass calls no libm function.
 #include "nnp/descriptor.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <map>
 
 #include "nnp/error.h"
 
@@ -27,14 +31,17 @@ namespace nnp {
 std::size_t DescriptorWorkspace::bytes() const {
   return sizeof(double) * (r.capacity() + ux.capacity() + uy.capacity() + uz.capacity() +
                            fc.capacity() + dfc.capacity() + radial_exp.capacity() +
-                           triplet_cache.capacity()) +
-         sizeof(double) * (power.capacity() + dpower.capacity()) +
+                           triplet_cache.capacity() + power.capacity() + dpower.capacity() +
+                           g.capacity() + w.capacity() + exps.capacity()) +
          sizeof(int) * (members.capacity() + member_start.capacity());
 }
 
 namespace {
 
 constexpr int kMaxIntegerZeta = 64;
+// exp(−mηx) is computed as exp(−ηx)^m for integer m up to this; the rounding
+// error grows like m·ε, far below the 1e-12 agreement the tests demand.
+constexpr int kMaxExpExponent = 64;
 
 inline double int_power(double x, int n) {
   double result = 1.0;
@@ -44,6 +51,14 @@ inline double int_power(double x, int n) {
     n >>= 1;
   }
   return result;
+}
+
+// If eta == m·base_eta for an integer 2 <= m <= kMaxExpExponent, return m.
+int integer_ratio(double eta, double base_eta) {
+  if (!(base_eta > 0) || !(eta > base_eta)) return 0;
+  const double m = std::round(eta / base_eta);
+  if (m < 2 || m > kMaxExpExponent || m * base_eta != eta) return 0;
+  return static_cast<int>(m);
 }
 
 // Per (η, R_s) key of one triplet: E, F and the radial derivative factors
@@ -58,12 +73,11 @@ struct KeyFactors {
 // Geometry of one triplet (i; j, k), handed to sinks that need vectors.
 struct Triplet {
   int j, k;
-  double a, b;          // R_ij, R_ik
-  double cos;           // r̂_ij·r̂_ik
-  const double* uj;     // r̂_ij
-  const double* uk;     // r̂_ik
-  double ujk[3];        // unit vector from j to k
-  bool has_jk;          // G4 (depends on R_jk) or G5
+  double a, b;       // R_ij, R_ik
+  double cos;        // r̂_ij·r̂_ik
+  const double* uj;  // r̂_ij
+  const double* uk;  // r̂_ik
+  double ujk[3];     // unit vector from j to k (narrow functions only)
 };
 
 // ∂T/∂r_ij and ∂T/∂r_ik from the scalar partials.
@@ -77,22 +91,26 @@ inline void triplet_vectors(const Triplet& t, double T_cos, double T_a, double T
   }
 }
 
+// Sinks receive internal function indices (see Descriptor's internal layout):
+// `block` points at the n_powers functions of one key.
 struct ValueSink {
   static constexpr bool kDerivatives = false;
   double* G;
   void radial(int out, double T, double, int, const double*) { G[out] += T; }
   void end_pair(int, const double*) {}
-  template <class Terms>
-  void angular(const Terms& terms, const KeyFactors& k, const Triplet&) {
+  void angular(int block, int n_powers, const KeyFactors& k, const Triplet&) {
     const double EF = k.E * k.F;
-    for (const auto& [p, out] : terms) G[out] += k.power[p] * EF;
+    double* __restrict g = G + block;
+    const double* __restrict power = k.power;
+#pragma omp simd
+    for (int p = 0; p < n_powers; ++p) g[p] += power[p] * EF;
   }
   void end_triplet(const Triplet&) {}
 };
 
 struct GradientSink {
   static constexpr bool kDerivatives = true;
-  const double* w;  // dE/dG
+  const double* w;  // dE/dG, internal order
   double* dE_dr;
   double s_r = 0, s_cos = 0, s_a = 0, s_b = 0, s_c = 0;
   void radial(int out, double, double T_r, int, const double*) { s_r += w[out] * T_r; }
@@ -100,12 +118,16 @@ struct GradientSink {
     for (int c = 0; c < 3; ++c) dE_dr[3 * j + c] += s_r * u[c];
     s_r = 0;
   }
-  template <class Terms>
-  void angular(const Terms& terms, const KeyFactors& k, const Triplet&) {
-    double A = 0, B = 0;  // Σ w p2^(1−ζ)(1+λcos)^ζ and its cos-derivative
-    for (const auto& [p, out] : terms) {
-      A += w[out] * k.power[p];
-      B += w[out] * k.dpower[p];
+  void angular(int block, int n_powers, const KeyFactors& k, const Triplet&) {
+    // Σ_μ w_μ p2^(1−ζ)(1+λcos)^ζ and its cos-derivative, over this key.
+    const double* __restrict wk = w + block;
+    const double* __restrict power = k.power;
+    const double* __restrict dpower = k.dpower;
+    double A = 0, B = 0;
+#pragma omp simd reduction(+ : A, B)
+    for (int p = 0; p < n_powers; ++p) {
+      A += wk[p] * power[p];
+      B += wk[p] * dpower[p];
     }
     s_cos += B * k.E * k.F;
     const double AE = A * k.E;
@@ -126,20 +148,22 @@ struct GradientSink {
 
 struct JacobianSink {
   static constexpr bool kDerivatives = true;
-  double* G;
-  double* dG_dr;  // [neighbour][function][xyz]
-  int M;
+  double* G;            // internal order
+  double* dG_dr;        // [neighbour][output function][xyz]
+  const int* to_output; // internal -> output index, −1 for padding
+  int M;                // number of output functions
   void radial(int out, double T, double T_r, int j, const double* u) {
     G[out] += T;
-    double* d = dG_dr + (static_cast<std::size_t>(j) * M + out) * 3;
+    double* d = dG_dr + (static_cast<std::size_t>(j) * M + to_output[out]) * 3;
     for (int c = 0; c < 3; ++c) d[c] += T_r * u[c];
   }
   void end_pair(int, const double*) {}
-  template <class Terms>
-  void angular(const Terms& terms, const KeyFactors& k, const Triplet& t) {
-    for (const auto& [p, out] : terms) {
+  void angular(int block, int n_powers, const KeyFactors& k, const Triplet& t) {
+    for (int p = 0; p < n_powers; ++p) {
+      const int out = to_output[block + p];
+      if (out < 0) continue;
       const double PE = k.power[p] * k.E;
-      G[out] += PE * k.F;
+      G[block + p] += PE * k.F;
       double dj[3], dk[3];
       triplet_vectors(t, k.dpower[p] * k.E * k.F, PE * k.Ga, PE * k.Gb, PE * k.Gc, dj, dk);
       double* pj = dG_dr + (static_cast<std::size_t>(t.j) * M + out) * 3;
@@ -162,12 +186,22 @@ Descriptor::Descriptor(std::vector<SymmetryFunction> functions, CutoffType cutof
       full_angular_sum_(full_angular_sum),
       n_elements_(n_elements) {
   if (functions_.empty()) throw Error("a descriptor needs at least one symmetry function");
-  auto slot_of = [](auto& table, const auto& key) {
-    auto it = std::find(table.begin(), table.end(), key);
-    if (it != table.end()) return static_cast<int>(it - table.begin());
-    table.push_back(key);
-    return static_cast<int>(table.size()) - 1;
+  auto cutoff_slot = [&](double rc) {
+    auto it = std::find(cutoff_radii_.begin(), cutoff_radii_.end(), rc);
+    if (it != cutoff_radii_.end()) return static_cast<int>(it - cutoff_radii_.begin());
+    cutoff_radii_.push_back(rc);
+    return static_cast<int>(cutoff_radii_.size()) - 1;
   };
+  auto exp_slot = [&](double eta, double rs) {
+    for (std::size_t s = 0; s < exp_keys_.size(); ++s)
+      if (exp_keys_[s].eta == eta && exp_keys_[s].rs == rs) return static_cast<int>(s);
+    exp_keys_.push_back({eta, rs});
+    return static_cast<int>(exp_keys_.size()) - 1;
+  };
+
+  // Pass 1: validate, group, and collect each angular group's powers and keys.
+  std::vector<int> angular_group(functions_.size(), -1), angular_power(functions_.size(), -1),
+      angular_key(functions_.size(), -1);
   for (std::size_t out = 0; out < functions_.size(); ++out) {
     const SymmetryFunction& f = functions_[out];
     const std::string where = "symmetry function " + std::to_string(out + 1) + ": ";
@@ -177,8 +211,8 @@ Descriptor::Descriptor(std::vector<SymmetryFunction> functions, CutoffType cutof
     if (f.element_a < 0 || f.element_a >= n_elements)
       throw Error(where + "neighbour element index out of range");
     max_cutoff_ = std::max(max_cutoff_, f.rc);
-    const int cslot = slot_of(cutoff_radii_, f.rc);
-    const int eslot = slot_of(exp_keys_, std::make_pair(f.eta, f.rs));
+    const int cslot = cutoff_slot(f.rc);
+    const int eslot = exp_slot(f.eta, f.rs);
     if (f.type == SymmetryFunctionType::G2) {
       auto it = std::find_if(radial_groups_.begin(), radial_groups_.end(), [&](const RadialGroup& g) {
         return g.element == f.element_a && g.rc == f.rc;
@@ -187,38 +221,112 @@ Descriptor::Descriptor(std::vector<SymmetryFunction> functions, CutoffType cutof
         radial_groups_.push_back({f.element_a, f.rc, cslot, {}});
         it = radial_groups_.end() - 1;
       }
-      it->terms.push_back({f.eta, f.rs, eslot, static_cast<int>(out)});
-    } else {
-      if (f.element_b < 0 || f.element_b >= n_elements)
-        throw Error(where + "second neighbour element index out of range");
-      if (f.lambda != 1 && f.lambda != -1) throw Error(where + "lambda must be +1 or -1");
-      if (!(std::isfinite(f.zeta) && f.zeta >= 1)) throw Error(where + "zeta must be >= 1");
-      const int ea = std::min(f.element_a, f.element_b), eb = std::max(f.element_a, f.element_b);
-      auto it = std::find_if(angular_groups_.begin(), angular_groups_.end(), [&](const AngularGroup& g) {
-        return g.type == f.type && g.element_a == ea && g.element_b == eb && g.rc == f.rc;
-      });
-      if (it == angular_groups_.end()) {
-        angular_groups_.push_back({f.type, ea, eb, f.rc, cslot, {}, {}});
-        it = angular_groups_.end() - 1;
-      }
-      const bool is_int = f.zeta == std::floor(f.zeta) && f.zeta <= kMaxIntegerZeta;
-      const AngularPower power{f.lambda, f.zeta, is_int ? static_cast<int>(f.zeta) : 0,
-                               std::pow(2.0, 1.0 - f.zeta) * (full_angular_sum_ ? 2.0 : 1.0)};
-      auto pw = std::find_if(it->powers.begin(), it->powers.end(), [&](const AngularPower& q) {
-        return q.lambda == power.lambda && q.zeta == power.zeta;
-      });
-      if (pw == it->powers.end()) {
-        it->powers.push_back(power);
-        pw = it->powers.end() - 1;
-      }
-      auto key = std::find_if(it->keys.begin(), it->keys.end(),
-                              [&](const AngularKey& k) { return k.exp_slot == eslot; });
-      if (key == it->keys.end()) {
-        it->keys.push_back({f.eta, f.rs, eslot, {}});
-        key = it->keys.end() - 1;
-      }
-      key->terms.emplace_back(static_cast<int>(pw - it->powers.begin()), static_cast<int>(out));
+      it->terms.push_back({f.eta, f.rs, eslot, static_cast<int>(out)});  // `internal` set below
+      continue;
     }
+    if (f.element_b < 0 || f.element_b >= n_elements)
+      throw Error(where + "second neighbour element index out of range");
+    if (f.lambda != 1 && f.lambda != -1) throw Error(where + "lambda must be +1 or -1");
+    if (!(std::isfinite(f.zeta) && f.zeta >= 1)) throw Error(where + "zeta must be >= 1");
+    const int ea = std::min(f.element_a, f.element_b), eb = std::max(f.element_a, f.element_b);
+    auto it = std::find_if(angular_groups_.begin(), angular_groups_.end(), [&](const AngularGroup& g) {
+      return g.type == f.type && g.element_a == ea && g.element_b == eb && g.rc == f.rc;
+    });
+    if (it == angular_groups_.end()) {
+      angular_groups_.push_back({f.type, ea, eb, f.rc, cslot, {}, {}});
+      it = angular_groups_.end() - 1;
+    }
+    AngularGroup& g = *it;
+    auto pw = std::find_if(g.powers.begin(), g.powers.end(), [&](const AngularPower& q) {
+      return q.lambda == f.lambda && q.zeta == f.zeta;
+    });
+    if (pw == g.powers.end()) {
+      const bool is_int = f.zeta == std::floor(f.zeta) && f.zeta <= kMaxIntegerZeta;
+      const double prefactor = std::pow(2.0, 1.0 - f.zeta) * (full_angular_sum_ ? 2.0 : 1.0);
+      g.powers.push_back({f.lambda, f.zeta, is_int ? static_cast<int>(f.zeta) : 0, prefactor,
+                          prefactor * f.zeta * f.lambda});
+      pw = g.powers.end() - 1;
+    }
+    auto key = std::find_if(g.keys.begin(), g.keys.end(), [&](const AngularKey& k) { return k.exp_slot == eslot; });
+    if (key == g.keys.end()) {
+      g.keys.push_back({f.eta, f.rs, eslot});
+      key = g.keys.end() - 1;
+    }
+    angular_group[out] = static_cast<int>(it - angular_groups_.begin());
+    angular_power[out] = static_cast<int>(pw - g.powers.begin());
+    angular_key[out] = static_cast<int>(key - g.keys.begin());
+  }
+
+  // Keys sorted by (R_s, η), so that an exponential can be obtained from an
+  // earlier one, exp(−mη x) = exp(−η x)^m, when η ratios are integers.
+  auto by_rs_eta = [](const auto& x, const auto& y) { return x.rs != y.rs ? x.rs < y.rs : x.eta < y.eta; };
+  {
+    std::vector<int> order(exp_keys_.size()), slot_of(exp_keys_.size());
+    for (std::size_t s = 0; s < order.size(); ++s) order[s] = static_cast<int>(s);
+    std::sort(order.begin(), order.end(), [&](int x, int y) { return by_rs_eta(exp_keys_[x], exp_keys_[y]); });
+    std::vector<ExpKey> sorted;
+    for (std::size_t s = 0; s < order.size(); ++s) {
+      slot_of[order[s]] = static_cast<int>(s);
+      sorted.push_back(exp_keys_[order[s]]);
+    }
+    exp_keys_ = std::move(sorted);
+    for (RadialGroup& g : radial_groups_)
+      for (RadialTerm& t : g.terms) t.exp_slot = slot_of[t.exp_slot];
+    for (AngularGroup& g : angular_groups_)
+      for (AngularKey& k : g.keys) k.exp_slot = slot_of[k.exp_slot];
+  }
+  auto find_bases = [](auto& keys) {
+    for (std::size_t q = 0; q < keys.size(); ++q)
+      for (std::size_t b = 0; b < q; ++b) {
+        if (keys[b].rs != keys[q].rs || keys[b].base >= 0) continue;
+        const int m = integer_ratio(keys[q].eta, keys[b].eta);
+        if (m && (keys[q].base < 0 || m < keys[q].exponent)) {
+          keys[q].base = static_cast<int>(b);
+          keys[q].exponent = m;
+        }
+      }
+  };
+  find_bases(exp_keys_);
+  for (std::size_t gi = 0; gi < angular_groups_.size(); ++gi) {
+    AngularGroup& g = angular_groups_[gi];
+    std::vector<int> order(g.keys.size()), position(g.keys.size());
+    for (std::size_t q = 0; q < order.size(); ++q) order[q] = static_cast<int>(q);
+    std::sort(order.begin(), order.end(), [&](int x, int y) { return by_rs_eta(g.keys[x], g.keys[y]); });
+    std::vector<AngularKey> sorted;
+    for (std::size_t q = 0; q < order.size(); ++q) {
+      position[order[q]] = static_cast<int>(q);
+      sorted.push_back(g.keys[order[q]]);
+    }
+    g.keys = std::move(sorted);
+    for (std::size_t out = 0; out < functions_.size(); ++out)
+      if (angular_group[out] == static_cast<int>(gi)) angular_key[out] = position[angular_key[out]];
+    find_bases(g.keys);
+    for (const AngularPower& p : g.powers) {
+      g.has_plus |= p.lambda > 0;
+      g.has_minus |= p.lambda < 0;
+      g.max_int_zeta = std::max(g.max_int_zeta, p.int_zeta);
+    }
+  }
+
+  // Internal layout: radial terms first, then each angular group's dense
+  // keys × powers block (slots without a function are padding).
+  int next = 0;
+  for (RadialGroup& g : radial_groups_)
+    for (RadialTerm& t : g.terms) {
+      internal_to_output_.push_back(t.internal);  // still the output index here
+      t.internal = next++;
+    }
+  for (AngularGroup& g : angular_groups_) {
+    g.offset = next;
+    const int block = static_cast<int>(g.keys.size() * g.powers.size());
+    internal_to_output_.insert(internal_to_output_.end(), block, -1);
+    next += block;
+  }
+  for (std::size_t out = 0; out < functions_.size(); ++out) {
+    if (angular_group[out] < 0) continue;
+    const AngularGroup& g = angular_groups_[angular_group[out]];
+    internal_to_output_[g.offset + angular_key[out] * static_cast<int>(g.powers.size()) + angular_power[out]] =
+        static_cast<int>(out);
   }
 }
 
@@ -264,8 +372,13 @@ void Descriptor::prepare(const NeighborView& nb, DescriptorWorkspace& ws) const 
     const double r = ws.r[j];
     for (std::size_t s = 0; s < nc; ++s) cutoff_function(cutoff_, r, cutoff_radii_[s], ws.fc[s * n + j], ws.dfc[s * n + j]);
     for (std::size_t s = 0; s < ne; ++s) {
-      const double d = r - exp_keys_[s].second;
-      ws.radial_exp[s * n + j] = std::exp(-exp_keys_[s].first * d * d);
+      const ExpKey& key = exp_keys_[s];
+      if (key.base >= 0) {
+        ws.radial_exp[s * n + j] = int_power(ws.radial_exp[key.base * n + j], key.exponent);
+      } else {
+        const double d = r - key.rs;
+        ws.radial_exp[s * n + j] = std::exp(-key.eta * d * d);
+      }
     }
   }
 }
@@ -275,8 +388,16 @@ void Descriptor::evaluate(const NeighborView& nb, DescriptorWorkspace& ws, Sink&
   const int n = nb.count;
   const int* members = ws.members.data();
   const int* start = ws.member_start.data();
-  if constexpr (cache == Cache::Write) ws.triplet_cache.clear();
-  std::size_t cached = 0;  // read position in the triplet cache
+  std::size_t cached = 0;  // position in the triplet cache
+  if constexpr (cache == Cache::Write) {
+    // Upper bound: every neighbour pair of every narrow group.
+    std::size_t bound = 0;
+    const std::size_t active = ws.members.size();
+    for (const AngularGroup& g : angular_groups_)
+      if (g.type == SymmetryFunctionType::G4) bound += active * active / 2 * (3 + g.keys.size());
+    if (ws.triplet_cache.size() < bound) ws.triplet_cache.resize(bound);
+  }
+  double* tcache = ws.triplet_cache.data();
 
   for (const RadialGroup& g : radial_groups_) {
     const double* fc = ws.fc.data() + static_cast<std::size_t>(g.cutoff_slot) * n;
@@ -291,7 +412,7 @@ void Descriptor::evaluate(const NeighborView& nb, DescriptorWorkspace& ws, Sink&
         const double T = e * fc[j];
         double T_r = 0;
         if constexpr (Sink::kDerivatives) T_r = e * (dfc[j] - 2.0 * t.eta * (r - t.rs) * fc[j]);
-        sink.radial(t.output, T, T_r, j, u);
+        sink.radial(t.internal, T, T_r, j, u);
       }
       if constexpr (Sink::kDerivatives) sink.end_pair(j, u);
     }
@@ -304,10 +425,17 @@ void Descriptor::evaluate(const NeighborView& nb, DescriptorWorkspace& ws, Sink&
     const bool same = g.element_a == g.element_b;
     const int a_begin = start[g.element_a], a_end = start[g.element_a + 1];
     const int b_end = start[g.element_b + 1];
-    ws.power.resize(g.powers.size());
-    ws.dpower.resize(g.powers.size());
+    const int P = static_cast<int>(g.powers.size());
+    const std::size_t K = g.keys.size();
+    ws.power.resize(P);
+    ws.dpower.resize(P);
     double* power = ws.power.data();
     double* dpower = ws.dpower.data();
+    // Powers of 1 + cosθ and 1 − cosθ, up to the largest integer ζ.
+    double plus[kMaxIntegerZeta + 1], minus[kMaxIntegerZeta + 1];
+    ws.exps.assign(2 * K, 1.0);
+    double* exps = ws.exps.data();  // R_jk exponentials when not cached
+    const double* ones = exps + K;
     for (int ma = a_begin; ma < a_end; ++ma) {
       const int j = members[ma];
       const double a = ws.r[j];
@@ -323,34 +451,50 @@ void Descriptor::evaluate(const NeighborView& nb, DescriptorWorkspace& ws, Sink&
         t.k = k;
         t.a = a;
         t.b = b;
-        t.has_jk = narrow;
         const double uk[3] = {ws.ux[k], ws.uy[k], ws.uz[k]};
         t.uj = uj;
         t.uk = uk;
         t.cos = uj[0] * uk[0] + uj[1] * uk[1] + uj[2] * uk[2];
         double c = 0, fc_c = 1, dfc_c = 0;
         t.ujk[0] = t.ujk[1] = t.ujk[2] = 0;
-        const double* exp_jk = nullptr;  // cached R_jk exponentials, per key
+        const double* ejk = ones;  // per key: exp(−η(R_jk−R_s)²) (1 for wide functions)
         if (narrow) {
           const double v[3] = {nb.dx[k] - nb.dx[j], nb.dy[k] - nb.dy[j], nb.dz[k] - nb.dz[j]};
           if constexpr (cache == Cache::Read) {
-            c = ws.triplet_cache[cached];
+            c = tcache[cached];
             if (c >= g.rc) {
               ++cached;
               continue;
             }
-            fc_c = ws.triplet_cache[cached + 1];
-            dfc_c = ws.triplet_cache[cached + 2];
-            exp_jk = &ws.triplet_cache[cached + 3];
-            cached += 3 + g.keys.size();
+            fc_c = tcache[cached + 1];
+            dfc_c = tcache[cached + 2];
+            ejk = tcache + cached + 3;
+            cached += 3 + K;
           } else {
             c = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
             if (c >= g.rc) {
-              if constexpr (cache == Cache::Write) ws.triplet_cache.push_back(c);
+              if constexpr (cache == Cache::Write) tcache[cached++] = c;
               continue;
             }
             cutoff_function(cutoff_, c, g.rc, fc_c, dfc_c);
-            if constexpr (cache == Cache::Write) ws.triplet_cache.insert(ws.triplet_cache.end(), {c, fc_c, dfc_c});
+            double* e = exps;
+            if constexpr (cache == Cache::Write) {
+              tcache[cached] = c;
+              tcache[cached + 1] = fc_c;
+              tcache[cached + 2] = dfc_c;
+              e = tcache + cached + 3;
+              cached += 3 + K;
+            }
+            for (std::size_t q = 0; q < K; ++q) {
+              const AngularKey& key = g.keys[q];
+              if (key.base >= 0) {
+                e[q] = int_power(e[key.base], key.exponent);
+              } else {
+                const double d = c - key.rs;
+                e[q] = std::exp(-key.eta * d * d);
+              }
+            }
+            ejk = e;
           }
           if constexpr (Sink::kDerivatives)
             for (int q = 0; q < 3; ++q) t.ujk[q] = v[q] / c;
@@ -359,35 +503,42 @@ void Descriptor::evaluate(const NeighborView& nb, DescriptorWorkspace& ws, Sink&
         const double dF_a = dfc[j] * fc[k] * fc_c;
         const double dF_b = fc[j] * dfc[k] * fc_c;
         const double dF_c = fc[j] * fc[k] * dfc_c;
-        for (std::size_t q = 0; q < g.powers.size(); ++q) {
+        // (1+λcos)^ζ by table lookup for integer ζ (pow otherwise).
+        plus[0] = minus[0] = 1.0;
+        if (g.has_plus) {
+          const double bp = 1.0 + t.cos;
+          for (int z = 1; z <= g.max_int_zeta; ++z) plus[z] = plus[z - 1] * bp;
+        }
+        if (g.has_minus) {
+          const double bm = 1.0 - t.cos;
+          for (int z = 1; z <= g.max_int_zeta; ++z) minus[z] = minus[z - 1] * bm;
+        }
+        for (int q = 0; q < P; ++q) {
           const AngularPower& pw = g.powers[q];
-          const double base = 1.0 + pw.lambda * t.cos;
-          const double b1 = pw.int_zeta ? int_power(base, pw.int_zeta - 1) : std::pow(base, pw.zeta - 1.0);
+          double b1, base;
+          if (pw.int_zeta) {
+            const double* table = pw.lambda > 0 ? plus : minus;
+            b1 = table[pw.int_zeta - 1];
+            base = table[1];
+          } else {
+            base = 1.0 + pw.lambda * t.cos;
+            b1 = std::pow(base, pw.zeta - 1.0);
+          }
           power[q] = pw.prefactor * b1 * base;
-          dpower[q] = pw.prefactor * pw.zeta * pw.lambda * b1;
+          if constexpr (Sink::kDerivatives) dpower[q] = pw.dprefactor * b1;
         }
         KeyFactors kf{0, F, 0, 0, 0, power, dpower};
-        for (std::size_t q = 0; q < g.keys.size(); ++q) {
+        for (std::size_t q = 0; q < K; ++q) {
           const AngularKey& key = g.keys[q];
           const std::size_t slot = static_cast<std::size_t>(key.exp_slot) * n;
-          double exp_c = 1.0;
-          if (narrow) {
-            if constexpr (cache == Cache::Read) {
-              exp_c = exp_jk[q];
-            } else {
-              const double d = c - key.rs;
-              exp_c = std::exp(-key.eta * d * d);
-              if constexpr (cache == Cache::Write) ws.triplet_cache.push_back(exp_c);
-            }
-          }
-          kf.E = ws.radial_exp[slot + j] * ws.radial_exp[slot + k] * exp_c;
+          kf.E = ws.radial_exp[slot + j] * ws.radial_exp[slot + k] * ejk[q];
           if constexpr (Sink::kDerivatives) {
             const double two_eta = 2.0 * key.eta;
             kf.Ga = dF_a - two_eta * (a - key.rs) * F;
             kf.Gb = dF_b - two_eta * (b - key.rs) * F;
             kf.Gc = narrow ? dF_c - two_eta * (c - key.rs) * F : 0.0;
           }
-          sink.angular(key.terms, kf, t);
+          sink.angular(g.offset + static_cast<int>(q) * P, P, kf, t);
         }
         if constexpr (Sink::kDerivatives) sink.end_triplet(t);
       }
@@ -397,23 +548,30 @@ void Descriptor::evaluate(const NeighborView& nb, DescriptorWorkspace& ws, Sink&
 
 void Descriptor::compute(const NeighborView& nb, double* G, DescriptorWorkspace& ws) const {
   prepare(nb, ws);
-  std::fill(G, G + size(), 0.0);
-  ValueSink sink{G};
+  ws.g.assign(internal_to_output_.size(), 0.0);
+  ValueSink sink{ws.g.data()};
   evaluate<Cache::Write>(nb, ws, sink);
+  for (std::size_t i = 0; i < internal_to_output_.size(); ++i)
+    if (internal_to_output_[i] >= 0) G[internal_to_output_[i]] = ws.g[i];
 }
 
 void Descriptor::compute_with_jacobian(const NeighborView& nb, double* G, double* dG_dr,
                                        DescriptorWorkspace& ws) const {
   prepare(nb, ws);
-  std::fill(G, G + size(), 0.0);
+  ws.g.assign(internal_to_output_.size(), 0.0);
   std::fill(dG_dr, dG_dr + static_cast<std::size_t>(nb.count) * size() * 3, 0.0);
-  JacobianSink sink{G, dG_dr, size()};
+  JacobianSink sink{ws.g.data(), dG_dr, internal_to_output_.data(), size()};
   evaluate<Cache::None>(nb, ws, sink);
+  for (std::size_t i = 0; i < internal_to_output_.size(); ++i)
+    if (internal_to_output_[i] >= 0) G[internal_to_output_[i]] = ws.g[i];
 }
 
 void Descriptor::accumulate_gradient(const NeighborView& nb, const double* dE_dG, double* dE_dr,
                                      DescriptorWorkspace& ws, bool prepared) const {
-  GradientSink sink{dE_dG, dE_dr};
+  ws.w.resize(internal_to_output_.size());
+  for (std::size_t i = 0; i < internal_to_output_.size(); ++i)
+    ws.w[i] = internal_to_output_[i] >= 0 ? dE_dG[internal_to_output_[i]] : 0.0;
+  GradientSink sink{ws.w.data(), dE_dr};
   if (prepared) {
     evaluate<Cache::Read>(nb, ws, sink);
   } else {

@@ -57,6 +57,8 @@ struct DescriptorWorkspace {
   std::vector<int> members;       // neighbours inside the cutoff, grouped by element
   std::vector<int> member_start;  // element e owns members[member_start[e] .. member_start[e+1])
   std::vector<double> power, dpower;  // per angular power of the current group
+  std::vector<double> g, w;           // G and dE/dG in the internal order
+  std::vector<double> exps;           // per key of the current group
   // Per narrow-angular triplet: R_jk, f_c(R_jk), f_c'(R_jk) and the R_jk
   // exponential of every key, written by compute() and read back by the force
   // pass, which then needs no sqrt, cos or exp per triplet.
@@ -94,10 +96,13 @@ class Descriptor {
                            DescriptorWorkspace& ws, bool prepared = false) const;
 
  private:
+  // Internal layout: functions are evaluated in an internal order that makes
+  // the inner loops dense (radial terms, then per angular group a block of
+  // keys × powers); internal_to_output_ maps back (−1: padding slot).
   struct RadialTerm {
     double eta, rs;
     int exp_slot;  // index of exp(−η(R−R_s)²) in the pair cache
-    int output;    // index into G
+    int internal;  // index into the internal G
   };
   struct RadialGroup {
     int element;
@@ -105,19 +110,23 @@ class Descriptor {
     int cutoff_slot;
     std::vector<RadialTerm> terms;
   };
-  // Angular functions of a group share (λ, ζ) powers and (η, R_s) keys:
-  // per triplet, each distinct power (1+λcosθ)^ζ is computed once, each key's
-  // exponential once, and every function is then one product.
+  // Angular functions of a group share (λ, ζ) powers and (η, R_s) keys: per
+  // triplet each distinct power (1+λcosθ)^ζ is computed once (from a table of
+  // powers of 1±cosθ), each key's R_jk exponential once (or by raising a
+  // smaller key's value to an integer power), and the functions of one key
+  // are a dense vector over the powers.
   struct AngularPower {
     int lambda;
     double zeta;
     int int_zeta;      // ζ when it is a small positive integer, else 0
-    double prefactor;  // p 2^(1−ζ)
+    double prefactor;   // p 2^(1−ζ)
+    double dprefactor;  // p 2^(1−ζ) ζ λ
   };
   struct AngularKey {
     double eta, rs;
     int exp_slot;
-    std::vector<std::pair<int, int>> terms;  // (power index, output index)
+    int base = -1;      // earlier key of this group whose exponential, raised
+    int exponent = 1;   // to `exponent`, gives this one (η = exponent·η_base)
   };
   struct AngularGroup {
     SymmetryFunctionType type;  // G4 or G5
@@ -126,6 +135,13 @@ class Descriptor {
     int cutoff_slot;
     std::vector<AngularPower> powers;
     std::vector<AngularKey> keys;
+    int offset = 0;             // internal index of (key 0, power 0); key-major
+    int max_int_zeta = 0;
+    bool has_plus = false, has_minus = false;
+  };
+  struct ExpKey {
+    double eta, rs;
+    int base = -1, exponent = 1;  // as AngularKey, for the per-neighbour cache
   };
 
   enum class Cache { None, Write, Read };
@@ -139,8 +155,9 @@ class Descriptor {
   double max_cutoff_ = 0.0;
   std::vector<RadialGroup> radial_groups_;
   std::vector<AngularGroup> angular_groups_;
-  std::vector<double> cutoff_radii_;                 // distinct cutoffs (slots)
-  std::vector<std::pair<double, double>> exp_keys_;  // distinct (η, R_s) (slots)
+  std::vector<double> cutoff_radii_;  // distinct cutoffs (slots)
+  std::vector<ExpKey> exp_keys_;      // distinct (η, R_s) (slots)
+  std::vector<int> internal_to_output_;
   int n_elements_ = 0;
 };
 
