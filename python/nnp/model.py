@@ -1,0 +1,309 @@
+"""The trainable Behler–Parrinello model in PyTorch (float64).
+
+    E = Σ_i E_i,   E_i = e0[Z_i] + NN_{Z_i}(x_i),   x_i = (G_i − center)/width
+
+Forces and virial come from the precomputed descriptor Jacobian (no autograd
+through any descriptor code): with dE/dG from autograd through the networks,
+each neighbour entry p = (i → j, vector r_ij) gives
+
+    v_p = ∂E_i/∂r_ij = Σ_μ (∂E_i/∂G_iμ) (∂G_iμ/∂r_ij)                 (3,)
+    F_i += v_p,  F_j −= v_p           (F = −∂E/∂r, since r_ij = r_j − r_i)
+    W   = −Σ_p r_ij ⊗ v_p             (virial, eV; the LAMMPS convention)
+    σ   = −W/V                        (stress, eV/Å³, ASE: tension positive)
+
+the same conventions as cpp/include/nnp/structure.h.
+
+The model converts exactly to and from `nnp.potential_file.PotentialData`:
+the weights written are the weights used.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnp.data import Batch, FeaturizedDataset
+from nnp.descriptors import DescriptorSet
+from nnp.potential_file import ElementModel, Layer, PotentialData, Scaling
+
+DTYPE = torch.float64
+ACTIVATIONS = ("tanh", "sigmoid", "softplus", "silu", "linear")
+SCALING_MODES = ("standard", "minmax")
+# Width floor, relative to the largest |G| of the function (and absolute), so
+# near-constant functions are not blown up into noise.
+WIDTH_FLOOR_RELATIVE = 1e-3
+WIDTH_FLOOR_ABSOLUTE = 1e-8
+
+
+class Softplus(nn.Module):
+    """log(1 + e^z) without overflow, max(z, 0) + log1p(e^−|z|) as the C++
+    core computes it (torch's nn.Softplus switches to z above a threshold)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.logaddexp(z, torch.zeros_like(z))
+
+
+def _activation(name: str) -> nn.Module:
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    if name == "softplus":
+        return Softplus()
+    if name == "silu":
+        return nn.SiLU()
+    if name == "linear":
+        return nn.Identity()
+    raise ValueError(f"unknown activation {name!r}; choose from {ACTIVATIONS}")
+
+
+class ElementNetwork(nn.Module):
+    """y_l = a_l(W_l y_{l−1} + b_l), l = 1..L, scalar output."""
+
+    def __init__(self, n_inputs: int, sizes: Sequence[int], activations: Sequence[str]):
+        super().__init__()
+        sizes = [int(s) for s in sizes]
+        activations = list(activations)
+        if not sizes or sizes[-1] != 1:
+            raise ValueError(f"the last layer must have one output, got sizes {sizes}")
+        if len(activations) != len(sizes):
+            raise ValueError("one activation per layer is needed")
+        self.activations = activations
+        self.linears = nn.ModuleList()
+        n_in = n_inputs
+        for n_out in sizes:
+            self.linears.append(nn.Linear(n_in, n_out, dtype=DTYPE))
+            n_in = n_out
+        self.acts = nn.ModuleList(_activation(a) for a in activations)
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Glorot-uniform weights, zero biases, drawn from `generator`."""
+        with torch.no_grad():
+            for lin in self.linears:
+                n_out, n_in = lin.weight.shape
+                bound = (6.0 / (n_in + n_out)) ** 0.5
+                lin.weight.copy_((torch.rand(lin.weight.shape, generator=generator, dtype=DTYPE) * 2 - 1) * bound)
+                lin.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, M) -> (n,)
+        for lin, act in zip(self.linears, self.acts):
+            x = act(lin(x))
+        return x.squeeze(-1)
+
+
+class NNPModel(nn.Module):
+    """Per-element networks, descriptor scaling and reference energies."""
+
+    def __init__(
+        self,
+        descriptors: DescriptorSet,
+        hidden: Sequence[int] = (30, 30),
+        activation: str = "tanh",
+        *,
+        architectures: dict[str, tuple[list[int], list[str]]] | None = None,
+    ):
+        """`hidden` and `activation` give every element the same hidden layers
+        and a linear output; `architectures` (element -> (sizes incl. output,
+        activations)) overrides that per element (used when reading a file)."""
+        super().__init__()
+        self.descriptors = descriptors
+        self.elements = tuple(descriptors.elements)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose from {ACTIVATIONS}")
+        nets = {}
+        for e in self.elements:
+            if architectures is not None:
+                sizes, acts = architectures[e]
+            else:
+                sizes = [int(h) for h in hidden] + [1]
+                acts = [activation] * len(hidden) + ["linear"]
+            nets[e] = ElementNetwork(descriptors.size(e), sizes, acts)
+            M = descriptors.size(e)
+            self.register_buffer(f"center_{e}", torch.zeros(M, dtype=DTYPE))
+            self.register_buffer(f"width_{e}", torch.ones(M, dtype=DTYPE))
+            self.register_buffer(f"gmin_{e}", torch.zeros(M, dtype=DTYPE))
+            self.register_buffer(f"gmax_{e}", torch.zeros(M, dtype=DTYPE))
+            self.register_buffer(f"e0_{e}", torch.zeros((), dtype=DTYPE))
+        self.nets = nn.ModuleDict(nets)
+
+    # -------------------------------------------------------------- set-up
+
+    def scaling(self, e: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (getattr(self, f"center_{e}"), getattr(self, f"width_{e}"),
+                getattr(self, f"gmin_{e}"), getattr(self, f"gmax_{e}"))
+
+    def reference_energy(self, e: str) -> torch.Tensor:
+        return getattr(self, f"e0_{e}")
+
+    def init_weights(self, seed: int) -> None:
+        g = torch.Generator().manual_seed(int(seed))
+        for e in self.elements:
+            self.nets[e].reset_parameters(g)
+
+    @torch.no_grad()
+    def fit_scaling(self, data: FeaturizedDataset, structures: Sequence[int] | None = None, mode: str = "standard") -> None:
+        """center/width/min/max of every function over the atoms of `structures`.
+
+        standard: center = mean, width = std;  minmax: center = (min+max)/2,
+        width = (max−min)/2 (x in [−1, 1]). Widths are floored at
+        max(1e-3·max|G|, 1e-8) so near-constant functions stay tame.
+        """
+        if mode not in SCALING_MODES:
+            raise ValueError(f"unknown scaling mode {mode!r}; choose from {SCALING_MODES}")
+        for e in self.elements:
+            b = data.blocks[e]
+            G = b.G
+            if structures is not None:
+                keep = torch.zeros(len(data), dtype=torch.bool)
+                keep[torch.as_tensor(np.asarray(structures, dtype=np.int64))] = True
+                G = G[keep[b.row_struct]]
+            center, width, gmin, gmax = self.scaling(e)
+            if len(G) == 0:  # element absent from the training set
+                center.zero_(), width.fill_(1.0), gmin.zero_(), gmax.zero_()
+                continue
+            lo, hi = G.min(0).values, G.max(0).values
+            if mode == "standard":
+                c, w = G.mean(0), G.std(0, unbiased=False)
+            else:
+                c, w = 0.5 * (lo + hi), 0.5 * (hi - lo)
+            floor = torch.clamp(WIDTH_FLOOR_RELATIVE * torch.maximum(lo.abs(), hi.abs()), min=WIDTH_FLOOR_ABSOLUTE)
+            center.copy_(c)
+            width.copy_(torch.maximum(w, floor))
+            gmin.copy_(lo)
+            gmax.copy_(hi)
+
+    @torch.no_grad()
+    def fit_reference_energies(self, data: FeaturizedDataset, structures: Sequence[int] | None = None) -> None:
+        """e0 per element: least squares of the energy per atom against the
+        composition fractions, (E_s/N_s) ≈ Σ_e (n_se/N_s) e0_e."""
+        idx = np.arange(len(data)) if structures is None else np.asarray(structures, dtype=np.int64)
+        comp = data.composition[idx].numpy()
+        n = data.n_atoms[idx].numpy().astype(float)
+        energy = data.energy[idx].numpy()
+        ok = np.isfinite(energy)
+        A = comp[ok] / n[ok, None]
+        y = energy[ok] / n[ok]
+        e0 = np.linalg.lstsq(A, y, rcond=None)[0] if len(y) else np.zeros(len(self.elements))
+        for k, e in enumerate(self.elements):
+            # An element absent from the data gets 0 (lstsq's minimum norm).
+            self.reference_energy(e).fill_(float(e0[k]) if comp[ok, k].any() else 0.0)
+
+    # ------------------------------------------------------------- forward
+
+    def forward(
+        self,
+        batch: Batch,
+        forces: bool = True,
+        stress: bool = False,
+        create_graph: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Predictions for a batch: energy (S,), atom_energy (N,), and with
+        `forces` forces (N, 3); with `stress` also virial (S, 3, 3) and
+        stress (S, 3, 3) (NaN for non-periodic structures). `create_graph`
+        keeps the graph of the forces for training on them."""
+        S, N = batch.n_structures, batch.n_total_atoms
+        derivatives = forces or stress
+        with torch.set_grad_enabled(derivatives or torch.is_grad_enabled()):
+            atom_energy = torch.zeros(N, dtype=DTYPE)
+            inputs, outputs = [], []
+            for e in self.elements:
+                b = batch.blocks[e]
+                if b.G.shape[0] == 0:
+                    continue
+                G = b.G.detach().requires_grad_(True) if derivatives else b.G  # (R, M)
+                center, width, _, _ = self.scaling(e)
+                E_i = self.reference_energy(e) + self.nets[e]((G - center) / width)  # (R,)
+                atom_energy = atom_energy.index_add(0, b.atom, E_i)
+                inputs.append(G)
+                outputs.append(E_i.sum())
+            energy = torch.zeros(S, dtype=DTYPE).index_add(0, batch.atom_struct, atom_energy)
+            out = {"energy": energy, "atom_energy": atom_energy}
+            if not derivatives:
+                return out
+            # dE/dG_i for every atom; E = Σ E_i and E_i depends on G_i only.
+            grads = torch.autograd.grad(sum(outputs), inputs, create_graph=create_graph) if inputs else []
+        F = torch.zeros((N, 3), dtype=DTYPE)
+        W = torch.zeros((S, 3, 3), dtype=DTYPE)
+        k = 0
+        for e in self.elements:
+            b = batch.blocks[e]
+            if b.G.shape[0] == 0:
+                continue
+            dE_dG = grads[k]  # (R, M)
+            k += 1
+            P, M = b.dG_dr.shape[0], b.G.shape[1]
+            assert b.dG_dr.shape == (P, M, 3) and b.pair_vector.shape == (P, 3), "inconsistent batch"
+            # v_p = Σ_μ dE/dG[centre(p), μ] · dG_dr[p, μ, :]   (P, 3)
+            v = torch.bmm(dE_dG[b.pair_center].unsqueeze(1), b.dG_dr).squeeze(1)
+            if forces:
+                # F_i += v_p (centre), F_j −= v_p (neighbour), as r_ij = r_j − r_i.
+                F = F.index_add(0, b.atom[b.pair_center], v).index_add(0, b.pair_neighbor, -v)
+            if stress:
+                # W = −Σ_p r_p ⊗ v_p
+                W = W.index_add(0, b.pair_struct, -b.pair_vector.unsqueeze(2) * v.unsqueeze(1))
+        if forces:
+            out["forces"] = F
+        if stress:
+            out["virial"] = W
+            out["stress"] = -W / batch.volume.view(-1, 1, 1)
+        return out
+
+    # --------------------------------------------------- potential file I/O
+
+    def to_potential_data(self, comments: Sequence[str] = ()) -> PotentialData:
+        models = {}
+        for e in self.elements:
+            center, width, gmin, gmax = (t.detach().numpy().copy() for t in self.scaling(e))
+            net = self.nets[e]
+            layers = [
+                Layer(lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy(), act)
+                for lin, act in zip(net.linears, net.activations)
+            ]
+            models[e] = ElementModel(float(self.reference_energy(e)), Scaling(center, width, gmin, gmax), layers)
+        pot = PotentialData(self.descriptors, models, list(comments))
+        pot.check()
+        return pot
+
+    @classmethod
+    def from_potential_data(cls, pot: PotentialData) -> "NNPModel":
+        pot.check()
+        arch = {
+            e: ([layer.weights.shape[0] for layer in m.layers], [layer.activation for layer in m.layers])
+            for e, m in pot.models.items()
+        }
+        model = cls(pot.descriptors, architectures=arch)
+        with torch.no_grad():
+            for e, m in pot.models.items():
+                for lin, layer in zip(model.nets[e].linears, m.layers):
+                    lin.weight.copy_(torch.from_numpy(np.asarray(layer.weights, dtype=np.float64)))
+                    lin.bias.copy_(torch.from_numpy(np.asarray(layer.biases, dtype=np.float64)))
+                s = m.scaling
+                for buf, arr in zip(model.scaling(e), (s.center, s.width, s.min, s.max)):
+                    buf.copy_(torch.from_numpy(np.asarray(arr, dtype=np.float64)))
+                model.reference_energy(e).fill_(m.reference_energy)
+        return model
+
+    # ------------------------------------------------------------- helpers
+
+    def predict(self, structures, featurize=None, stress: bool = True) -> list[dict[str, np.ndarray]]:
+        """Energy, forces (and stress for periodic cells) of ASE structures,
+        featurised with `featurize` (default: the C++ core)."""
+        if not isinstance(structures, (list, tuple)):
+            structures = [structures]
+        data = FeaturizedDataset.from_structures(structures, self.descriptors, featurize)
+        batch = data.collate(range(len(data)))
+        out = {k: v.detach() for k, v in self(batch, forces=True, stress=stress).items()}
+        results = []
+        offs = data.atom_offsets
+        for s in range(len(data)):
+            r = {
+                "energy": float(out["energy"][s]),
+                "forces": out["forces"][offs[s] : offs[s + 1]].numpy(),
+            }
+            if stress:
+                r["stress"] = out["stress"][s].numpy()
+            results.append(r)
+        return results

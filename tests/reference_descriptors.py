@@ -1,0 +1,184 @@
+"""Independent, brute-force reference for the symmetry functions (tests only).
+
+Pure torch, float64, written for clarity rather than speed: the neighbour list
+comes from ASE (``neighbor_list('ijD')``), every function type is one small
+function below with its formula next to it, and ∂G/∂r_ij comes from autograd.
+It shares no code with the C++ core, so agreement between the two is evidence
+that both follow docs/potential-format.md.
+
+`featurize(descriptor_set, atoms)` returns exactly the layout of
+`nnp.descriptors.DescriptorSet.featurize`: per centre element
+{"G": (n_e, M), "atoms": (n_e,), "pair_center": (P,), "pair_neighbor": (P,),
+"pair_vector": (P, 3), "dG_dr": (P, M, 3)}, with the neighbour entries in
+ASE's order (the C++ core may order them differently: compare after sorting).
+
+Notation (Å, Å⁻²): r_ij = r_j − r_i (vector to the periodic image of j),
+R_ij = |r_ij|, cosθ_ijk = r̂_ij·r̂_ik, r_jk = r_ik − r_ij.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from ase.neighborlist import neighbor_list
+
+from nnp.descriptors import G2, G4, G5, DescriptorSet
+
+DTYPE = torch.float64
+
+
+# ----------------------------------------------------------------- cutoffs
+
+
+def cutoff_cos(r: torch.Tensor, rc: float) -> torch.Tensor:
+    """f_c(R) = ½[cos(πR/R_c) + 1] for R < R_c, else 0."""
+    return torch.where(r < rc, 0.5 * (torch.cos(math.pi * r / rc) + 1.0), torch.zeros_like(r))
+
+
+def cutoff_tanh3(r: torch.Tensor, rc: float) -> torch.Tensor:
+    """f_c(R) = tanh³(1 − R/R_c) for R < R_c, else 0."""
+    return torch.where(r < rc, torch.tanh(1.0 - r / rc) ** 3, torch.zeros_like(r))
+
+
+CUTOFFS = {"cos": cutoff_cos, "tanh3": cutoff_tanh3}
+
+
+# ------------------------------------------------------------- geometry
+
+
+class Geometry:
+    """Pairs and ordered triplets of one structure, as torch tensors.
+
+    Pair p: centre `center[p]`, neighbour element `elem[p]`, vector `vec[p]`
+    (the autograd leaf). Triplet t: two *different* pair entries `j[t]`,
+    `k[t]` of the same centre (ordered: both (j, k) and (k, j) appear).
+    """
+
+    def __init__(self, center: np.ndarray, elem: np.ndarray, vec: torch.Tensor, n_atoms: int):
+        self.n_atoms = n_atoms
+        self.center = torch.as_tensor(center, dtype=torch.long)
+        self.elem = torch.as_tensor(elem, dtype=torch.long)
+        self.vec = vec  # (P, 3)
+        self.r = torch.linalg.norm(vec, dim=1)  # (P,)
+        # Ordered triplets: all (p, q), p != q, with center[p] == center[q].
+        js, ks = [], []
+        order = np.argsort(center, kind="stable")
+        bounds = np.searchsorted(center[order], np.arange(n_atoms + 1))
+        for i in range(n_atoms):
+            idx = order[bounds[i] : bounds[i + 1]]
+            if len(idx) < 2:
+                continue
+            a, b = np.meshgrid(idx, idx, indexing="ij")
+            keep = a != b
+            js.append(a[keep])
+            ks.append(b[keep])
+        self.j = torch.as_tensor(np.concatenate(js) if js else np.zeros(0, int), dtype=torch.long)
+        self.k = torch.as_tensor(np.concatenate(ks) if ks else np.zeros(0, int), dtype=torch.long)
+        self.t_center = self.center[self.j]
+        r_ij, r_ik = vec[self.j], vec[self.k]
+        self.R_ij = self.r[self.j]
+        self.R_ik = self.r[self.k]
+        self.R_jk = torch.linalg.norm(r_ik - r_ij, dim=1)
+        self.cos = (r_ij * r_ik).sum(1) / (self.R_ij * self.R_ik)
+
+
+def _per_centre(values: torch.Tensor, centre: torch.Tensor, n_atoms: int) -> torch.Tensor:
+    """Σ of `values` over entries with the same centre atom -> (n_atoms,)."""
+    return torch.zeros(n_atoms, dtype=DTYPE).index_add(0, centre, values)
+
+
+# ---------------------------------------------------- symmetry functions
+
+
+def g2(geo: Geometry, sf: G2, nb: int, fc) -> torch.Tensor:
+    """G2_i = Σ_{j of element A} exp(−η (R_ij − R_s)²) f_c(R_ij)."""
+    term = torch.exp(-sf.eta * (geo.r - sf.rs) ** 2) * fc(geo.r, sf.rc)
+    term = torch.where(geo.elem == nb, term, torch.zeros_like(term))
+    return _per_centre(term, geo.center, geo.n_atoms)
+
+
+def _angular(geo: Geometry, sf, pair: tuple[int, int], fc, angular_sum: str, narrow: bool):
+    """Σ over ordered triplets j ≠ k with {elem j, elem k} = {A, B} of
+        2^(1−ζ) (1 + λ cosθ_ijk)^ζ exp(−η[(R_ij−R_s)² + (R_ik−R_s)² (+ (R_jk−R_s)²)])
+                f_c(R_ij) f_c(R_ik) (f_c(R_jk))
+    (R_jk factors only for G4 = narrow). The summand is symmetric in j ↔ k, so
+    the ordered sum counts every unordered pair {j, k} exactly twice:
+        'full' = ordered sum,   'half' (j < k, Behler 2011) = ordered sum / 2.
+    """
+    a, b = pair
+    ej, ek = geo.elem[geo.j], geo.elem[geo.k]
+    match = ((ej == a) & (ek == b)) | ((ej == b) & (ek == a))
+    radial = (geo.R_ij - sf.rs) ** 2 + (geo.R_ik - sf.rs) ** 2
+    cut = fc(geo.R_ij, sf.rc) * fc(geo.R_ik, sf.rc)
+    if narrow:
+        radial = radial + (geo.R_jk - sf.rs) ** 2
+        cut = cut * fc(geo.R_jk, sf.rc)
+    term = 2.0 ** (1.0 - sf.zeta) * (1.0 + sf.lambda_ * geo.cos) ** sf.zeta * torch.exp(-sf.eta * radial) * cut
+    term = torch.where(match, term, torch.zeros_like(term))
+    total = _per_centre(term, geo.t_center, geo.n_atoms)
+    return total if angular_sum == "full" else 0.5 * total
+
+
+def g4(geo: Geometry, sf: G4, pair, fc, angular_sum: str) -> torch.Tensor:
+    """G4 (narrow): includes exp(−η(R_jk−R_s)²) f_c(R_jk)."""
+    return _angular(geo, sf, pair, fc, angular_sum, narrow=True)
+
+
+def g5(geo: Geometry, sf: G5, pair, fc, angular_sum: str) -> torch.Tensor:
+    """G5 (wide): no R_jk factors."""
+    return _angular(geo, sf, pair, fc, angular_sum, narrow=False)
+
+
+def evaluate_columns(ds: DescriptorSet, geo: Geometry, centre_element: str) -> list[torch.Tensor]:
+    """G of every atom for the functions of `centre_element`: M columns of (n_atoms,)."""
+    index = {e: n for n, e in enumerate(ds.elements)}
+    fc = CUTOFFS[ds.cutoff_function]
+    cols = []
+    for sf in ds.functions[centre_element]:
+        if isinstance(sf, G2):
+            cols.append(g2(geo, sf, index[sf.neighbor], fc))
+        else:
+            pair = tuple(index[e] for e in sf.neighbors)
+            fn = g4 if isinstance(sf, G4) else g5
+            cols.append(fn(geo, sf, pair, fc, ds.angular_sum))
+    return cols
+
+
+# ------------------------------------------------------------- featurize
+
+
+def featurize(ds: DescriptorSet, atoms, derivatives: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Same contract as `DescriptorSet.featurize` (see module docstring)."""
+    symbols = atoms.get_chemical_symbols()
+    elem_of_atom = ds.element_indices(symbols).astype(np.int64)
+    i, j, D = neighbor_list("ijD", atoms, ds.cutoff)  # all images with R < cutoff
+    vec = torch.tensor(D, dtype=DTYPE, requires_grad=derivatives)
+    geo = Geometry(i, elem_of_atom[j], vec, len(atoms))
+    out = {}
+    for n, e in enumerate(ds.elements):
+        rows = np.flatnonzero(elem_of_atom == n)
+        rows_t = torch.as_tensor(rows, dtype=torch.long)
+        cols = evaluate_columns(ds, geo, e)  # M × (n_atoms,)
+        G = torch.stack([c.detach()[rows_t] for c in cols], dim=1)  # (n_e, M)
+        feat = {"G": G.numpy().copy(), "atoms": rows.astype(np.int64)}
+        if derivatives:
+            # Pairs whose centre has element e; row of G of each centre.
+            row_of_atom = np.full(len(atoms), -1, dtype=np.int64)
+            row_of_atom[rows] = np.arange(len(rows))
+            pairs = np.flatnonzero(elem_of_atom[i] == n)
+            dG = np.zeros((len(pairs), len(cols), 3))  # (P_e, M, 3)
+            for mu, col in enumerate(cols):
+                # r_ij only enters G_i, so ∂(Σ_i G_iμ)/∂r_p = ∂G_{centre(p)μ}/∂r_p.
+                if len(rows) and col.requires_grad:
+                    (grad,) = torch.autograd.grad(col[rows_t].sum(), vec, retain_graph=True)
+                    dG[:, mu, :] = grad.numpy()[pairs]
+            feat.update(
+                pair_center=row_of_atom[i[pairs]],
+                pair_neighbor=j[pairs].astype(np.int64),
+                pair_vector=D[pairs].copy(),
+                dG_dr=dG,
+            )
+        out[e] = feat
+    return out

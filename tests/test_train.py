@@ -1,0 +1,299 @@
+"""Reading and checking training data (nnp.data), settings (TrainConfig) and
+the training command line (python -m nnp.train), on tiny synthetic data."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.lj import LennardJones
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from nnp import potential_file
+from nnp.data import FeaturizedDataset, read_structures, split
+from nnp.model import NNPModel
+from nnp.train import TrainConfig, main
+
+torch.set_num_threads(1)  # tiny tensors: one thread is fastest
+
+# --------------------------------------------------------------- fixtures
+
+
+def labelled_si(n: int, seed: int = 0) -> list:
+    """`n` rattled, strained 8-atom diamond Si cells labelled by a smooth
+    Lennard-Jones calculator (consistent energies, forces and stress)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n):
+        a = bulk("Si", "diamond", a=5.43 * (1 + rng.uniform(-0.03, 0.03)), cubic=True)
+        a.rattle(0.12, seed=int(rng.integers(1 << 30)))
+        a.calc = LennardJones(sigma=2.1, epsilon=0.4, rc=5.0, smooth=True)
+        e, f, s = a.get_potential_energy(), a.get_forces(), a.get_stress()
+        a.calc = SinglePointCalculator(a, energy=e, forces=f, stress=s)
+        a.info["config_type"] = "rattled" if k % 2 else "strained"
+        frames.append(a)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "si.xyz"
+    ase.io.write(path, labelled_si(8), format="extxyz")
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_config(tmp_path_factory) -> Path:
+    """A small network and few epochs, so a CLI run takes a few seconds."""
+    path = tmp_path_factory.mktemp("cfg") / "small.yaml"
+    path.write_text(
+        "descriptor: A16\nhidden_layers: 1\nhidden_nodes: 8\nepochs: 15\nbatch_size: 2\n"
+        "learning_rate: 5.0e-3\nvalidation_fraction: 0.25\nlog_every: 1\nthreads: 1\n"
+    )
+    return path
+
+
+GOOD_FRAME = """2
+Lattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3:forces:R:3 energy=-1.0 stress="0.1 0 0 0 0.1 0 0 0 0.1" config_type=x pbc="T T T"
+Si 0 0 0 0.1 0 0
+Si 1.2 1.2 1.2 -0.1 0 0
+"""
+
+
+# ------------------------------------------------------------ data reading
+
+
+def test_read_structures_keeps_labels(data_file):
+    frames = read_structures(data_file, ["Si"])
+    want = ase.io.read(data_file, ":")
+    assert len(frames) == 8
+    for a, b in zip(frames, want):
+        assert a.get_potential_energy() == b.get_potential_energy()
+        np.testing.assert_array_equal(a.get_forces(), b.get_forces())
+        np.testing.assert_array_equal(a.get_stress(), b.get_stress())
+        assert a.info["config_type"] == b.info["config_type"]
+
+
+BROKEN = {
+    "nan_energy": (lambda s: s.replace("energy=-1.0", "energy=nan"), "energy is nan"),
+    "no_energy": (lambda s: s.replace("energy=-1.0 ", ""), "no energy"),
+    "no_forces": (
+        lambda s: s.replace(":forces:R:3", "").replace(" 0.1 0 0\n", "\n").replace(" -0.1 0 0\n", "\n"),
+        "no forces",
+    ),
+    "inf_force": (lambda s: s.replace("-0.1 0 0", "inf 0 0"), "forces contain NaN or inf"),
+    "nan_position": (lambda s: s.replace("1.2 1.2 1.2", "1.2 nan 1.2"), "positions contain NaN"),
+    "nan_stress": (lambda s: s.replace('stress="0.1', 'stress="nan'), "stress contains NaN"),
+    "wrong_count": (lambda s: s.replace("2\n", "3\n", 1), "cannot be read"),
+    "duplicate": (lambda s: s.replace("1.2 1.2 1.2", "0.03 0.02 0.0"), "duplicated atoms"),
+    "duplicate_image": (lambda s: s.replace("1.2 1.2 1.2", "4.97 0.0 0.0"), "duplicated atoms"),
+    "element": (lambda s: s.replace("Si 1.2", "Ge 1.2"), "Ge not in the element list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_bad_frame_is_named(tmp_path, case):
+    """The second frame (frame 1) is broken: the message names file and frame."""
+    edit, message = BROKEN[case]
+    path = tmp_path / f"{case}.xyz"
+    path.write_text(GOOD_FRAME + edit(GOOD_FRAME))
+    assert len(read_structures(_good(tmp_path), ["Si"])) == 1
+    with pytest.raises(ValueError) as err:
+        read_structures(path, ["Si"])
+    text = str(err.value)
+    assert str(path) in text and "frame 1" in text and message in text, text
+
+
+def _good(tmp_path: Path) -> Path:
+    path = tmp_path / "good.xyz"
+    path.write_text(GOOD_FRAME)
+    return path
+
+
+def test_empty_and_missing_files(tmp_path):
+    empty = tmp_path / "empty.xyz"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=re.escape(str(empty)) + ".*empty"):
+        read_structures(empty)
+    blank = tmp_path / "blank.xyz"
+    blank.write_text("\n\n")
+    with pytest.raises(ValueError, match=re.escape(str(blank))):
+        read_structures(blank)
+    with pytest.raises(FileNotFoundError, match="nope.xyz"):
+        read_structures(tmp_path / "nope.xyz")
+
+
+def test_split_is_deterministic_and_disjoint():
+    a_train, a_val = split(214, 0.1, seed=7)
+    b_train, b_val = split(214, 0.1, seed=7)
+    np.testing.assert_array_equal(a_train, b_train)
+    np.testing.assert_array_equal(a_val, b_val)
+    assert len(a_val) == 21 and len(a_train) == 193
+    assert sorted(np.concatenate([a_train, a_val]).tolist()) == list(range(214))
+    assert not np.array_equal(split(214, 0.1, seed=8)[1], a_val)
+    assert len(split(5, 0.0, 0)[1]) == 0
+    assert len(split(3, 0.1, 0)[1]) == 1  # a positive fraction holds out at least one
+    with pytest.raises(ValueError):
+        split(10, 1.0, 0)
+
+
+def test_dataset_carries_labels(data_file):
+    frames = read_structures(data_file)
+    from nnp.descriptors import preset
+
+    ds = preset("A16")
+    data = FeaturizedDataset.from_structures(frames[:3], ds)
+    assert len(data) == 3 and data.n_total_atoms == 24
+    assert data.config_types == ["strained", "rattled", "strained"]
+    np.testing.assert_array_equal(data.energy.numpy(), [a.get_potential_energy() for a in frames[:3]])
+    s = frames[2].get_stress(voigt=False)
+    np.testing.assert_array_equal(data.stress[2].numpy(), s)
+    batch = data.collate([2, 0])
+    np.testing.assert_array_equal(batch.forces[:8].numpy(), frames[2].get_forces())
+
+
+# ------------------------------------------------------------------ config
+
+
+def test_config_from_yaml_and_errors(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("hidden_nodes: 12\nlearning_rate: 1e-3\nactivation: silu\n")
+    cfg = TrainConfig.from_yaml(good)
+    assert (cfg.hidden_nodes, cfg.learning_rate, cfg.activation) == (12, 1e-3, "silu")
+    assert cfg.epochs == TrainConfig().epochs
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hidden_nodes: 12\nlerning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml.*unknown setting.*lerning_rate"):
+        TrainConfig.from_yaml(bad)
+    wrong_type = tmp_path / "type.yaml"
+    wrong_type.write_text("epochs: many\n")
+    with pytest.raises(ValueError, match="epochs must be a int"):
+        TrainConfig.from_yaml(wrong_type)
+    bad_value = tmp_path / "value.yaml"
+    bad_value.write_text("activation: relu\n")
+    with pytest.raises(ValueError, match="activation"):
+        TrainConfig.from_yaml(bad_value).check()
+    with pytest.raises(ValueError, match="descriptor preset"):
+        TrainConfig(descriptor="X99").check()
+
+
+def test_cli_bad_yaml_key_is_a_clear_error(tmp_path, data_file, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 1\nhiden_layers: 3\n")
+    assert main(["--data", str(data_file), "--output", str(tmp_path / "x.nnp"), "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "hiden_layers" in err and str(cfg) in err
+    assert not (tmp_path / "x.nnp").exists()
+
+
+# --------------------------------------------------------------------- CLI
+
+
+def test_cli_refuses_to_overwrite_before_any_work(tmp_path, capsys):
+    out = tmp_path / "Si.nnp"
+    out.write_text("precious")
+    # The data file does not even exist: the refusal must come first.
+    assert main(["--data", str(tmp_path / "missing.xyz"), "--output", str(out)]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert out.read_text() == "precious"
+
+
+def test_cli_epochs_zero_writes_untrained_model(tmp_path, data_file, capsys):
+    out = tmp_path / "Si.nnp"
+    assert main(["--data", str(data_file), "--output", str(out), "--epochs", "0", "--descriptor", "A16"]) == 0
+    pot = potential_file.read(out)
+    assert pot.descriptors.size("Si") == 16
+    frames = read_structures(data_file)
+    # Reference energy: mean energy per atom (one element); split 90/10 of 8 -> 7 train.
+    train_idx, _ = split(len(frames), 0.1, 0)
+    e0 = np.mean([frames[i].get_potential_energy() / len(frames[i]) for i in train_idx])
+    assert pot.models["Si"].reference_energy == pytest.approx(e0, rel=1e-12)
+    assert [layer.weights.shape for layer in pot.models["Si"].layers] == [(30, 16), (30, 30), (1, 30)]
+    text = out.read_text()
+    digest = hashlib.sha256(data_file.read_bytes()).hexdigest()
+    assert f"# data sha256: {digest}" in text and str(data_file) in text
+    stdout = capsys.readouterr().out
+    assert "validation RMSE" in stdout and "wall time" in stdout
+    # --force overwrites; without it the second run is refused.
+    assert main(["--data", str(data_file), "--output", str(out), "--epochs", "0", "--descriptor", "A16"]) == 1
+    assert main(["--data", str(data_file), "--output", str(out), "--epochs", "0", "--descriptor", "A28", "--force"]) == 0
+    assert potential_file.read(out).descriptors.size("Si") == 28
+
+
+def _losses(stdout: str) -> list[float]:
+    return [float(m) for m in re.findall(r"^epoch\s+\d+/\d+\s+loss (\S+)", stdout, re.M)]
+
+
+def test_cli_tiny_training_learns_and_writes_readable_file(tmp_path, data_file, small_config, capsys):
+    out = tmp_path / "Si.nnp"
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(small_config)]) == 0
+    stdout = capsys.readouterr().out
+    losses = _losses(stdout)
+    assert len(losses) == 15
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert re.search(r"validation RMSE: E\s+\S+ meV/atom\s+F \S+ eV/Å", stdout)
+    # The file is readable and is exactly the model it reports on.
+    pot = potential_file.read(out)
+    model = NNPModel.from_potential_data(pot)
+    frames = read_structures(data_file)
+    pred = model.predict(frames[:2])
+    assert np.isfinite(pred[0]["energy"]) and pred[1]["forces"].shape == (8, 3)
+    assert "config: " in out.read_text()
+
+
+def test_cli_same_seed_same_file(tmp_path, data_file, small_config):
+    args = ["--data", str(data_file), "--config", str(small_config), "--epochs", "4"]
+    paths = [tmp_path / "a.nnp", tmp_path / "b.nnp", tmp_path / "c.nnp"]
+    assert main(args + ["--output", str(paths[0]), "--seed", "3"]) == 0
+    assert main(args + ["--output", str(paths[1]), "--seed", "3"]) == 0
+    assert main(args + ["--output", str(paths[2]), "--seed", "4"]) == 0
+
+    def without_date(p):  # the date comment is the only line allowed to differ
+        return [line for line in p.read_text().splitlines() if not line.startswith("# date:")]
+
+    assert without_date(paths[0]) == without_date(paths[1])
+    assert without_date(paths[0]) != without_date(paths[2])
+
+
+def test_python_dash_m_entry_point(tmp_path, data_file):
+    out = tmp_path / "m.nnp"
+    run = subprocess.run(
+        [sys.executable, "-m", "nnp.train", "--data", str(data_file), "--output", str(out), "--epochs", "0",
+         "--descriptor", "B16"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert potential_file.read(out).descriptors.size("Si") == 16
+
+
+def test_cli_usage_error(data_file, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--data", str(data_file)])
+    assert exit_.value.code == 2 and "--output" in capsys.readouterr().err
+
+
+def test_model_written_is_model_trained(tmp_path, data_file):
+    """train() result and the file it becomes predict the same, bit for bit."""
+    from nnp.descriptors import preset
+    from nnp.train import train
+
+    frames = read_structures(data_file)
+    ds = preset("A16")
+    data = FeaturizedDataset.from_structures(frames, ds)
+    cfg = TrainConfig(descriptor="A16", hidden_layers=1, hidden_nodes=6, epochs=2, threads=1)
+    result = train(data, ds, cfg, log=lambda line: None)
+    path = potential_file.write(result.model.to_potential_data(), tmp_path / "t.nnp")
+    again = NNPModel.from_potential_data(potential_file.read(path))
+    batch = data.collate(range(len(data)))
+    a, b = result.model(batch, stress=True), again(batch, stress=True)
+    for key in ("energy", "forces", "stress"):
+        assert torch.equal(a[key], b[key]), key
+    assert result.validation is not None and np.isfinite(result.validation.force_rmse)
