@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference_descriptors as reference
 from ase import Atoms
 from conftest import mixed_sic, rattled_si
 
 from nnp import NNPCalculator
 from nnp import potential_file as pf
-
-torch = pytest.importorskip("torch")
-reference = pytest.importorskip("reference_descriptors")
-from nnp.model import NNPModel  # noqa: E402  (needs torch)
+from nnp.model import NNPModel
 
 RTOL = 1e-10
 
