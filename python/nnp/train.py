@@ -47,7 +47,7 @@ class TrainConfig:
     hidden_layers: int = 2
     hidden_nodes: int = 30
     activation: str = "tanh"  # hidden layers; the output layer is linear
-    scaling: str = "standard"  # standard (mean/std) or minmax
+    scaling: str = "minmax"  # minmax (robust to outlying frames, e.g. close contacts) or standard (mean/std)
     # Defaults tuned on the Si data (214 structures): about 0.3-0.6 s per epoch on one core.
     epochs: int = 400
     batch_size: int = 2  # structures per optimiser step
@@ -61,8 +61,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     validation_fraction: float = 0.1
     seed: int = 0
-    # torch intra-op threads (0 = all cores). The tensors are small: on a shared
-    # 2-core machine two threads ran 10-60x slower than one.
+    # torch intra-op threads (0 = all cores). One by default: on a busy 2-core
+    # machine two threads ran 10-60x slower than one (on an idle one, 1.6x faster).
     threads: int = 1
     log_every: int = 0  # epochs between progress lines; 0 = about 50 lines in all
 
