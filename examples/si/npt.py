@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     a_err = np.std([b.mean() for b in blocks], ddof=1) / math.sqrt(len(blocks))
     steps_total = args.equilibrate + args.steps
     print()
-    print(f"lattice constant  a = {a.mean():.4f} ± {a_err:.4f} Å   (DFT-PBE 5.469, experiment 5.431)")
+    print(f"lattice constant  a = {a.mean():.4f} ± {a_err:.1e} Å   (DFT-PBE 5.469, experiment 5.431)")
     print(f"density           ρ = {density:.4f} g/cm³")
     print(f"temperature      <T> = {np.mean(temps):.1f} K, <P> = {np.mean(presses) / ATM_IN_BAR:.0f} atm")
     print(f"{steps_total} steps in {seconds:.1f} s: "
