@@ -313,16 +313,21 @@ def test_lammps_plugin_path_autoload(tmp_path, si64, plugin):
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
         p for p in (str(Path(mpi).parent), env.get("LD_LIBRARY_PATH")) if p
     )
+    _assert_lmp_loads_plugin(lammps_dir / "lmp", env, tmp_path, si64, Path(plugin).parent)
+
+
+def _assert_lmp_loads_plugin(executable: Path, env: dict, tmp_path: Path, si64: Path, plugin_dir) -> None:
+    """Run an input with pair_style nnp and no `plugin load` through `executable`:
+    the plugin must be loaded from `plugin_dir` and give the serial energy."""
     out = subprocess.run(
-        [str(lammps_dir / "lmp"), "-nocite", "-log", "none", "-in",
-         str(_lmp_input_file(tmp_path, si64))],
+        [str(executable), "-nocite", "-log", "none", "-in", str(_lmp_input_file(tmp_path, si64))],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"Loaded 1 plugins from {Path(plugin).parent}" in out.stdout
+    assert f"Loaded 1 plugins from {plugin_dir}" in out.stdout
     serial = run(lammps_input(si64))["energy"]
     assert _energy_from_lmp_output(out.stdout) == pytest.approx(serial, abs=1e-9)
 
@@ -349,17 +354,7 @@ def test_lmp_launcher_entry_point(tmp_path, si64):
     site = _entry_point_site(tmp_path)
     if site is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
-    out = subprocess.run(
-        [str(launcher), "-nocite", "-log", "none", "-in", str(_lmp_input_file(tmp_path, si64))],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert f"Loaded 1 plugins from {nnp_lammps.plugin_dir()}" in out.stdout
-    serial = run(lammps_input(si64))["energy"]
-    assert _energy_from_lmp_output(out.stdout) == pytest.approx(serial, abs=1e-9)
+    _assert_lmp_loads_plugin(launcher, env, tmp_path, si64, nnp_lammps.plugin_dir())
 
 
 def test_import_lammps_autoloads_entry_point(tmp_path):
