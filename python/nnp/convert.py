@@ -531,15 +531,20 @@ def read_input_nn(path: Path) -> N2p2Settings:
 # scaling.data
 
 
-def read_scaling_data(path: Path, settings: N2p2Settings) -> dict[str, list[ScalingRow]]:
-    """Rows of scaling.data per element: a block per element (elements by
-    atomic number), one row per function in n2p2's sorted order."""
+def _data_lines(path: Path, what: str) -> list[tuple[int, list[str]]]:
+    """(line number, tokens) of the non-blank, non-comment lines of a data file."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        raise N2p2Error(f"{path}: no such file (n2p2's symmetry-function scaling statistics)") from None
-    rows = [(n, line.split()) for n, line in enumerate(text.splitlines(), 1)
+        raise N2p2Error(f"{path}: no such file ({what})") from None
+    return [(n, line.split()) for n, line in enumerate(text.splitlines(), 1)
             if line.strip() and not line.lstrip().startswith("#")]
+
+
+def read_scaling_data(path: Path, settings: N2p2Settings) -> dict[str, list[ScalingRow]]:
+    """Rows of scaling.data per element: a block per element (elements by
+    atomic number), one row per function in n2p2's sorted order."""
+    rows = _data_lines(path, "n2p2's symmetry-function scaling statistics")
     need_sigma = settings.scaling.kind is ScalingKind.SCALESIGMA
     out: dict[str, list[ScalingRow]] = {}
     pos = 0
@@ -623,12 +628,7 @@ def read_weights(path: Path, sizes: Sequence[int]) -> list[tuple[np.ndarray, np.
     n2p2's annotation columns ("a index l_s n_s l_e n_e" for a weight,
     "b index l n" for a bias) they are checked against that order.
     """
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise N2p2Error(f"{path}: no such file (n2p2 names weight files by atomic number)") from None
-    entries = [(n, line.split()) for n, line in enumerate(text.splitlines(), 1)
-               if line.strip() and not line.lstrip().startswith("#")]
+    entries = _data_lines(path, "n2p2 names weight files by atomic number")
     expected = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
     if len(entries) != expected:
         raise N2p2Error(
