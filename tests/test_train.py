@@ -229,7 +229,7 @@ def test_cli_epochs_zero_writes_untrained_model(tmp_path, data_file, capsys):
 
 
 def _losses(stdout: str) -> list[float]:
-    return [float(m) for m in re.findall(r"^epoch\s+\d+/\d+\s+loss (\S+)", stdout, re.M)]
+    return [float(m) for m in re.findall(r"^epoch\s+\d+/\d+\s+\w+\s+loss (\S+)", stdout, re.M)]
 
 
 def test_cli_tiny_training_learns_and_writes_readable_file(tmp_path, data_file, small_config, capsys):

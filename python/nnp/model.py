@@ -207,7 +207,8 @@ class NNPModel(nn.Module):
         S, N = batch.n_structures, batch.n_total_atoms
         derivatives = forces or stress
         with torch.set_grad_enabled(derivatives or torch.is_grad_enabled()):
-            atom_energy = torch.zeros(N, dtype=DTYPE)
+            device = batch.atom_struct.device
+            atom_energy = torch.zeros(N, dtype=DTYPE, device=device)
             inputs, outputs = [], []
             for e in self.elements:
                 b = batch.blocks[e]
@@ -219,14 +220,14 @@ class NNPModel(nn.Module):
                 atom_energy = atom_energy.index_add(0, b.atom, E_i)
                 inputs.append(G)
                 outputs.append(E_i.sum())
-            energy = torch.zeros(S, dtype=DTYPE).index_add(0, batch.atom_struct, atom_energy)
+            energy = torch.zeros(S, dtype=DTYPE, device=device).index_add(0, batch.atom_struct, atom_energy)
             out = {"energy": energy, "atom_energy": atom_energy}
             if not derivatives:
                 return out
             # dE/dG_i for every atom; E = Σ E_i and E_i depends on G_i only.
             grads = torch.autograd.grad(sum(outputs), inputs, create_graph=create_graph) if inputs else []
-        F = torch.zeros((N, 3), dtype=DTYPE)
-        W = torch.zeros((S, 3, 3), dtype=DTYPE)
+        F = torch.zeros((N, 3), dtype=DTYPE, device=device)
+        W = torch.zeros((S, 3, 3), dtype=DTYPE, device=device)
         k = 0
         for e in self.elements:
             b = batch.blocks[e]

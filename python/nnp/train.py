@@ -1,15 +1,21 @@
-"""Train a potential on energies and forces and write it as a potential file.
+"""Train a potential on energies, forces and stress and write it as a potential file.
 
     python -m nnp.train --data train.xyz --output Si.nnp [--config cfg.yaml]
-        [--descriptor A52] [--epochs N] [--seed S] [--force]
+        [--descriptor A52] [--epochs N] [--seed S] [--device cuda] [--ensemble N]
+        [--report DIR] [--resume] [--force]
 
 Settings are `TrainConfig` fields: defaults, then the YAML file (unknown keys
-are an error), then the command line. The loss of a batch of structures is
+are an error), then the command line. The loss of a set of structures is
 
-    L = energy_weight · mean_s((E_s^pred − E_s)/N_s)² + force_weight · mean_{i,c}(F_ic^pred − F_ic)²
+    L = energy_weight · mean_s((E_s^pred − E_s)/N_s)²
+      + force_weight  · mean_{i,c}(F_ic^pred − F_ic)²
+      + stress_weight · mean_{s,v}((W_sv^pred − W_sv)/N_s)²     (v: 6 Voigt components)
 
-(eV²/atom² and eV²/Å²). A fraction of the structures is held out for
+in eV²/atom², eV²/Å² and eV²/atom² (W = −σV, the virial; only structures with
+a stress label). Adam on minibatches runs first, then (lbfgs_fraction of the
+epochs) full-batch L-BFGS. A fraction of the structures is held out for
 validation; the model with the lowest validation loss is kept and written.
+The training state is checkpointed to OUTPUT.ckpt after every epoch.
 """
 
 from __future__ import annotations
@@ -31,9 +37,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from nnp import checkpoints, potential_file
 from nnp import descriptors as descriptors_mod
-from nnp import potential_file
-from nnp.data import FeaturizedDataset, read_structures, split
+from nnp.data import Batch, FeaturizedDataset, read_structures, split
 from nnp.model import ACTIVATIONS, SCALING_MODES, NNPModel
 
 LR_SCHEDULES = ("plateau", "cosine")
@@ -58,12 +64,18 @@ class TrainConfig:
     plateau_patience: int = 10  # epochs
     energy_weight: float = 1.0  # on (eV/atom)²
     force_weight: float = 0.01  # on (eV/Å)²
+    stress_weight: float = 0.0  # on the virial per atom, (eV/atom)²; structures with a stress label
+    # The last lbfgs_fraction of the epochs are full-batch L-BFGS iterations.
+    lbfgs_fraction: float = 0.0
+    lbfgs_history: int = 100
+    patience: int = 0  # stop a phase after this many epochs without a better validation loss; 0: never
     weight_decay: float = 0.0
     validation_fraction: float = 0.1
     seed: int = 0
     # torch intra-op threads (0 = all cores). One by default: on a busy 2-core
     # machine two threads ran 10-60x slower than one (on an idle one, 1.6x faster).
     threads: int = 1
+    device: str = "cpu"  # torch device: cpu, cuda, cuda:1, ...
     log_every: int = 0  # epochs between progress lines; 0 = about 50 lines in all
 
     def check(self) -> None:
@@ -86,8 +98,19 @@ class TrainConfig:
         need(0 <= self.lr_min <= self.learning_rate, "need 0 <= lr_min <= learning_rate")
         need(0 < self.plateau_factor < 1, "plateau_factor must be in (0, 1)")
         need(self.plateau_patience >= 0, "plateau_patience must be >= 0")
-        need(self.energy_weight >= 0 and self.force_weight >= 0, "loss weights must be >= 0")
-        need(self.energy_weight + self.force_weight > 0, "energy_weight and force_weight cannot both be 0")
+        need(min(self.energy_weight, self.force_weight, self.stress_weight) >= 0, "loss weights must be >= 0")
+        need(0 <= self.lbfgs_fraction <= 1, "lbfgs_fraction must be in [0, 1]")
+        need(self.lbfgs_history >= 1, "lbfgs_history must be >= 1")
+        need(self.patience >= 0, "patience must be >= 0")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"config: device {self.device!r} is not a torch device (cpu, cuda, cuda:0, ...)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"config: device {self.device!r} asked for, but torch sees no CUDA GPU "
+                             f"(torch {torch.__version__}; the CPU build has no CUDA)")
+        need(device.type in ("cpu", "cuda"), f"device must be cpu or cuda, got {self.device!r}")
+        need(self.energy_weight + self.force_weight + self.stress_weight > 0, "the loss weights cannot all be 0")
         need(self.weight_decay >= 0, "weight_decay must be >= 0")
         need(0 <= self.validation_fraction < 1, "validation_fraction must be in [0, 1)")
         need(self.threads >= 0, "threads must be >= 0")
@@ -141,15 +164,37 @@ class TrainConfig:
 
 # ------------------------------------------------------------------ training
 
+GPA = 160.21766208  # eV/Å³ -> GPa
+# Voigt order xx yy zz yz xz xy: the six independent stress/virial components.
+_VOIGT_I = (0, 1, 2, 1, 0, 0)
+_VOIGT_J = (0, 1, 2, 2, 2, 1)
+
 
 @dataclass
 class Metrics:
+    """Errors over a set of structures: energy per atom (eV/atom), force
+    components (eV/Å), the six stress components of periodic structures with a
+    stress label (eV/Å³; NaN when there are none)."""
+
     loss: float
-    energy_rmse: float  # eV/atom
-    force_rmse: float  # eV/Å
+    energy_rmse: float
+    force_rmse: float
+    energy_mae: float = math.nan
+    force_mae: float = math.nan
+    stress_rmse: float = math.nan
+    stress_mae: float = math.nan
 
     def __str__(self) -> str:
-        return f"E {1000 * self.energy_rmse:7.2f} meV/atom  F {self.force_rmse:.4f} eV/Å"
+        s = f"E {1000 * self.energy_rmse:7.2f} meV/atom  F {self.force_rmse:.4f} eV/Å"
+        if math.isfinite(self.stress_rmse):
+            s += f"  S {GPA * self.stress_rmse:.3f} GPa"
+        return s
+
+    def mae_str(self) -> str:
+        s = f"E {1000 * self.energy_mae:7.2f} meV/atom  F {self.force_mae:.4f} eV/Å"
+        if math.isfinite(self.stress_mae):
+            s += f"  S {GPA * self.stress_mae:.3f} GPa"
+        return s
 
 
 @dataclass
@@ -163,28 +208,68 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _loss_terms(model: NNPModel, batch, create_graph: bool):
-    """Sums of squared per-atom energy errors and force-component errors."""
-    out = model(batch, forces=True, create_graph=create_graph)
-    de = (out["energy"] - batch.energy) / batch.n_atoms  # (S,) eV/atom
-    df = out["forces"] - batch.forces  # (N, 3)
-    return (de**2).sum(), (df**2).sum()
+@dataclass
+class _Errors:
+    """Per-batch error tensors: energy per atom (S,), force components (3N,),
+    virial per atom (S', 6) eV/atom and stress (S', 6) eV/Å³ of the S'
+    structures with a stress label."""
+
+    energy: torch.Tensor
+    force: torch.Tensor
+    virial: torch.Tensor
+    stress: torch.Tensor
 
 
-def evaluate(model: NNPModel, data: FeaturizedDataset, indices, config: TrainConfig, chunk: int = 64) -> Metrics:
-    """Loss and RMSEs over the structures `indices` (evaluated in chunks)."""
+def _errors(model: NNPModel, batch: Batch, with_stress: bool, create_graph: bool) -> _Errors:
+    out = model(batch, forces=True, stress=with_stress, create_graph=create_graph)
+    de = (out["energy"] - batch.energy) / batch.n_atoms
+    df = (out["forces"] - batch.forces).reshape(-1)
+    if with_stress:
+        # NaN stress: no label, or not a periodic cell (no volume).
+        ok = torch.isfinite(batch.stress[:, 0, 0]) & torch.isfinite(batch.volume)
+        vol = batch.volume[ok].view(-1, 1, 1)
+        # The loss uses the virial per atom, W/N = −σV/N (eV/atom, the scale
+        # of the energy term); the metrics use the stress itself.
+        w_ref = -batch.stress[ok] * vol
+        dw = ((out["virial"][ok] - w_ref) / batch.n_atoms[ok].view(-1, 1, 1))[:, _VOIGT_I, _VOIGT_J]
+        ds = (out["stress"][ok] - batch.stress[ok])[:, _VOIGT_I, _VOIGT_J]
+    else:
+        dw = ds = torch.zeros((0, 6), dtype=de.dtype, device=de.device)
+    return _Errors(de, df, dw, ds)
+
+
+def _device_of(model: NNPModel) -> torch.device:
+    return next(model.parameters()).device
+
+
+def evaluate(model: NNPModel, data: FeaturizedDataset, indices, config: TrainConfig, chunk: int = 32) -> Metrics:
+    """Loss and errors over the structures `indices` (evaluated in chunks)."""
     indices = np.asarray(indices, dtype=np.int64)
-    se_e = se_f = 0.0
-    n_f = 0
+    device = _device_of(model)
+    sums = dict(se=0.0, ae=0.0, sf=0.0, af=0.0, nf=0, sw=0.0, ss=0.0, as_=0.0, ns=0)
     for start in range(0, len(indices), chunk):
-        batch = data.collate(indices[start : start + chunk])
-        e, f = _loss_terms(model, batch, create_graph=False)
-        se_e += float(e.detach())
-        se_f += float(f.detach())
-        n_f += 3 * batch.n_total_atoms
-    mse_e, mse_f = se_e / len(indices), se_f / n_f
+        batch = data.collate(indices[start : start + chunk]).to(device)
+        err = _errors(model, batch, with_stress=True, create_graph=False)
+        err = _Errors(*(t.detach() for t in vars(err).values()))
+        sums["se"] += float((err.energy**2).sum())
+        sums["ae"] += float(err.energy.abs().sum())
+        sums["sf"] += float((err.force**2).sum())
+        sums["af"] += float(err.force.abs().sum())
+        sums["nf"] += err.force.numel()
+        sums["sw"] += float((err.virial**2).sum())
+        sums["ss"] += float((err.stress**2).sum())
+        sums["as_"] += float(err.stress.abs().sum())
+        sums["ns"] += err.stress.numel()
+    n, nf, ns = len(indices), sums["nf"], sums["ns"]
+    mse_e, mse_f = sums["se"] / n, sums["sf"] / nf
     loss = config.energy_weight * mse_e + config.force_weight * mse_f
-    return Metrics(loss, math.sqrt(mse_e), math.sqrt(mse_f))
+    if ns:
+        loss += config.stress_weight * sums["sw"] / ns
+    nan = math.nan
+    return Metrics(
+        loss, math.sqrt(mse_e), math.sqrt(mse_f), sums["ae"] / n, sums["af"] / nf,
+        math.sqrt(sums["ss"] / ns) if ns else nan, sums["as_"] / ns if ns else nan,
+    )
 
 
 def metrics_by_config_type(model, data: FeaturizedDataset, indices, config: TrainConfig) -> dict[str, tuple[int, Metrics]]:
@@ -217,92 +302,216 @@ def _print(line: str) -> None:
     print(line, flush=True)
 
 
+class _Objective:
+    """The training loss over a fixed set of structures, with the normalising
+    counts of that set, so that chunked sums add up to the full-batch loss."""
+
+    def __init__(self, data: FeaturizedDataset, indices: np.ndarray, config: TrainConfig, device: torch.device):
+        self.data, self.indices, self.config, self.device = data, indices, config, device
+        self.with_stress = config.stress_weight > 0
+        self.n_structures = len(indices)
+        self.n_force = 3 * int(data.n_atoms[torch.as_tensor(indices)].sum())
+        ok = torch.isfinite(data.stress[:, 0, 0]) & torch.isfinite(data.volume)
+        self.n_stress = 6 * int(ok[torch.as_tensor(indices)].sum())
+
+    def loss(self, err: _Errors) -> torch.Tensor:
+        c = self.config
+        loss = c.energy_weight * (err.energy**2).sum() / self.n_structures
+        loss = loss + c.force_weight * (err.force**2).sum() / self.n_force
+        if self.with_stress and self.n_stress:
+            loss = loss + c.stress_weight * (err.virial**2).sum() / self.n_stress
+        return loss
+
+    def batch_loss(self, model: NNPModel, indices) -> tuple[torch.Tensor, _Errors]:
+        """The loss of a minibatch, normalised by its own counts."""
+        batch = self.data.collate(indices).to(self.device)
+        err = _errors(model, batch, self.with_stress, create_graph=True)
+        c = self.config
+        loss = c.energy_weight * (err.energy**2).mean() + c.force_weight * (err.force**2).mean()
+        if self.with_stress and err.virial.numel():
+            loss = loss + c.stress_weight * (err.virial**2).mean()
+        return loss, err
+
+    def full_batch(self, model: NNPModel, chunk: int = 32) -> float:
+        """Gradient of the full-set loss accumulated into .grad (chunked
+        backward passes); returns the loss. Squared-error sums of this
+        evaluation are kept in `last_sums` (energy, force) for the log."""
+        total = sum_e = sum_f = 0.0
+        for start in range(0, len(self.indices), chunk):
+            batch = self.data.collate(self.indices[start : start + chunk]).to(self.device)
+            err = _errors(model, batch, self.with_stress, create_graph=True)
+            loss = self.loss(err)
+            loss.backward()
+            total += float(loss.detach())
+            sum_e += float((err.energy.detach() ** 2).sum())
+            sum_f += float((err.force.detach() ** 2).sum())
+        self.last_sums = (sum_e, sum_f)
+        return total
+
+
+def _phase_lengths(config: TrainConfig) -> tuple[int, int]:
+    """(Adam epochs, L-BFGS epochs): Adam first, full-batch L-BFGS last."""
+    n_lbfgs = int(round(config.epochs * config.lbfgs_fraction))
+    return config.epochs - n_lbfgs, n_lbfgs
+
+
+def _make_optimizer(name: str, n_epochs: int, params, config: TrainConfig):
+    if name == "lbfgs":
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=1, history_size=config.lbfgs_history,
+                                line_search_fn="strong_wolfe")
+        return opt, None
+    opt = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    if config.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_epochs, eta_min=config.lr_min)
+    else:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.lr_min
+        )
+    return opt, sched
+
+
 def train(
     data: FeaturizedDataset,
     descriptors,
     config: TrainConfig,
     log=_print,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    data_digest: str = "",
 ) -> TrainResult:
     """Train on `data` as `config` says; returns the best model (lowest
-    validation loss; training loss when nothing is held out)."""
+    validation loss; training loss when nothing is held out).
+
+    With `checkpoint`, the whole training state is saved there (atomically)
+    after every epoch; with `resume` training continues from it and ends with
+    the same model as an uninterrupted run.
+    """
     config.check()
+    device = torch.device(config.device)
     train_idx, val_idx = split(len(data), config.validation_fraction, config.seed)
-    model = build_model(data, descriptors, config, train_idx)
+    model = build_model(data, descriptors, config, train_idx).to(device)
     gen = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
     # The best epoch is chosen among the trained ones (epochs >= 1).
     best_state = copy.deepcopy(model.state_dict())
     best_epoch = 0
     best_loss = math.inf
+    epoch = 0  # epochs completed
+    stopped: list[str] = []  # phases ended early by `patience`
+    saved = None
+    if resume:
+        saved = checkpoints.load(checkpoint, config, data_digest, device)
+        model.load_state_dict(saved["model"])
+        best_state, best_epoch, best_loss = saved["best_state"], saved["best_epoch"], saved["best_loss"]
+        history, epoch, stopped = saved["history"], saved["epoch"], saved["stopped"]
+        gen.set_state(saved["generator"])
+        log(f"resuming from {checkpoint} after epoch {epoch}")
 
-    if config.epochs > 0:
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        if config.lr_schedule == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.lr_min)
+    n_adam, _ = _phase_lengths(config)
+    objective = _Objective(data, train_idx, config, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    log_every = config.log_every or max(1, round(config.epochs / 50))
+    live = log is _print and sys.stdout.isatty()  # redraw one line between log lines
+    t0 = time.perf_counter()
+    first_epoch = epoch + 1
+    opt = sched = current = None
+    stale = 0  # epochs without improvement, for early stopping
+    while True:
+        if epoch < n_adam and "adam" not in stopped:
+            phase = "adam"
+        elif epoch < config.epochs and "lbfgs" not in stopped:
+            phase, epoch = "lbfgs", max(epoch, n_adam)
         else:
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.lr_min
-            )
-        log_every = config.log_every or max(1, round(config.epochs / 50))
-        live = log is _print and sys.stdout.isatty()  # redraw one line between log lines
-        t0 = time.perf_counter()
-        n_train = len(train_idx)
-        for epoch in range(1, config.epochs + 1):
-            model.train()
-            perm = train_idx[torch.randperm(n_train, generator=gen).numpy()]
+            break
+        if phase != current:
+            opt, sched = _make_optimizer(phase, n_adam, params, config)
+            stale = 0
+            if saved is not None and saved["phase"] == phase:  # resuming inside this phase
+                opt.load_state_dict(saved["optimizer"])
+                if sched is not None:
+                    sched.load_state_dict(saved["scheduler"])
+                stale = saved["stale"]
+            current = phase
+        epoch += 1
+        model.train()
+        if phase == "adam":
+            perm = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
             sum_e = sum_f = 0.0
-            n_f = 0
-            for start in range(0, n_train, config.batch_size):
-                batch = data.collate(perm[start : start + config.batch_size])
-                se, sf = _loss_terms(model, batch, create_graph=True)
-                S, N3 = batch.n_structures, 3 * batch.n_total_atoms
-                loss = config.energy_weight * se / S + config.force_weight * sf / N3
+            for start in range(0, len(perm), config.batch_size):
+                loss, err = objective.batch_loss(model, perm[start : start + config.batch_size])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                sum_e += float(se.detach())
-                sum_f += float(sf.detach())
-                n_f += N3
-            model.eval()
-            train_rmse_e, train_rmse_f = math.sqrt(sum_e / n_train), math.sqrt(sum_f / n_f)
+                sum_e += float((err.energy.detach() ** 2).sum())
+                sum_f += float((err.force.detach() ** 2).sum())
+            train_rmse_e = math.sqrt(sum_e / objective.n_structures)
+            train_rmse_f = math.sqrt(sum_f / objective.n_force)
             train_loss = config.energy_weight * train_rmse_e**2 + config.force_weight * train_rmse_f**2
-            val = evaluate(model, data, val_idx, config) if len(val_idx) else None
-            sel_loss = val.loss if val is not None else train_loss
-            improved = sel_loss < best_loss
-            if improved:
-                best_loss, best_epoch = sel_loss, epoch
-                best_state = copy.deepcopy(model.state_dict())
-            lr = opt.param_groups[0]["lr"]
+        else:
+            def closure():
+                opt.zero_grad(set_to_none=False)
+                return objective.full_batch(model)
+
+            train_loss = float(opt.step(closure))  # the loss before the step
+            # RMSEs of the last point the line search evaluated (usually the accepted one).
+            train_rmse_e = math.sqrt(objective.last_sums[0] / objective.n_structures)
+            train_rmse_f = math.sqrt(objective.last_sums[1] / objective.n_force)
+        model.eval()
+        val = evaluate(model, data, val_idx, config) if len(val_idx) else None
+        sel_loss = val.loss if val is not None else train_loss
+        improved = sel_loss < best_loss
+        if improved:
+            best_loss, best_epoch = sel_loss, epoch
+            best_state = copy.deepcopy(model.state_dict())
+            stale = 0
+        else:
+            stale += 1
+        lr = opt.param_groups[0]["lr"]
+        if sched is not None:
             if config.lr_schedule == "cosine":
                 sched.step()
             else:
                 sched.step(sel_loss)
-            history.append(
-                dict(epoch=epoch, lr=lr, train_loss=train_loss, train_energy_rmse=train_rmse_e,
-                     train_force_rmse=train_rmse_f,
-                     val_loss=val.loss if val else math.nan,
-                     val_energy_rmse=val.energy_rmse if val else math.nan,
-                     val_force_rmse=val.force_rmse if val else math.nan)
+        history.append(
+            dict(epoch=epoch, optimizer=phase, lr=lr, train_loss=train_loss, train_energy_rmse=train_rmse_e,
+                 train_force_rmse=train_rmse_f,
+                 val_loss=val.loss if val else math.nan,
+                 val_energy_rmse=val.energy_rmse if val else math.nan,
+                 val_force_rmse=val.force_rmse if val else math.nan,
+                 val_energy_mae=val.energy_mae if val else math.nan,
+                 val_force_mae=val.force_mae if val else math.nan)
+        )
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss}); lower learning_rate")
+        stop = config.patience > 0 and stale >= config.patience
+        if stop:
+            stopped.append(phase)
+        if checkpoint is not None:
+            checkpoints.save(
+                checkpoint, config=config, data_digest=data_digest, epoch=epoch, phase=phase,
+                model=model, optimizer=opt, scheduler=sched, best_state=best_state, best_epoch=best_epoch,
+                best_loss=best_loss, history=history, generator=gen, stale=stale, stopped=stopped,
             )
-            elapsed = time.perf_counter() - t0
-            eta = elapsed / epoch * (config.epochs - epoch)
-            line = (
-                f"epoch {epoch:{len(str(config.epochs))}d}/{config.epochs}  loss {train_loss:.3e}"
-                f"  train E {1000 * train_rmse_e:6.2f} F {train_rmse_f:.4f}"
-                + (f"  val E {1000 * val.energy_rmse:6.2f} meV/atom F {val.force_rmse:.4f} eV/Å" if val else "")
-                + f"  lr {lr:.1e}  {_fmt_time(elapsed)} ETA {_fmt_time(eta)}{' *' if improved else ''}"
-            )
-            if epoch % log_every == 0 or epoch == config.epochs or epoch == 1:
-                log(("\r\033[K" if live else "") + line)
-            elif live:
-                print("\r\033[K" + line, end="", flush=True)
-            if not math.isfinite(train_loss):
-                raise FloatingPointError(f"training diverged at epoch {epoch} (loss {train_loss}); lower learning_rate")
-        model.load_state_dict(best_state)
+        elapsed = time.perf_counter() - t0
+        eta = elapsed / (epoch - first_epoch + 1) * (config.epochs - epoch)
+        line = (
+            f"epoch {epoch:{len(str(config.epochs))}d}/{config.epochs} {phase:5s} loss {train_loss:.3e}"
+            f"  train E {1000 * train_rmse_e:6.2f} F {train_rmse_f:.4f}"
+            + (f"  val E {1000 * val.energy_rmse:6.2f} meV/atom F {val.force_rmse:.4f} eV/Å "
+               f"(MAE {1000 * val.energy_mae:.2f}, {val.force_mae:.4f})" if val else "")
+            + f"  lr {lr:.1e}  {_fmt_time(elapsed)} ETA {_fmt_time(eta)}{' *' if improved else ''}"
+        )
+        if epoch % log_every == 0 or epoch == config.epochs or epoch == first_epoch or stop:
+            log(("\r\033[K" if live else "") + line)
+        elif live:
+            print("\r\033[K" + line, end="", flush=True)
+        if stop:
+            log(f"{phase}: no better validation loss in {config.patience} epochs; {phase} stops here")
+    model.load_state_dict(best_state)
     model.eval()
     train_metrics = evaluate(model, data, train_idx, config)
     val_metrics = evaluate(model, data, val_idx, config) if len(val_idx) else None
+    model.cpu()
     return TrainResult(model, train_metrics, val_metrics, best_epoch, train_idx, val_idx, history)
 
 
@@ -357,7 +566,7 @@ def provenance(data_path: Path, digest: str, config: TrainConfig, result: TrainR
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m nnp.train",
-        description="Train a Behler–Parrinello potential on energies and forces and write a potential file.",
+        description="Train a Behler–Parrinello potential on energies, forces (and stress) and write a potential file.",
     )
     p.add_argument("--data", required=True, help="labelled structures (any format ASE reads with energy and forces)")
     p.add_argument("--output", required=True, help="potential file to write (e.g. Si.nnp)")
@@ -366,7 +575,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    + ", ".join(descriptors_mod.preset_names()))
     p.add_argument("--epochs", type=int, help="training epochs (0: write the untrained, initialised model)")
     p.add_argument("--seed", type=int, help="random seed (split, initial weights, batch order)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--device", help="torch device to train on: cpu (default) or cuda")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="train a committee of N models (seeds seed..seed+N-1, each with its own split); "
+                        "writes OUTPUT's stem .0 ... .N-1 and a .committee.json with their disagreement")
+    p.add_argument("--report", metavar="DIR", help="write metrics (JSON), parity plots and the learning curve to DIR")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint (OUTPUT.ckpt), same settings and data")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs and discard an old checkpoint")
     return p.parse_args(argv)
 
 
@@ -377,51 +593,158 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the same command with --resume to continue from the last epoch's checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+def member_outputs(output: Path, n: int) -> list[Path]:
+    """Output files of an n-model committee: Si.nnp -> Si.0.nnp, Si.1.nnp, ..."""
+    if n == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}.{k}{output.suffix}") for k in range(n)]
+
+
+def _check_outputs(args: argparse.Namespace, outputs: list[Path]) -> None:
+    """Refuse, before any work is done, to overwrite anything without --force."""
+    for out in outputs:
+        if out.is_dir():
+            raise ValueError(f"{out} is a directory")
+        if out.exists() and not args.force:
+            raise FileExistsError(f"{out} exists; refusing to overwrite it (use --force)")
+        ckpt = checkpoints.path_for(out)
+        if args.resume and not ckpt.exists() and not out.exists():
+            raise FileNotFoundError(f"no checkpoint {ckpt} to resume from")
+        if ckpt.exists() and not (args.resume or args.force):
+            raise FileExistsError(f"{ckpt} is the checkpoint of an interrupted run: continue it with --resume, "
+                                  "or start over with --force")
+    if args.report:
+        report_dir = Path(args.report)
+        if report_dir.exists() and (not report_dir.is_dir() or any(report_dir.iterdir())) and not args.force:
+            raise FileExistsError(f"report directory {report_dir} exists and is not empty (use --force)")
 
 
 def _run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     output = Path(args.output)
-    # Refuse before any work is done.
-    if output.exists() and not args.force:
-        raise FileExistsError(f"{output} exists; refusing to overwrite it (use --force)")
-    if output.is_dir():
-        raise ValueError(f"{output} is a directory")
+    if args.ensemble < 1:
+        raise ValueError("--ensemble must be >= 1")
+    outputs = member_outputs(output, args.ensemble)
+    _check_outputs(args, outputs)
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    cli = {k: getattr(args, k) for k in ("descriptor", "epochs", "seed") if getattr(args, k) is not None}
+    cli = {k: getattr(args, k) for k in ("descriptor", "epochs", "seed", "device") if getattr(args, k) is not None}
     config = config.updated(cli, "command line")
     config.check()
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
 
     data_path = Path(args.data)
     structures = read_structures(data_path)
+    digest = _sha256(data_path)
     elements = _elements_of(structures)
     descriptors = descriptors_mod.preset(config.descriptor, elements)
     _print(f"data: {data_path} ({len(structures)} structures, {sum(len(a) for a in structures)} atoms, "
-          f"elements {' '.join(elements)})")
+           f"elements {' '.join(elements)})")
     _print(f"descriptor {config.descriptor}: {', '.join(f'{e} {descriptors.size(e)}' for e in elements)} functions, "
-          f"cutoff {descriptors.cutoff:g} Å")
+           f"cutoff {descriptors.cutoff:g} Å")
     t = time.perf_counter()
     data = FeaturizedDataset.from_structures(structures, descriptors)
     _print(f"featurised in {_fmt_time(time.perf_counter() - t)} ({data.nbytes() / 2**20:.0f} MiB)")
-    _print(f"network: {config.hidden_layers} x {config.hidden_nodes} {config.activation}; "
-          f"{config.epochs} epochs, batch {config.batch_size} structures, lr {config.learning_rate:g} "
-          f"({config.lr_schedule}), weights E {config.energy_weight:g} F {config.force_weight:g}, seed {config.seed}")
+    n_adam, n_lbfgs = _phase_lengths(config)
+    _print(f"network: {config.hidden_layers} x {config.hidden_nodes} {config.activation}; {config.epochs} epochs "
+           f"(Adam {n_adam}, batch {config.batch_size} structures, lr {config.learning_rate:g} {config.lr_schedule}; "
+           f"L-BFGS {n_lbfgs}), weights E {config.energy_weight:g} F {config.force_weight:g} "
+           f"S {config.stress_weight:g}, seed {config.seed}, device {config.device}")
 
-    result = train(data, descriptors, config)
-    comments = provenance(data_path, _sha256(data_path), config, result, data)
-    pot = result.model.to_potential_data(comments)
-    potential_file.write(pot, output, overwrite=args.force)
+    results = []
+    for k, out in enumerate(outputs):
+        member = config if len(outputs) == 1 else config.updated({"seed": config.seed + k})
+        ckpt = checkpoints.path_for(out)
+        if len(outputs) > 1:
+            _print(f"committee member {k + 1}/{len(outputs)}: seed {member.seed} -> {out}")
+        if args.resume and out.exists() and not ckpt.exists():
+            _print(f"{out} is finished; skipping it")
+            results.append((out, member, None))
+            continue
+        result = train(data, descriptors, member, checkpoint=ckpt, resume=args.resume and ckpt.exists(),
+                       data_digest=digest)
+        pot = result.model.to_potential_data(provenance(data_path, digest, member, result, data))
+        potential_file.write(pot, out, overwrite=True)  # refused above unless --force or resuming
+        ckpt.unlink(missing_ok=True)
+        _print_summary(result, data, member)
+        _print(f"wrote {out}")
+        results.append((out, member, result))
+    if len(outputs) > 1:
+        _write_committee(output, results, data, digest)
+    if args.report:
+        _write_report(Path(args.report), results[0], data, args.force)
+    _print(f"wall time {_fmt_time(time.perf_counter() - t_start)}")
+    return 0
+
+
+def _print_summary(result: TrainResult, data: FeaturizedDataset, config: TrainConfig) -> None:
     groups = metrics_by_config_type(result.model, data, result.validation_indices, config)
     if len(groups) > 1:
-        _print("validation by config_type:")
+        _print("validation by config_type (RMSE | MAE):")
         for name, (count, m) in groups.items():
-            _print(f"  {name:24s} {count:4d} structures  {m}")
-    _print(f"train      RMSE: {result.train}")
+            _print(f"  {name:16s} {count:4d} structures  {m} | {m.mae_str()}")
+    _print(f"train      RMSE: {result.train}  MAE: {result.train.mae_str()}")
     if result.validation is not None:
-        _print(f"validation RMSE: {result.validation}  (best epoch {result.best_epoch})")
-    _print(f"wrote {output}; wall time {_fmt_time(time.perf_counter() - t_start)}")
-    return 0
+        _print(f"validation RMSE: {result.validation}  MAE: {result.validation.mae_str()}  "
+               f"(best epoch {result.best_epoch})")
+
+
+def _write_report(directory: Path, member, data: FeaturizedDataset, overwrite: bool) -> None:
+    from nnp import report
+
+    out, config, result = member
+    if result is None:
+        _print(f"no report: {out} was finished by an earlier run")
+        return
+    sets = {"train": report.predict_model(result.model, data, result.train_indices)}
+    if len(result.validation_indices):
+        sets["validation"] = report.predict_model(result.model, data, result.validation_indices)
+    report.write_report(directory, sets, result.history, overwrite=overwrite)
+    _print(f"wrote the report to {directory}")
+
+
+def _write_committee(output: Path, results, data: FeaturizedDataset, digest: str) -> None:
+    """Disagreement of the committee on every structure, and what later
+    uncertainty estimates need: member files, seeds, splits."""
+    models = [NNPModel.from_potential_data(potential_file.read(out)) for out, _, _ in results]
+    per_type: dict[str, list[tuple[float, float]]] = {}
+    for start in range(0, len(data), 32):
+        idx = np.arange(start, min(start + 32, len(data)))
+        batch = data.collate(idx)
+        preds = [m(batch, forces=True) for m in models]
+        e = torch.stack([p["energy"].detach() / batch.n_atoms for p in preds])  # (K, S)
+        f = torch.stack([p["forces"].detach() for p in preds])  # (K, N, 3)
+        e_std = e.std(0, unbiased=False)
+        f_var = f.var(0, unbiased=False).sum(-1)  # (N,)
+        f_std = torch.sqrt(torch.zeros(len(idx), dtype=f_var.dtype).index_add(0, batch.atom_struct, f_var)
+                           / (3 * batch.n_atoms))
+        for s, i in enumerate(idx):
+            per_type.setdefault(data.config_types[i], []).append((float(e_std[s]), float(f_std[s])))
+    summary = {
+        ct: {"structures": len(v), "energy_std_meV_per_atom": 1000 * float(np.sqrt(np.mean([x[0] ** 2 for x in v]))),
+             "force_std_eV_per_A": float(np.sqrt(np.mean([x[1] ** 2 for x in v])))}
+        for ct, v in sorted(per_type.items())
+    }
+    info = {
+        "members": [str(out) for out, _, _ in results],
+        "seeds": [cfg.seed for _, cfg, _ in results],
+        "validation_fraction": results[0][1].validation_fraction,
+        "data_sha256": digest,
+        "disagreement_by_config_type": summary,
+    }
+    path = output.with_name(f"{output.stem}.committee.json")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    _print("committee disagreement (RMS over structures of the std across members):")
+    for ct, v in summary.items():
+        _print(f"  {ct:16s} E {v['energy_std_meV_per_atom']:6.2f} meV/atom  F {v['force_std_eV_per_A']:.4f} eV/Å")
+    _print(f"wrote {path}")
 
 
 if __name__ == "__main__":

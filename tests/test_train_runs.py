@@ -1,0 +1,265 @@
+"""Training runs: the loss with stress, L-BFGS, early stopping, checkpoints and
+--resume after SIGINT/SIGKILL, committees (--ensemble), --device, --report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+
+from nnp import checkpoints, potential_file
+from nnp.data import FeaturizedDataset, read_structures, split
+from nnp.descriptors import preset
+from nnp.train import TrainConfig, _errors, _Objective, build_model, main, train
+from test_train import labelled_si
+
+torch.set_num_threads(1)
+
+SMALL = dict(descriptor="A16", hidden_layers=1, hidden_nodes=8, batch_size=2, learning_rate=5e-3,
+             validation_fraction=0.25, log_every=1, threads=1)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return labelled_si(8)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory, frames) -> Path:
+    path = tmp_path_factory.mktemp("data") / "si.xyz"
+    ase.io.write(path, frames, format="extxyz")
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(frames):
+    ds = preset("A16")
+    return ds, FeaturizedDataset.from_structures(frames, ds)
+
+
+def write_config(path: Path, **values) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({**SMALL, **values}))
+    return path
+
+
+def without_date(p: Path) -> list[str]:
+    return [line for line in p.read_text().splitlines() if not line.startswith("# date:")]
+
+
+# ---------------------------------------------------------------- the loss
+
+
+def test_loss_has_the_documented_form(dataset):
+    """The full-set loss equals the formula of the module docstring computed
+    by hand from the model's energies, forces and virials."""
+    ds, data = dataset
+    cfg = TrainConfig(**SMALL, energy_weight=0.7, force_weight=0.03, stress_weight=0.2)
+    idx, _ = split(len(data), cfg.validation_fraction, cfg.seed)
+    model = build_model(data, ds, cfg, idx)
+    batch = data.collate(idx)
+    out = model(batch, forces=True, stress=True)
+    n = batch.n_atoms.to(torch.float64)
+    out = {k: v.detach() for k, v in out.items()}
+    e_term = (((out["energy"] - batch.energy) / n) ** 2).mean()
+    f_term = ((out["forces"] - batch.forces) ** 2).mean()
+    w_ref = -batch.stress * batch.volume.view(-1, 1, 1)
+    dw = (out["virial"] - w_ref) / n.view(-1, 1, 1)
+    voigt = torch.stack([dw[:, 0, 0], dw[:, 1, 1], dw[:, 2, 2], dw[:, 1, 2], dw[:, 0, 2], dw[:, 0, 1]], 1)
+    s_term = (voigt**2).mean()
+    assert float(s_term) > 0
+    want = 0.7 * e_term + 0.03 * f_term + 0.2 * s_term
+    objective = _Objective(data, idx, cfg, torch.device("cpu"))
+    got = objective.loss(_errors(model, batch, True, create_graph=False))
+    assert float(got.detach()) == pytest.approx(float(want), rel=1e-12)
+    # Chunked full-batch evaluation gives the same loss (and a gradient).
+    model.zero_grad()
+    assert objective.full_batch(model, chunk=2) == pytest.approx(float(want), rel=1e-12)
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_stress_term_trains_the_stress(dataset):
+    ds, data = dataset
+    base = dict(SMALL, validation_fraction=0.0, energy_weight=0.0, force_weight=0.0, stress_weight=1.0)
+    untrained = train(data, ds, TrainConfig(**dict(base, epochs=0)), log=lambda line: None)
+    trained = train(data, ds, TrainConfig(**dict(base, epochs=30)), log=lambda line: None)
+    assert trained.train.stress_rmse < 0.5 * untrained.train.stress_rmse
+    m = trained.train
+    assert m.stress_mae <= m.stress_rmse and m.energy_mae <= m.energy_rmse and m.force_mae <= m.force_rmse
+
+
+def test_lbfgs_phase_follows_adam_and_lowers_the_loss(dataset):
+    ds, data = dataset
+    cfg = TrainConfig(**dict(SMALL, epochs=12, lbfgs_fraction=0.5))
+    result = train(data, ds, cfg, log=lambda line: None)
+    phases = [h["optimizer"] for h in result.history]
+    assert phases == ["adam"] * 6 + ["lbfgs"] * 6
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[6] < losses[0]
+
+
+def test_patience_stops_a_phase_early(dataset):
+    ds, data = dataset
+    # A far too large learning rate: the validation loss never beats epoch 1.
+    cfg = TrainConfig(**dict(SMALL, epochs=20, learning_rate=3.0, lr_schedule="plateau", patience=3))
+    lines = []
+    result = train(data, ds, cfg, log=lines.append)
+    assert len(result.history) < 20
+    assert any("adam stops here" in line for line in lines)
+
+
+def test_device_errors_are_clear():
+    with pytest.raises(ValueError, match="not a torch device"):
+        TrainConfig(device="gpu0").check()
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            TrainConfig(device="cuda").check()
+
+
+# ----------------------------------------------------- checkpoints, resume
+
+
+def _train_cmd(data_file: Path, out: Path, config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "nnp.train", "--data", str(data_file), "--output", str(out),
+            "--config", str(config), *extra]
+
+
+def _epoch_of(ckpt: Path) -> int:
+    try:
+        return int(torch.load(ckpt, weights_only=True)["epoch"])
+    except Exception:  # not written yet, or being replaced
+        return -1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_run_resumes_to_the_same_model(tmp_path, data_file, sig):
+    config = write_config(tmp_path / "cfg.yaml", epochs=40, lbfgs_fraction=0.25)
+    whole = tmp_path / "whole.nnp"
+    run = subprocess.run(_train_cmd(data_file, whole, config), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert not checkpoints.path_for(whole).exists()  # removed once the potential is written
+
+    out = tmp_path / "Si.nnp"
+    ckpt = checkpoints.path_for(out)
+    proc = subprocess.Popen(_train_cmd(data_file, out, config), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 240
+    while _epoch_of(ckpt) < 5 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "--resume" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    killed_at = _epoch_of(ckpt)
+    assert 5 <= killed_at < 40 and not out.exists()
+
+    # The checkpoint is plain data: it loads without running code.
+    state = torch.load(ckpt, weights_only=True)
+    assert state["format"] == checkpoints.FORMAT and len(state["history"]) == killed_at
+
+    # A plain rerun refuses to discard the checkpoint; --resume continues.
+    again = subprocess.run(_train_cmd(data_file, out, config), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "--resume" in again.stderr
+    resumed = subprocess.run(_train_cmd(data_file, out, config, "--resume"), capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {ckpt} after epoch {killed_at}" in resumed.stdout
+    assert without_date(out) == without_date(whole)
+    assert not ckpt.exists()
+
+
+def test_resume_refuses_other_settings_or_data(tmp_path, data_file, frames, capsys):
+    config = write_config(tmp_path / "cfg.yaml", epochs=3)
+    out = tmp_path / "Si.nnp"
+    ckpt = checkpoints.path_for(out)
+    ds = preset("A16")
+    data = FeaturizedDataset.from_structures(read_structures(data_file), ds)
+    cfg = TrainConfig.from_yaml(config)
+    # A checkpoint as an interrupted CLI run leaves it (digest of the data file).
+    from nnp.train import _sha256
+
+    train(data, ds, cfg, log=lambda line: None, checkpoint=ckpt, data_digest=_sha256(data_file))
+    assert ckpt.exists()
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--epochs", "5",
+                 "--resume"]) == 1
+    assert "settings differ" in capsys.readouterr().err and "epochs: 3 -> 5" not in ""
+    other = tmp_path / "other.xyz"
+    ase.io.write(other, frames[::-1], format="extxyz")
+    assert main(["--data", str(other), "--output", str(out), "--config", str(config), "--resume"]) == 1
+    assert "training data changed" in capsys.readouterr().err
+    # The same settings and data: resumes (nothing left to do) and writes the model.
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--resume"]) == 0
+    assert out.exists() and not ckpt.exists()
+    # --resume with neither a checkpoint nor an output is an error.
+    assert main(["--data", str(data_file), "--output", str(tmp_path / "new.nnp"), "--config", str(config),
+                 "--resume"]) == 1
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path, data_file, capsys):
+    config = write_config(tmp_path / "cfg.yaml", epochs=2)
+    out = tmp_path / "Si.nnp"
+    checkpoints.path_for(out).write_bytes(b"\x00garbage")
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--resume"]) == 1
+    assert "not a readable nnp checkpoint" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- committee, report
+
+
+def test_ensemble_writes_members_and_their_disagreement(tmp_path, data_file, capsys):
+    config = write_config(tmp_path / "cfg.yaml", epochs=4)
+    out = tmp_path / "Si.nnp"
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--ensemble", "3"]) == 0
+    members = [tmp_path / f"Si.{k}.nnp" for k in range(3)]
+    assert all(m.exists() for m in members) and not out.exists()
+    info = json.loads((tmp_path / "Si.committee.json").read_text())
+    assert info["seeds"] == [0, 1, 2] and info["members"] == [str(m) for m in members]
+    for v in info["disagreement_by_config_type"].values():
+        assert v["energy_std_meV_per_atom"] > 0 and v["force_std_eV_per_A"] > 0
+    texts = [without_date(m) for m in members]
+    assert texts[0] != texts[1] != texts[2]
+    # Member 0 is the plain run with the same seed.
+    single = tmp_path / "single.nnp"
+    assert main(["--data", str(data_file), "--output", str(single), "--config", str(config)]) == 0
+    strip = lambda lines: [x for x in lines if not x.startswith("# data")]  # noqa: E731
+    assert strip(without_date(single)) == strip(texts[0])
+
+
+def test_report_directory_is_checked_before_training(tmp_path, data_file, capsys):
+    config = write_config(tmp_path / "cfg.yaml", epochs=2)
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    (report_dir / "mine.txt").write_text("keep me")
+    out = tmp_path / "Si.nnp"
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(config),
+                 "--report", str(report_dir)]) == 1
+    assert "not empty" in capsys.readouterr().err and not out.exists()
+    assert (report_dir / "mine.txt").read_text() == "keep me"
+
+
+def test_cli_writes_a_report(tmp_path, data_file):
+    pytest.importorskip("nnp.report")
+    config = write_config(tmp_path / "cfg.yaml", epochs=3)
+    out = tmp_path / "Si.nnp"
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(config),
+                 "--report", str(tmp_path / "report")]) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert "validation" in json.dumps(metrics)
+    assert any(p.suffix == ".png" for p in (tmp_path / "report").iterdir())
+    assert os.path.getsize(out) > 0
