@@ -1,0 +1,101 @@
+"""Score a potential file on labelled structures, through the C++ core.
+
+    python -m nnp.evaluate --potential Si.nnp --data test.xyz [--report DIR] [--force]
+
+Reads every frame of each data file (`nnp.data.read_structures`: extxyz and
+other ASE formats, n2p2 input.data, mlearn JSON; bad frames are refused with
+the file and frame named), predicts energies, forces and stress with the
+potential exactly as LAMMPS and NNPCalculator do, and prints energy (meV/atom),
+force (eV/Å) and stress (GPa) MAE and RMSE, overall and per config_type
+(`nnp.report`). With --report DIR it also writes metrics.json, parity plots
+and report.md there (an existing non-empty DIR only with --force).
+
+Exit status: 0 on success, 2 on an error (message on stderr). torch is not
+needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from nnp import report
+from nnp.data import read_structures
+
+
+def _set_names(paths: Sequence[str]) -> list[str]:
+    """Report set names: the files' stems, made unique."""
+    names: list[str] = []
+    for p in paths:
+        base = Path(p).stem or Path(p).name
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}-{k}", k + 1
+        names.append(name)
+    return names
+
+
+def evaluate(
+    potential: str | os.PathLike,
+    data: Sequence[str | os.PathLike],
+    format: str | None = None,
+    report_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Predictions and metrics of `potential` on each data file; with
+    `report_dir`, the report is written. Returns {"sets": {name: metrics},
+    "predictions": {name: Predictions}}."""
+    if report_dir is not None:
+        report.check_report_directory(report_dir, overwrite)  # fail before the work
+    pot = report.load_potential(potential)
+    paths = [os.fspath(d) for d in data]
+    sets: dict[str, report.Predictions] = {}
+    for name, path in zip(_set_names(paths), paths):
+        structures = read_structures(path, format=format)
+        report.check_elements(pot.elements, structures, f"{os.fspath(potential)} (used on {path})")
+        sets[name] = report.predict_potential(pot, structures)
+    if report_dir is not None:
+        result = report.write_report(report_dir, sets, overwrite=overwrite)
+        return {"sets": result["sets"], "predictions": sets}
+    return {"sets": {name: report.metrics(p) for name, p in sets.items()}, "predictions": sets}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nnp.evaluate",
+        description="Energy, force and stress errors (MAE, RMSE; overall and per config_type) of a "
+        "potential file on labelled structures, computed by the C++ core (what LAMMPS computes).",
+    )
+    parser.add_argument("--potential", required=True, metavar="FILE", help="potential file (.nnp)")
+    parser.add_argument("--data", required=True, nargs="+", metavar="FILE",
+                        help="labelled structures: extxyz or any ASE format, n2p2 input.data, mlearn JSON")
+    parser.add_argument("--format", help="data format: n2p2, mlearn-json or an ASE format (default: from the content)")
+    parser.add_argument("--report", metavar="DIR", help="write metrics.json, parity plots and report.md to DIR")
+    parser.add_argument("--force", action="store_true", help="write the report into an existing non-empty DIR")
+    args = parser.parse_args(argv)
+    try:
+        out = evaluate(args.potential, args.data, args.format, args.report, args.force)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    names = list(out["sets"])
+    for k, (name, path) in enumerate(zip(names, args.data)):
+        p = out["predictions"][name]
+        if k:
+            print()
+        print(f"{path}: {p.n_structures} structures, {int(p.n_atoms.sum())} atoms; potential {args.potential}")
+        print(report.format_table(out["sets"][name]))
+        if p.extrapolating_atoms is not None and p.extrapolating_atoms.any():
+            n = int((p.extrapolating_atoms > 0).sum())
+            print(f"note: {n} of {p.n_structures} structures have atoms outside the descriptor range "
+                  f"seen in training ({int(p.extrapolating_atoms.sum())} atoms in all): the model extrapolates there")
+    if args.report:
+        print(f"\nreport written to {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
