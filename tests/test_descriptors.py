@@ -208,23 +208,58 @@ def test_matches_torch_reference(cutoff_function, angular_sum):
             np.testing.assert_allclose(a.get(key, 0), b.get(key, 0), rtol=1e-10, atol=1e-12)
 
 
+def _si_frames():
+    from ase.build import bulk
+
+    frames = []
+    for k in range(3):
+        a = bulk("Si", "diamond", a=5.43, cubic=True)
+        a.rattle(0.1, seed=k)
+        frames.append(a)
+    return frames
+
+
 def test_presets():
     names = D.preset_names()
-    assert len(names) == 20
+    assert len(names) == 30
+    frames = _si_frames()
     for name in names:
-        ds = D.preset(name)
+        ds = D.resolve(name, ["Si"], frames)
         series, length = name[0], int(name[1:].split("-")[0])
         assert ds.size("Si") == length
-        n_radial = sum(isinstance(f, G2) for f in ds.functions["Si"])
-        assert n_radial == D.SERIES[series][length][0]
+        radial = [f for f in ds.functions["Si"] if isinstance(f, G2)]
+        assert len(radial) == D.SERIES["A" if series == "S" else series][length][0]
+        assert all((f.rs > 0) == (series == "S") for f in radial)
         angular = G5 if name.endswith("-wide") else G4
         assert all(isinstance(f, (G2, angular)) for f in ds.functions["Si"])
         assert ds.cutoff == 6.0
-    default = D.default()
-    n_radial = sum(isinstance(f, G2) for f in default.functions["Si"])
-    assert 40 <= default.size("Si") <= 64 and default.size("Si") - n_radial > n_radial
+        if series != "S":
+            assert D.preset(name) == ds
     with pytest.raises(ValueError, match="unknown descriptor preset"):
         D.preset("C52")
+    with pytest.raises(ValueError, match="structures are needed"):
+        D.resolve("S52", ["Si"])
+
+
+def test_default_descriptor_is_data_driven_and_within_64():
+    ds = D.resolve(D.DEFAULT_PRESET, ["Si"], _si_frames())
+    n_radial = sum(isinstance(f, G2) for f in ds.functions["Si"])
+    assert 40 <= ds.size("Si") <= 64 and ds.size("Si") - n_radial > n_radial
+
+
+def test_shifted_radial_covers_the_distances():
+    rng = np.random.default_rng(0)
+    distances = rng.uniform(2.2, 6.5, 10_000)
+    g2 = D.shifted_radial(distances, 12, ["Si"], rc=6.0)
+    centres = np.array([f.rs for f in g2])
+    assert len(g2) == 12 and centres[0] == pytest.approx(2.2) and centres[-1] == pytest.approx(0.93 * 6.0)
+    spacing = np.diff(centres)
+    np.testing.assert_allclose(spacing, spacing[0], rtol=1e-5)
+    assert all(f.eta == pytest.approx(1 / (2 * spacing[0] ** 2), rel=1e-5) for f in g2)
+    # Two neighbour elements: the centres for each.
+    assert len(D.shifted_radial(distances, 4, ["Si", "C"])) == 8
+    with pytest.raises(ValueError, match="no neighbour distances"):
+        D.shifted_radial(np.array([7.0]), 4, ["Si"], rc=6.0)
 
 
 def test_bad_descriptor_definitions():

@@ -43,6 +43,7 @@ from nnp.data import Batch, FeaturizedDataset, read_structures, split
 from nnp.model import ACTIVATIONS, SCALING_MODES, NNPModel
 
 LR_SCHEDULES = ("plateau", "cosine")
+LBFGS_MAX_EVALUATIONS = 20  # loss evaluations per L-BFGS epoch, line search included
 
 
 @dataclass
@@ -357,7 +358,13 @@ def _phase_lengths(config: TrainConfig) -> tuple[int, int]:
 
 def _make_optimizer(name: str, n_epochs: int, params, config: TrainConfig):
     if name == "lbfgs":
-        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=1, history_size=config.lbfgs_history,
+        # No gradient/change tolerances: near an Adam minimum the gradient of
+        # a loss of ~1e-4 is below torch's default 1e-7 and L-BFGS would not
+        # move at all; the epoch count and `patience` decide when to stop.
+        # One iteration per epoch; max_eval bounds the line search (torch's
+        # default, 5/4 of max_iter, would leave it no evaluation at all).
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=LBFGS_MAX_EVALUATIONS,
+                                history_size=config.lbfgs_history, tolerance_grad=0.0, tolerance_change=0.0,
                                 line_search_fn="strong_wolfe")
         return opt, None
     opt = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -642,7 +649,7 @@ def _run(args: argparse.Namespace) -> int:
     structures = read_structures(data_path)
     digest = _sha256(data_path)
     elements = _elements_of(structures)
-    descriptors = descriptors_mod.preset(config.descriptor, elements)
+    descriptors = descriptors_mod.resolve(config.descriptor, elements, structures)
     _print(f"data: {data_path} ({len(structures)} structures, {sum(len(a) for a in structures)} atoms, "
            f"elements {' '.join(elements)})")
     _print(f"descriptor {config.descriptor}: {', '.join(f'{e} {descriptors.size(e)}' for e in elements)} functions, "
