@@ -1,0 +1,215 @@
+"""Settings of the descriptor-length study (`python -m nnp.study`).
+
+`StudyConfig()` is the paper's protocol (docs/science.md, "The study the
+project reproduces"): series A and B at lengths 16…64, 2×30 networks with the
+training defaults, NPT at 300 K and 1 atm with 1 fs steps for 1 ns on 512
+atoms, melt-quench 2000 K -> 300 K at 70 K/ps. `StudyConfig.quick()` scales
+everything down so the whole pipeline runs in a few minutes.
+
+Every field changes the numbers, so a study directory stores its config and
+refuses to continue with a different one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nnp import descriptors as descriptors_mod
+
+SERIES = tuple(descriptors_mod.SERIES)  # ("A", "B")
+LENGTHS = tuple(descriptors_mod.LENGTHS)  # (16, 28, 40, 52, 64)
+# Training settings the study sets itself, per point.
+STUDY_OWNED_TRAIN_KEYS = ("descriptor", "seed")
+
+
+@dataclass
+class StudyConfig:
+    """Every setting that changes the study's numbers (YAML keys are these names)."""
+
+    series: tuple[str, ...] = SERIES
+    lengths: tuple[int, ...] = LENGTHS
+    seed: int = 0  # data split, initial weights, batch order, initial velocities
+    # TrainConfig overrides for every point (not descriptor or seed); empty:
+    # the training defaults, i.e. the paper's 2x30 networks.
+    train: dict[str, Any] = field(default_factory=dict)
+    max_structures: int = 0  # 0: all; else an evenly spaced subset of the data
+
+    # 0 K: lattice by box relaxation, elastic constants by ±strain.
+    elastic_cells: int = 1  # n×n×n cubic 8-atom cells (internal relaxation needs no more)
+    elastic_strain: float = 0.005
+
+    # MD, common (LAMMPS fix npt, iso).
+    timestep_fs: float = 1.0
+    pressure_atm: float = 1.0
+    t_damp_fs: float = 100.0
+    p_damp_fs: float = 1000.0
+    sample_every: int = 10  # steps between volume/temperature samples
+    rdf_every: int = 100  # steps between g(r) samples
+    rdf_bins: int = 200
+    rdf_cutoff: float = 6.0  # Å
+    blocks: int = 10  # block averages for error bars
+
+    # Crystal, NPT: lattice constant, bulk modulus from volume fluctuations, g(r).
+    crystal_cells: int = 4  # 4: 512 atoms
+    crystal_temperature: float = 300.0
+    crystal_equilibrate_ps: float = 10.0
+    crystal_ps: float = 1000.0  # production, the paper's 1 ns
+
+    # Melt-quench, NPT: melt the crystal, liquid g(r), quench, amorphous g(r).
+    melt_cells: int = 4
+    melt_temperature: float = 3000.0  # well above melting, so the crystal melts quickly
+    melt_ps: float = 10.0
+    liquid_temperature: float = 2000.0
+    liquid_equilibrate_ps: float = 10.0
+    liquid_ps: float = 20.0
+    quench_end_temperature: float = 300.0
+    quench_rate: float = 70.0  # K/ps (the paper's DFT protocol)
+    amorphous_equilibrate_ps: float = 5.0
+    amorphous_ps: float = 20.0
+
+    @classmethod
+    def quick(cls) -> "StudyConfig":
+        """A few minutes on a 2-core machine: a subset of the data, a few
+        epochs, 64-atom cells and a few hundred MD steps. Exercises the whole
+        pipeline; its numbers mean little."""
+        return cls(
+            train={"epochs": 15},
+            max_structures=24,
+            sample_every=5,
+            rdf_every=10,
+            rdf_bins=100,
+            blocks=4,
+            crystal_cells=2,
+            crystal_equilibrate_ps=0.05,
+            crystal_ps=0.2,
+            melt_cells=2,
+            melt_ps=0.1,
+            liquid_equilibrate_ps=0.03,
+            liquid_ps=0.1,
+            quench_rate=1700.0 / 0.15,  # 150 steps from 2000 K to 300 K
+            amorphous_equilibrate_ps=0.03,
+            amorphous_ps=0.1,
+        )
+
+    # ------------------------------------------------------------ checks
+
+    def check(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"study config: {msg}")
+
+        need(len(self.series) > 0 and all(s in SERIES for s in self.series),
+             f"series must be a non-empty list of {', '.join(SERIES)}, got {list(self.series)}")
+        need(len(self.lengths) > 0 and all(n in LENGTHS for n in self.lengths),
+             f"lengths must be a non-empty list of {', '.join(map(str, LENGTHS))}, got {list(self.lengths)}")
+        need(len(set(self.series)) == len(self.series) and len(set(self.lengths)) == len(self.lengths),
+             "series and lengths must not repeat")
+        need(self.seed >= 0, "seed must be >= 0")
+        bad = sorted(set(self.train) & set(STUDY_OWNED_TRAIN_KEYS))
+        need(not bad, f"train: {', '.join(bad)} is set by the study (descriptor per point; use seed)")
+        self.train_config("A16")  # unknown keys / wrong types
+        need(self.max_structures >= 0, "max_structures must be >= 0 (0: all)")
+        for name in ("elastic_cells", "crystal_cells", "melt_cells", "sample_every", "rdf_every", "rdf_bins"):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1")
+        need(self.blocks >= 2, "blocks must be >= 2")
+        need(0 < self.elastic_strain < 0.05, "elastic_strain must be in (0, 0.05)")
+        positive = ("timestep_fs", "t_damp_fs", "p_damp_fs", "rdf_cutoff", "crystal_temperature",
+                    "melt_temperature", "liquid_temperature", "quench_end_temperature", "quench_rate",
+                    "crystal_ps", "liquid_ps", "amorphous_ps")
+        for name in positive:
+            v = getattr(self, name)
+            need(math.isfinite(v) and v > 0, f"{name} must be > 0, got {v}")
+        for name in ("crystal_equilibrate_ps", "melt_ps", "liquid_equilibrate_ps", "amorphous_equilibrate_ps"):
+            v = getattr(self, name)
+            need(math.isfinite(v) and v >= 0, f"{name} must be >= 0, got {v}")
+        need(math.isfinite(self.pressure_atm), "pressure_atm must be finite")
+        need(self.quench_end_temperature < self.liquid_temperature,
+             "quench_end_temperature must be below liquid_temperature")
+        for name in ("crystal_ps", "liquid_ps", "amorphous_ps"):
+            need(self.steps(getattr(self, name)) >= self.sample_every * self.blocks,
+                 f"{name} = {getattr(self, name)} ps is too short for {self.blocks} blocks of samples "
+                 f"every {self.sample_every} steps")
+
+    def train_config(self, descriptor: str):
+        """The TrainConfig of one point."""
+        from nnp.train import TrainConfig
+
+        return TrainConfig().updated({**self.train, "descriptor": descriptor, "seed": self.seed}, "study config: train")
+
+    def steps(self, ps: float) -> int:
+        return int(round(ps * 1000.0 / self.timestep_fs))
+
+    @property
+    def quench_ps(self) -> float:
+        return (self.liquid_temperature - self.quench_end_temperature) / self.quench_rate
+
+    @property
+    def points(self) -> list[str]:
+        """Descriptor presets, series-major: A16 … A64, B16 … B64."""
+        return [f"{s}{n}" for s in self.series for n in self.lengths]
+
+    # -------------------------------------------------------- conversion
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["series"], d["lengths"] = list(self.series), list(self.lengths)
+        return d
+
+    def updated(self, values: dict[str, Any], source: str = "study config") -> "StudyConfig":
+        """A copy with `values` applied; unknown keys and wrong types are errors."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+        new: dict[str, Any] = {}
+        for key, value in values.items():
+            current = getattr(self, key)
+            if isinstance(current, tuple):
+                if not isinstance(value, (list, tuple)):
+                    value = [value]
+                kind = type(current[0])
+                if not all(type(v) is kind for v in value):
+                    raise ValueError(f"{source}: {key} must be a list of {kind.__name__}, got {value!r}")
+                value = tuple(value)
+            elif isinstance(current, dict):
+                if not isinstance(value, dict):
+                    raise ValueError(f"{source}: {key} must be a mapping of settings, got {value!r}")
+                value = dict(value)
+            else:
+                kind = type(current)
+                if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                    value = float(value)
+                if kind is float and isinstance(value, str):  # YAML reads 1e-3 as a string
+                    try:
+                        value = float(value)
+                    except ValueError:
+                        pass
+                if type(value) is not kind:
+                    raise ValueError(f"{source}: {key} must be a {kind.__name__}, got {value!r}")
+            new[key] = value
+        return dataclasses.replace(self, **new)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "study config") -> "StudyConfig":
+        return cls().updated(values, source)
+
+    def updated_from_yaml(self, path: str | os.PathLike) -> "StudyConfig":
+        import yaml
+
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML: {err}") from None
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of settings, found {type(values).__name__}")
+        return self.updated(values, str(path))

@@ -1,0 +1,471 @@
+"""Tables, CSV files and plots of the descriptor-length study (`nnp.study`).
+
+Reads the stored stage results of DIR/points/P/*.json and writes, in DIR:
+
+  report.md                    every number, with the DFT-PBE references of docs/science.md beside them
+  errors.csv                   validation (and train) errors per point
+  properties.csv               0 K, crystal NPT, liquid and amorphous numbers per point
+  rdf_{crystal,amorphous,liquid}.csv   r and g(r) of every point
+  errors_vs_length.png         energy and force MAE/RMSE vs descriptor length, both series (paper Fig. 4)
+  rdf_{crystal,amorphous,liquid}.png   g(r) overlaid by length, one panel per series (Fig. 5)
+  bulk_modulus_vs_length.png   B from NPT volume fluctuations (error bars) and at 0 K, DFT line (Fig. 6)
+  elastic_vs_length.png        a0, C11, C12, C44 at 0 K vs length, DFT lines
+
+A point or stage that is missing or failed shows as "—" (failures are listed
+with their error). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from nnp.data import atomic_open
+from nnp.study_config import StudyConfig
+
+# docs/science.md, "Properties and how they are measured": diamond Si.
+DFT_PBE = {"a0": 5.469, "c11": 153.0, "c12": 56.5, "bulk_modulus": 88.7}
+EXPERIMENT = {"a0": 5.431, "bulk_modulus": (98.0, 99.0)}
+RDF_KINDS = ("crystal", "amorphous", "liquid")
+OUTPUT_FILES = (
+    "report.md", "errors.csv", "properties.csv",
+    *(f"rdf_{k}.csv" for k in RDF_KINDS),
+    "errors_vs_length.png", *(f"rdf_{k}.png" for k in RDF_KINDS),
+    "bulk_modulus_vs_length.png", "elastic_vs_length.png",
+)
+
+ERROR_COLUMNS = (
+    ("val_energy_mae", "validation energy MAE (meV/atom)"),
+    ("val_energy_rmse", "validation energy RMSE (meV/atom)"),
+    ("val_force_mae", "validation force MAE (eV/Å)"),
+    ("val_force_rmse", "validation force RMSE (eV/Å)"),
+    ("val_stress_rmse", "validation stress RMSE (GPa)"),
+    ("train_energy_rmse", "train energy RMSE (meV/atom)"),
+    ("train_force_rmse", "train force RMSE (eV/Å)"),
+)
+PROPERTY_COLUMNS = (
+    ("a0", "0 K lattice constant (Å)"),
+    ("c11", "C11 (GPa)"), ("c12", "C12 (GPa)"), ("c44", "C44 relaxed (GPa)"),
+    ("c44_unrelaxed", "C44 unrelaxed (GPa)"), ("b0", "0 K bulk modulus (C11+2C12)/3 (GPa)"),
+    ("a_npt", "NPT lattice constant (Å)"), ("a_npt_err", "its error (Å)"),
+    ("b_npt", "NPT bulk modulus kT<V>/<dV²> (GPa)"), ("b_npt_err", "its error (GPa)"),
+    ("crystal_temperature", "crystal <T> (K)"), ("crystal_cn", "crystal coordination"),
+    ("liquid_density", "liquid density (g/cm³)"), ("liquid_density_err", "its error (g/cm³)"),
+    ("liquid_cn", "liquid coordination"),
+    ("amorphous_density", "amorphous density (g/cm³)"), ("amorphous_density_err", "its error (g/cm³)"),
+    ("amorphous_cn", "amorphous coordination"),
+    ("crystal_extrapolating", "crystal: extrapolating atoms (fraction)"),
+    ("liquid_extrapolating", "liquid: extrapolating atoms (fraction)"),
+    ("amorphous_extrapolating", "amorphous: extrapolating atoms (fraction)"),
+)
+
+
+# ------------------------------------------------------------------ collect
+
+
+def _get(d: Any, *keys, scale: float = 1.0) -> float:
+    for k in keys:
+        if not isinstance(d, dict) or d.get(k) is None:
+            return math.nan
+        d = d[k]
+    try:
+        return float(d) * scale
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def collect(sdir, config: StudyConfig) -> list[dict[str, Any]]:
+    """One row per point of the study: numbers (NaN when missing), stage
+    statuses and errors, and the RDFs."""
+    from nnp.study import STAGES
+
+    rows = []
+    for p in config.points:
+        res = {stage: sdir.result(p, stage) for stage in STAGES}
+        done = {s: r for s, r in res.items() if r and r.get("status") == "done"}
+        row: dict[str, Any] = {"point": p, "series": p[0], "length": int(p[1:])}
+        row["status"] = {s: (r.get("status") if r else "pending") for s, r in res.items()}
+        row["errors"] = {s: r.get("error", "") for s, r in res.items() if r and r.get("status") == "failed"}
+        row["wall_s"] = sum(float(r.get("wall_s") or 0) for r in res.values() if r)
+        tr = done.get("train")
+        row["same_as"] = (tr or {}).get("same_as")
+        row["n_functions"] = int(tr["n_functions"]) if tr else int(p[1:])
+        row["train_energy_rmse"] = _get(tr, "train_energy_rmse", scale=1000)
+        row["train_force_rmse"] = _get(tr, "train_force_rmse")
+        val = done.get("validation")
+        m = (val or {}).get("metrics", {}).get("validation", {}).get("overall")
+        row["val_energy_mae"] = _get(m, "energy_mae_meV_atom")
+        row["val_energy_rmse"] = _get(m, "energy_rmse_meV_atom")
+        row["val_force_mae"] = _get(m, "force_mae_eV_A")
+        row["val_force_rmse"] = _get(m, "force_rmse_eV_A")
+        row["val_stress_rmse"] = _get(m, "stress_rmse_GPa")
+        zk = done.get("zero_k")
+        for key, src in (("a0", "a"), ("c11", "c11"), ("c12", "c12"), ("c44", "c44"),
+                         ("c44_unrelaxed", "c44_unrelaxed"), ("b0", "bulk_modulus")):
+            row[key] = _get(zk, src)
+        cr = done.get("crystal")
+        row["a_npt"], row["a_npt_err"] = _get(cr, "a"), _get(cr, "a_err")
+        row["b_npt"], row["b_npt_err"] = _get(cr, "bulk_modulus"), _get(cr, "bulk_modulus_err")
+        row["crystal_temperature"] = _get(cr, "temperature")
+        row["crystal_cn"] = _get(cr, "coordination")
+        row["crystal_extrapolating"] = _get(cr, "extrapolating_fraction")
+        me = done.get("melt")
+        for kind in ("liquid", "amorphous"):
+            row[f"{kind}_density"] = _get(me, kind, "density")
+            row[f"{kind}_density_err"] = _get(me, kind, "density_err")
+            row[f"{kind}_cn"] = _get(me, kind, "coordination")
+            row[f"{kind}_extrapolating"] = _get(me, kind, "extrapolating_fraction")
+        row["rdf"] = {}
+        if cr:
+            row["rdf"]["crystal"] = (np.asarray(cr["rdf_r"], float), np.asarray(cr["rdf_g"], float))
+        if me:
+            for kind in ("liquid", "amorphous"):
+                row["rdf"][kind] = (np.asarray(me[kind]["rdf_r"], float), np.asarray(me[kind]["rdf_g"], float))
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------- files
+
+
+def _num(x: float, digits: int) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _pm(x: float, err: float, digits: int) -> str:
+    if not math.isfinite(x):
+        return "—"
+    return f"{x:.{digits}f} ± {err:.{digits}f}" if math.isfinite(err) else f"{x:.{digits}f}"
+
+
+def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for r in rows:
+        w.writerow(["" if isinstance(v, float) and not math.isfinite(v) else (f"{v:.10g}" if isinstance(v, float) else v)
+                    for v in r])
+    return buf.getvalue()
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_open(path) as fh:
+        fh.write(text)
+
+
+def write_csvs(root: Path, rows: list[dict]) -> list[str]:
+    written = []
+    keys = [k for k, _ in ERROR_COLUMNS]
+    _write_text(root / "errors.csv", _csv_text(
+        ["point", "series", "length", "n_functions", "status", *keys],
+        [[r["point"], r["series"], r["length"], r["n_functions"], r["status"]["validation"], *(r[k] for k in keys)]
+         for r in rows]))
+    written.append("errors.csv")
+    keys = [k for k, _ in PROPERTY_COLUMNS]
+    _write_text(root / "properties.csv", _csv_text(
+        ["point", "series", "length", *keys], [[r["point"], r["series"], r["length"], *(r[k] for k in keys)]
+                                               for r in rows]))
+    written.append("properties.csv")
+    for kind in RDF_KINDS:
+        have = [r for r in rows if kind in r["rdf"]]
+        path = root / f"rdf_{kind}.csv"
+        if not have:
+            path.unlink(missing_ok=True)
+            continue
+        r0 = have[0]["rdf"][kind][0]
+        cols = [r["rdf"][kind][1] if len(r["rdf"][kind][0]) == len(r0) else np.full(len(r0), math.nan) for r in have]
+        _write_text(path, _csv_text(["r_A", *(r["point"] for r in have)],
+                                    [[float(r0[i]), *(float(c[i]) for c in cols)] for i in range(len(r0))]))
+        written.append(path.name)
+    return written
+
+
+# --------------------------------------------------------------------- plots
+
+
+def _save(fig, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    with atomic_open(path, binary=True) as fh:
+        fig.savefig(fh, format="png", dpi=110)
+
+
+SERIES_STYLE = {"A": dict(marker="o", color="tab:blue"), "B": dict(marker="s", color="tab:red")}
+
+
+def _series(rows, key):
+    out = {}
+    for s in sorted({r["series"] for r in rows}):
+        sel = [r for r in rows if r["series"] == s]
+        out[s] = (np.array([r["length"] for r in sel]), np.array([r[key] for r in sel], dtype=float))
+    return out
+
+
+def plot_errors(rows, path: Path) -> bool:
+    from matplotlib.figure import Figure
+
+    if not any(math.isfinite(r["val_energy_rmse"]) for r in rows):
+        return False
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, q, unit in ((axes[0], "energy", "meV/atom"), (axes[1], "force", "eV/Å")):
+        for s, style in SERIES_STYLE.items():
+            for stat, ls, fill in (("rmse", "-", None), ("mae", "--", "none")):
+                data = _series(rows, f"val_{q}_{stat}").get(s)
+                if data is None:
+                    continue
+                x, y = data
+                ok = np.isfinite(y) & (y > 0)
+                if ok.any():
+                    ax.plot(x[ok], y[ok], ls=ls, marker=style["marker"], color=style["color"],
+                            mfc=fill or style["color"], label=f"series {s} {stat.upper()}")
+        ax.set_yscale("log")
+        ax.set_xlabel("descriptor length (functions)")
+        ax.set_ylabel(f"validation {q} error ({unit})")
+        ax.set_xticks(sorted({r["length"] for r in rows}))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Validation errors vs descriptor length (A: fewer η, B: fewer ζ)")
+    _save(fig, path)
+    return True
+
+
+def plot_rdf(rows, kind: str, path: Path) -> bool:
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    have = [r for r in rows if kind in r["rdf"] and np.isfinite(r["rdf"][kind][1]).any()]
+    if not have:
+        return False
+    series = sorted({r["series"] for r in rows})
+    lengths = sorted({r["length"] for r in rows})
+    cmap = colormaps["viridis"]
+    fig = Figure(figsize=(5 * len(series), 4), layout="constrained")
+    axes = fig.subplots(1, len(series), squeeze=False)[0]
+    for ax, s in zip(axes, series):
+        for r in have:
+            if r["series"] != s:
+                continue
+            x, g = r["rdf"][kind]
+            c = cmap(lengths.index(r["length"]) / max(len(lengths) - 1, 1))
+            ax.plot(x, g, color=c, lw=1.2, label=f"{r['length']}")
+        ax.axhline(1.0, color="0.6", lw=0.6)
+        ax.set_xlabel("r (Å)")
+        ax.set_ylabel("g(r)")
+        ax.set_title(f"series {s}")
+        ax.legend(title="length", fontsize=8)
+    fig.suptitle(f"Radial distribution function: {kind}")
+    _save(fig, path)
+    return True
+
+
+def plot_bulk_modulus(rows, path: Path, temperature: float) -> bool:
+    from matplotlib.figure import Figure
+
+    if not any(math.isfinite(r["b_npt"]) or math.isfinite(r["b0"]) for r in rows):
+        return False
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for s, style in SERIES_STYLE.items():
+        sel = [r for r in rows if r["series"] == s]
+        if not sel:
+            continue
+        x = np.array([r["length"] for r in sel], dtype=float)
+        b = np.array([r["b_npt"] for r in sel])
+        e = np.array([r["b_npt_err"] for r in sel])
+        b0 = np.array([r["b0"] for r in sel])
+        dx = -0.6 if s == "A" else 0.6  # side by side
+        ok = np.isfinite(b)
+        if ok.any():
+            ax.errorbar(x[ok] + dx, b[ok], yerr=np.where(np.isfinite(e[ok]), e[ok], 0), capsize=3, ls="-",
+                        label=f"series {s}, NPT {temperature:g} K", **style)
+        ok = np.isfinite(b0)
+        if ok.any():
+            ax.plot(x[ok] + dx, b0[ok], ls=":", mfc="none", label=f"series {s}, 0 K (C11+2C12)/3", **style)
+    ax.axhline(DFT_PBE["bulk_modulus"], color="k", ls="--", lw=1, label=f"DFT-PBE {DFT_PBE['bulk_modulus']:g} GPa")
+    lo, hi = EXPERIMENT["bulk_modulus"]
+    ax.axhspan(lo, hi, color="0.85", label=f"experiment {lo:g}–{hi:g} GPa")
+    ax.set_xlabel("descriptor length (functions)")
+    ax.set_ylabel("bulk modulus (GPa)")
+    ax.set_xticks(sorted({r["length"] for r in rows}))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Bulk modulus of diamond Si vs descriptor length")
+    _save(fig, path)
+    return True
+
+
+def plot_elastic(rows, path: Path) -> bool:
+    from matplotlib.figure import Figure
+
+    if not any(math.isfinite(r["a0"]) for r in rows):
+        return False
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_a, ax_c = fig.subplots(1, 2)
+    for s, style in SERIES_STYLE.items():
+        data = _series(rows, "a0").get(s)
+        if data is not None and np.isfinite(data[1]).any():
+            ok = np.isfinite(data[1])
+            ax_a.plot(data[0][ok], data[1][ok], label=f"series {s}", **style)
+        for key, ls in (("c11", "-"), ("c12", "--"), ("c44", ":")):
+            data = _series(rows, key).get(s)
+            if data is not None and np.isfinite(data[1]).any():
+                ok = np.isfinite(data[1])
+                ax_c.plot(data[0][ok], data[1][ok], ls=ls, label=f"{key.upper()} series {s}", **style)
+    ax_a.axhline(DFT_PBE["a0"], color="k", ls="--", lw=1, label=f"DFT-PBE {DFT_PBE['a0']} Å")
+    ax_a.axhline(EXPERIMENT["a0"], color="0.5", ls=":", lw=1, label=f"experiment {EXPERIMENT['a0']} Å")
+    ax_a.set_ylabel("0 K lattice constant (Å)")
+    for key in ("c11", "c12"):
+        ax_c.axhline(DFT_PBE[key], color="k", ls="--" if key == "c11" else "-.", lw=0.8,
+                     label=f"DFT-PBE {key.upper()} {DFT_PBE[key]:g}")
+    ax_c.set_ylabel("elastic constant (GPa)")
+    for ax in (ax_a, ax_c):
+        ax.set_xlabel("descriptor length (functions)")
+        ax.set_xticks(sorted({r["length"] for r in rows}))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("0 K lattice and elastic constants vs descriptor length")
+    _save(fig, path)
+    return True
+
+
+# ------------------------------------------------------------------ markdown
+
+
+def _fmt_time(seconds: float) -> str:
+    from nnp.study import fmt_time
+
+    return fmt_time(seconds)
+
+
+def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Sequence[str]) -> str:
+    c = config
+    ident = stored.get("identity", {})
+    L: list[str] = ["# Descriptor-length study", ""]
+    L.append(f"Generated {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} by "
+             "`python -m nnp.study`. Data: "
+             f"`{stored.get('data', '?')}` ({ident.get('structures', '?')} structures, sha256 "
+             f"{str(ident.get('data_sha256', '?'))[:12]}…); split and seed {c.seed} shared by all points.")
+    tr = ident.get("train", {})
+    L.append("")
+    L.append(f"Networks {tr.get('hidden_layers', '?')} × {tr.get('hidden_nodes', '?')} {tr.get('activation', '')}, "
+             f"{tr.get('epochs', '?')} epochs, validation fraction {tr.get('validation_fraction', '?')}. "
+             f"0 K: {8 * c.elastic_cells**3}-atom cell, strain ±{c.elastic_strain:g}. "
+             f"Crystal NPT: {8 * c.crystal_cells**3} atoms, {c.crystal_temperature:g} K, {c.pressure_atm:g} atm, "
+             f"{c.timestep_fs:g} fs, {c.crystal_equilibrate_ps:g} ps equilibration + {c.crystal_ps:g} ps production. "
+             f"Melt-quench: {8 * c.melt_cells**3} atoms, {c.melt_ps:g} ps at {c.melt_temperature:g} K, liquid "
+             f"{c.liquid_equilibrate_ps:g} + {c.liquid_ps:g} ps at {c.liquid_temperature:g} K, quench to "
+             f"{c.quench_end_temperature:g} K at {c.quench_rate:g} K/ps, amorphous {c.amorphous_equilibrate_ps:g} + "
+             f"{c.amorphous_ps:g} ps. Error bars: {c.blocks} block averages.")
+    total = sum(r["wall_s"] for r in rows)
+    done = sum(1 for r in rows for s in r["status"].values() if s == "done")
+    L.append("")
+    L.append(f"Compute time of the stored stages: {_fmt_time(total)} "
+             f"({done} of {len(rows) * len(rows[0]['status']) if rows else 0} stage results done).")
+    L.append("")
+
+    L += ["## Validation errors", "",
+          "Energy per atom (meV/atom) and force components (eV/Å) of the validation structures "
+          "(the same for every point), through the potential file (nnp.report); per-point parity plots "
+          "in `points/P/validation/`.", "",
+          "| point | functions | E MAE | E RMSE | F MAE | F RMSE | σ RMSE (GPa) | train E RMSE | train F RMSE |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        L.append(f"| {r['point']} | {r['n_functions']} | {_num(r['val_energy_mae'], 2)} | "
+                 f"{_num(r['val_energy_rmse'], 2)} | {_num(r['val_force_mae'], 4)} | {_num(r['val_force_rmse'], 4)} | "
+                 f"{_num(r['val_stress_rmse'], 3)} | {_num(r['train_energy_rmse'], 2)} | "
+                 f"{_num(r['train_force_rmse'], 4)} |")
+    L.append("")
+    if "errors_vs_length.png" in figures:
+        L += ["![errors vs length](errors_vs_length.png)", ""]
+
+    L += ["## Diamond Si at 0 K", "",
+          "Lattice constant by box relaxation; elastic constants by central differences of the stress at "
+          "±strain, with ionic relaxation (C44 also without); B0 = (C11 + 2 C12)/3.", "",
+          "| point | a0 (Å) | C11 (GPa) | C12 (GPa) | C44 (GPa) | C44 unrelaxed (GPa) | B0 (GPa) |",
+          "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        L.append(f"| {r['point']} | {_num(r['a0'], 4)} | {_num(r['c11'], 1)} | {_num(r['c12'], 1)} | "
+                 f"{_num(r['c44'], 1)} | {_num(r['c44_unrelaxed'], 1)} | {_num(r['b0'], 1)} |")
+    L.append(f"| *DFT-PBE* | {DFT_PBE['a0']} | {DFT_PBE['c11']:g} | {DFT_PBE['c12']:g} | — | — | "
+             f"{DFT_PBE['bulk_modulus']:g} |")
+    lo, hi = EXPERIMENT["bulk_modulus"]
+    L.append(f"| *experiment* | {EXPERIMENT['a0']} | — | — | — | — | {lo:g}–{hi:g} |")
+    L.append("")
+    if "elastic_vs_length.png" in figures:
+        L += ["![elastic constants vs length](elastic_vs_length.png)", ""]
+
+    L += [f"## Crystal, NPT at {c.crystal_temperature:g} K and {c.pressure_atm:g} atm", "",
+          "Lattice constant from ⟨V⟩; bulk modulus B = k_B T ⟨V⟩/⟨δV²⟩; ± one standard error from block "
+          "averages. Coordination: running coordination at the first minimum of g(r). Extrapolating: mean "
+          "fraction of atoms outside the descriptor range seen in training.", "",
+          "| point | a (Å) | B (GPa) | ⟨T⟩ (K) | coordination | extrapolating |",
+          "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        L.append(f"| {r['point']} | {_pm(r['a_npt'], r['a_npt_err'], 4)} | {_pm(r['b_npt'], r['b_npt_err'], 1)} | "
+                 f"{_num(r['crystal_temperature'], 1)} | {_num(r['crystal_cn'], 2)} | "
+                 f"{_num(r['crystal_extrapolating'], 3)} |")
+    L.append(f"| *DFT-PBE (0 K)* | {DFT_PBE['a0']} | {DFT_PBE['bulk_modulus']:g} | | | |")
+    L.append(f"| *experiment* | {EXPERIMENT['a0']} | {lo:g}–{hi:g} | | | |")
+    L.append("")
+    if "bulk_modulus_vs_length.png" in figures:
+        L += ["![bulk modulus vs length](bulk_modulus_vs_length.png)", ""]
+
+    L += [f"## Liquid ({c.liquid_temperature:g} K) and amorphous ({c.quench_end_temperature:g} K) Si", "",
+          "NPT at the same pressure; the amorphous structure is the liquid quenched at "
+          f"{c.quench_rate:g} K/ps.", "",
+          "| point | liquid ρ (g/cm³) | liquid coordination | amorphous ρ (g/cm³) | amorphous coordination "
+          "| extrapolating liquid / amorphous |",
+          "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        L.append(f"| {r['point']} | {_pm(r['liquid_density'], r['liquid_density_err'], 3)} | "
+                 f"{_num(r['liquid_cn'], 2)} | {_pm(r['amorphous_density'], r['amorphous_density_err'], 3)} | "
+                 f"{_num(r['amorphous_cn'], 2)} | {_num(r['liquid_extrapolating'], 3)} / "
+                 f"{_num(r['amorphous_extrapolating'], 3)} |")
+    L.append("")
+    for kind in RDF_KINDS:
+        if f"rdf_{kind}.png" in figures:
+            L += [f"![g(r) {kind}](rdf_{kind}.png)", ""]
+
+    for r in rows:
+        if r["same_as"]:
+            L += [f"{r['point']} has exactly the same descriptor as {r['same_as']} (same functions, data, "
+                  f"split and seed): its results are {r['same_as']}'s.", ""]
+    failures = [(r["point"], s, e) for r in rows for s, e in r["errors"].items()]
+    pending = [(r["point"], s) for r in rows for s, st in r["status"].items() if st == "pending"]
+    if failures:
+        L += ["## Failed stages", "", "| point | stage | error |", "|---|---|---|"]
+        for p, s, e in failures:
+            L.append(f"| {p} | {s} | {str(e).replace('|', '/').replace(chr(10), ' ')} |")
+        L.append("")
+    if pending:
+        L += [f"Not computed yet: {', '.join(f'{p} {s}' for p, s in pending)}.", ""]
+    L += ["Numbers: `errors.csv`, `properties.csv`, `rdf_*.csv`; every stage's full result: "
+          "`points/P/STAGE.json`; settings: `study.json`."]
+    return "\n".join(L) + "\n"
+
+
+def write_outputs(sdir, config: StudyConfig, stored: dict) -> list[str]:
+    """Every output file from the stored results; returns the names written."""
+    root = Path(sdir.root)
+    rows = collect(sdir, config)
+    written = write_csvs(root, rows)
+    figures = []
+    plots = [("errors_vs_length.png", lambda p: plot_errors(rows, p)),
+             *((f"rdf_{k}.png", (lambda kind: lambda p: plot_rdf(rows, kind, p))(k)) for k in RDF_KINDS),
+             ("bulk_modulus_vs_length.png", lambda p: plot_bulk_modulus(rows, p, config.crystal_temperature)),
+             ("elastic_vs_length.png", lambda p: plot_elastic(rows, p))]
+    for name, make in plots:
+        if make(root / name):
+            figures.append(name)
+        else:
+            (root / name).unlink(missing_ok=True)  # a stale plot from an earlier run of this study
+    _write_text(root / "report.md", markdown(rows, config, stored, figures))
+    return written + figures + ["report.md"]

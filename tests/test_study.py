@@ -1,0 +1,281 @@
+"""The descriptor-length study (python -m nnp.study): settings, the study
+directory's rules (resume, refuse mixing, never clobber foreign files), and
+the whole --quick pipeline on the bundled Si data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnp import study
+from nnp.study_config import StudyConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SI_DATA = REPO / "examples" / "si" / "data" / "train.xyz"
+
+
+# ------------------------------------------------------------------ settings
+
+
+def test_default_config_is_the_papers_protocol():
+    from nnp.train import TrainConfig
+
+    c = StudyConfig()
+    c.check()
+    assert c.points == ["A16", "A28", "A40", "A52", "A64", "B16", "B28", "B40", "B52", "B64"]
+    assert (c.crystal_ps, c.timestep_fs, c.crystal_temperature, c.pressure_atm) == (1000.0, 1.0, 300.0, 1.0)
+    assert (c.liquid_temperature, c.quench_end_temperature, c.quench_rate) == (2000.0, 300.0, 70.0)
+    assert c.quench_ps == pytest.approx(1700 / 70)
+    assert c.train == {}
+    t = c.train_config("B40")
+    assert (t.descriptor, t.seed, t.hidden_layers, t.hidden_nodes) == ("B40", 0, 2, 30)
+    assert t.epochs == TrainConfig().epochs  # the training defaults
+    assert StudyConfig(seed=3).train_config("A16").seed == 3
+    StudyConfig.quick().check()
+    assert StudyConfig.quick().crystal_cells == 2
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"series": ["C"]}, "series"),
+        ({"lengths": [20]}, "lengths"),
+        ({"quench_rate": 0}, "quench_rate"),
+        ({"quench_end_temperature": 2500.0}, "below liquid_temperature"),
+        ({"train": {"descriptor": "A16"}}, "set by the study"),
+        ({"train": {"epochs": "many"}}, "epochs must be a int"),
+        ({"train": {"nonsense": 1}}, "unknown setting"),
+        ({"crystal_ps": 0.001}, "too short"),
+        ({"blocks": 1}, "blocks"),
+        ({"elastic_strain": 0.2}, "elastic_strain"),
+    ],
+)
+def test_bad_settings_are_refused(values, message):
+    with pytest.raises(ValueError, match=message):
+        StudyConfig().updated(values).check()
+
+
+def test_settings_from_yaml(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("lengths: [16, 64]\nseries: B\ncrystal_ps: 50\ntrain:\n  epochs: 7\n")
+    c = StudyConfig().updated_from_yaml(path)
+    assert c.points == ["B16", "B64"] and c.crystal_ps == 50.0 and c.train_config("B16").epochs == 7
+    path.write_text("lenghts: [16]\n")
+    with pytest.raises(ValueError, match="unknown setting.*lenghts"):
+        StudyConfig().updated_from_yaml(path)
+
+
+def test_points_selection_and_twins():
+    c = StudyConfig()
+    assert study.select_points(c, "B64, A16") == ["A16", "B64"]
+    with pytest.raises(study.StudyError, match="C16"):
+        study.select_points(c, "A16,C16")
+    ctx = study.Context(c, study.StudyDir("unused"), [], "Si", 28.0855)
+    # A64 and B64 both hold all 16 radial and 48 angular functions.
+    assert study.twin_of(ctx, "B64") == "A64"
+    assert study.twin_of(ctx, "A64") is None
+    assert all(study.twin_of(ctx, p) is None for p in c.points if p != "B64")
+
+
+# ----------------------------------------------------------- the directory
+
+
+def _ident(**changes):
+    return study.identity(StudyConfig().updated(changes), "0" * 64, 10)
+
+
+def test_directory_rules(tmp_path):
+    root = tmp_path / "run"
+    sdir = study.StudyDir(root)
+    study.prepare_directory(sdir, _ident(), {}, restart=False, force=False)
+    assert json.loads(sdir.config_file.read_text())["identity"] == _ident()
+    (root / "notes.txt").write_text("mine")
+    sdir.save("A16", "zero_k", {"status": "done", "a": 5.4})
+    # Same settings: resumes.
+    study.prepare_directory(sdir, _ident(), {}, restart=False, force=False)
+    assert sdir.result("A16", "zero_k")["a"] == 5.4
+    # Other settings: refused, naming what differs; the results are untouched.
+    with pytest.raises(study.StudyError, match=r"(?s)study\.crystal_ps: stored 1000\.0, now 10\.0.*--restart"):
+        study.prepare_directory(sdir, _ident(crystal_ps=10.0), {}, restart=False, force=True)
+    assert sdir.result("A16", "zero_k") is not None
+    # --restart discards the study's results only.
+    study.prepare_directory(sdir, _ident(crystal_ps=10.0), {}, restart=True, force=False)
+    assert sdir.result("A16", "zero_k") is None
+    assert (root / "notes.txt").read_text() == "mine"
+    assert json.loads(sdir.config_file.read_text())["identity"]["study"]["crystal_ps"] == 10.0
+
+
+def test_foreign_directory_needs_force(tmp_path):
+    (tmp_path / "data.txt").write_text("x")
+    sdir = study.StudyDir(tmp_path)
+    with pytest.raises(study.StudyError, match="not a study directory.*--force"):
+        study.prepare_directory(sdir, _ident(), {}, restart=False, force=False)
+    study.prepare_directory(sdir, _ident(), {}, restart=False, force=True)
+    assert (tmp_path / "data.txt").read_text() == "x"
+    afile = tmp_path / "file"
+    afile.write_text("")
+    with pytest.raises(study.StudyError, match="not a directory"):
+        study.prepare_directory(study.StudyDir(afile), _ident(), {}, restart=False, force=True)
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert study.main(["--out", str(tmp_path / "x")]) == 1
+    assert "--data is required" in capsys.readouterr().err
+    assert study.main(["--data", str(tmp_path / "none.xyz"), "--out", str(tmp_path / "x")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert study.main(["--data", str(SI_DATA), "--out", str(tmp_path / "x"), "--points", "Z9"]) == 1
+    assert "Z9" in capsys.readouterr().err
+    assert study.main(["--out", str(tmp_path / "y"), "--report-only"]) == 1
+    assert "not a study directory" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- the quick study
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _f(x: str) -> float:
+    return float(x) if x != "" else math.nan
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "quick"
+    code = study.main(["--data", str(SI_DATA), "--out", str(out), "--quick", "--progress-seconds", "1000"])
+    assert code == 0
+    return out
+
+
+@pytest.mark.slow
+def test_quick_study_outputs(quick_study):
+    out = quick_study
+    config = StudyConfig.quick()
+    points = config.points
+    for name in ("report.md", "errors.csv", "properties.csv", "study.json", "errors_vs_length.png",
+                 "bulk_modulus_vs_length.png", "elastic_vs_length.png"):
+        assert (out / name).is_file(), name
+    stored = json.loads((out / "study.json").read_text())
+    assert stored["identity"]["study"] == json.loads(json.dumps(config.as_dict()))
+
+    # Every point trained, validated and measured at 0 K (these cannot fail for physical reasons).
+    for p in points:
+        for stage in ("train", "validation", "zero_k"):
+            r = json.loads((out / "points" / p / f"{stage}.json").read_text())
+            assert r["status"] == "done", (p, stage, r.get("error"))
+        assert (out / "points" / p / "potential.nnp").is_file()
+        assert (out / "points" / p / "validation" / "parity_energy.png").is_file()
+
+    # errors.csv: the validation metrics of each point's validation.json, finite and positive.
+    errors = {row["point"]: row for row in _csv(out / "errors.csv")}
+    assert list(errors) == points
+    for p, row in errors.items():
+        m = json.loads((out / "points" / p / "validation.json").read_text())["metrics"]["validation"]["overall"]
+        assert _f(row["val_energy_mae"]) == pytest.approx(m["energy_mae_meV_atom"], rel=1e-8)
+        assert _f(row["val_force_rmse"]) == pytest.approx(m["force_rmse_eV_A"], rel=1e-8)
+        for key in ("val_energy_mae", "val_energy_rmse", "val_force_mae", "val_force_rmse"):
+            assert 0 < _f(row[key]) < 1e4, (p, key)
+        assert _f(row["val_energy_mae"]) <= _f(row["val_energy_rmse"])
+        assert int(row["n_functions"]) == int(p[1:])
+    # The validation structures are the same for every point (one split).
+    val_idx = {p: tuple(json.loads((out / "points" / p / "train.json").read_text())["validation_indices"])
+               for p in points}
+    assert len(set(val_idx.values())) == 1
+
+    props = {row["point"]: row for row in _csv(out / "properties.csv")}
+    for p, row in props.items():
+        a0 = _f(row["a0"])
+        assert 5.0 < a0 < 6.2, (p, a0)  # a barely trained model, but diamond Si-like
+        assert math.isfinite(_f(row["c11"])) and math.isfinite(_f(row["b0"]))
+        assert _f(row["b0"]) == pytest.approx((_f(row["c11"]) + 2 * _f(row["c12"])) / 3, rel=1e-6)
+    # B64 is A64 (the same descriptor): reused, identical.
+    assert props["B64"] == {**props["A64"], "point": "B64", "series": "B"}
+    assert json.loads((out / "points" / "B64" / "crystal.json").read_text()).get("same_as") == "A64"
+
+    # MD stages: a barely trained potential may blow up; a stage is then recorded as
+    # failed with the error, and the report lists it. Most must run through.
+    report = (out / "report.md").read_text()
+    done = {"melt": [], "crystal": []}
+    for p in points:
+        for stage in done:
+            r = json.loads((out / "points" / p / f"{stage}.json").read_text())
+            if r["status"] == "done":
+                done[stage].append(p)
+            else:
+                assert r["status"] == "failed" and r["error"]
+                assert re.search(rf"\| {p} \| {stage} \| .*{re.escape(r['error'][:40])}", report)
+    assert len(done["crystal"]) >= 6 and len(done["melt"]) >= 6, done
+    for p in done["crystal"]:
+        row = props[p]
+        a, b, err = _f(row["a_npt"]), _f(row["b_npt"]), _f(row["b_npt_err"])
+        assert 5.0 < a < 6.5 and b > 0 and err >= 0, (p, a, b, err)
+        assert 100 < _f(row["crystal_temperature"]) < 2000
+        r = json.loads((out / "points" / p / "crystal.json").read_text())
+        assert r["natoms"] == 8 * config.crystal_cells**3
+        assert r["samples"] == config.steps(config.crystal_ps) // config.sample_every
+        samples = np.load(out / "points" / p / "crystal_samples.npz")
+        assert len(samples["production_volume"]) == r["samples"]
+        assert a == pytest.approx(np.mean((samples["production_volume"] / config.crystal_cells**3) ** (1 / 3)))
+    for p in done["melt"]:
+        for kind in ("liquid", "amorphous"):
+            rho = _f(props[p][f"{kind}_density"])
+            assert 0.5 < rho < 5.0, (p, kind, rho)
+
+    # RDF files: one column per finished point, g >= 0, r increasing up to the cutoff.
+    for kind, stage in (("crystal", "crystal"), ("liquid", "melt"), ("amorphous", "melt")):
+        rows = _csv(out / f"rdf_{kind}.csv")
+        assert list(rows[0])[1:] == done[stage]
+        r = np.array([_f(x["r_A"]) for x in rows])
+        assert np.all(np.diff(r) > 0) and r[-1] < config.rdf_cutoff
+        assert len(rows) == config.rdf_bins
+        g = np.array([[_f(x[p]) for p in done[stage]] for x in rows])
+        assert np.all(np.isfinite(g)) and np.all(g >= 0) and g.max() > 1
+        assert (out / f"rdf_{kind}.png").is_file()
+
+    # report.md: a row per point in every table, with the numbers of the CSV files,
+    # and the DFT-PBE references of docs/science.md.
+    for p in points:
+        e = errors[p]
+        assert f"| {p} | {e['n_functions']} | {_f(e['val_energy_mae']):.2f} | {_f(e['val_energy_rmse']):.2f} |" in report
+        assert f"| {p} | {_f(props[p]['a0']):.4f} | {_f(props[p]['c11']):.1f} |" in report
+    for ref in ("| *DFT-PBE* | 5.469 | 153 | 56.5 | — | — | 88.7 |", "*experiment*", "98–99"):
+        assert ref in report
+
+
+@pytest.mark.slow
+def test_quick_study_resumes_and_refuses_other_settings(quick_study, capsys):
+    out = quick_study
+    args = ["--data", str(SI_DATA), "--out", str(out), "--quick", "--progress-seconds", "1000"]
+    stage_files = sorted((out / "points").glob("*/*.json"))
+    stamps = {f: f.stat().st_mtime_ns for f in stage_files}
+    capsys.readouterr()
+    # Everything done: nothing is recomputed.
+    assert study.main(args) == 0
+    assert "every stage of the selected points is done" in capsys.readouterr().out
+    assert {f: f.stat().st_mtime_ns for f in stage_files} == stamps
+    # A lost stage is recomputed alone, with the same result (same seed, same potential).
+    lost = out / "points" / "B40" / "zero_k.json"
+    before = json.loads(lost.read_text())
+    lost.unlink()
+    assert study.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "[1/1] B40 0 K lattice" in printed
+    after = json.loads(lost.read_text())
+    for key in ("a", "c11", "c12", "c44"):
+        assert after[key] == pytest.approx(before[key], rel=1e-9)
+    # Other settings are refused before any work.
+    assert study.main([*args, "--epochs", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "train.epochs: stored 15, now 3" in err and "--restart" in err
+    # The report can be rewritten from the stored results alone.
+    (out / "report.md").unlink()
+    assert study.main(["--out", str(out), "--report-only"]) == 0
+    assert (out / "report.md").is_file()
