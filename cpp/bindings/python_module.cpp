@@ -150,6 +150,15 @@ PYBIND11_MODULE(_core, m) {
                                return names;
                              })
       .def_property_readonly("cutoff", &Potential::cutoff)
+      .def_property_readonly(
+          "repulsion",
+          [](const Potential& p) {
+            std::vector<std::tuple<std::string, std::string, double, double>> out;
+            for (const auto& r : p.repulsion().pairs())
+              out.emplace_back(p.element(r.element_a).symbol, p.element(r.element_b).symbol, r.r_inner, r.r_outer);
+            return out;
+          },
+          "ZBL cores: (element_a, element_b, r_inner, r_outer) per element pair, in file order.")
       .def("descriptor_size", [](const Potential& p, int e) { return p.element(e).descriptor.size(); })
       .def(
           "evaluate",
@@ -175,6 +184,16 @@ PYBIND11_MODULE(_core, m) {
           py::arg("atom_virials") = false,
           "Energy (eV), forces (eV/Å), virial W = −Σ r_ij ⊗ ∂E_i/∂r_ij (eV) of a structure.");
 
+  m.def("atomic_number", &nnp::atomic_number, py::arg("symbol"),
+        "Atomic number of a chemical symbol, 0 if it is not one.");
+  m.def(
+      "zbl_energy",
+      [](double z_a, double z_b, double r) {
+        double d = 0.0;
+        const double e = nnp::zbl_energy(z_a, z_b, r, &d);
+        return std::make_pair(e, d);
+      },
+      py::arg("z_a"), py::arg("z_b"), py::arg("r"), "Unswitched ZBL energy (eV) and dE/dr (eV/Å).");
   m.def(
       "neighbor_list",
       [](const Doubles& positions, const Doubles& cell, const std::array<bool, 3>& pbc, double cutoff) {

@@ -12,7 +12,8 @@ std::size_t AtomWorkspace::bytes() const {
          sizeof(double) * (G.capacity() + x.capacity() + dE_dx.capacity() + dE_dG.capacity());
 }
 
-Potential::Potential(std::vector<ElementModel> elements) : elements_(std::move(elements)) {
+Potential::Potential(std::vector<ElementModel> elements, std::vector<RepulsionPair> repulsion)
+    : elements_(std::move(elements)) {
   if (elements_.empty()) throw Error("a potential needs at least one element");
   for (const ElementModel& m : elements_) {
     const std::size_t M = m.descriptor.size();
@@ -29,6 +30,38 @@ Potential::Potential(std::vector<ElementModel> elements) : elements_(std::move(e
                   " inputs but the descriptor has " + std::to_string(M) + " functions");
     cutoff_ = std::max(cutoff_, m.descriptor.max_cutoff());
   }
+  std::vector<int> z;
+  for (const ElementModel& m : elements_) z.push_back(atomic_number(m.symbol));
+  for (const RepulsionPair& p : repulsion) {
+    const int n = static_cast<int>(elements_.size());
+    if (p.element_a < 0 || p.element_a >= n || p.element_b < 0 || p.element_b >= n)
+      throw Error("repulsion: element index out of range");
+    for (const int e : {p.element_a, p.element_b})
+      if (!(p.r_outer <= elements_[e].descriptor.max_cutoff()))
+        throw Error("repulsion " + elements_[p.element_a].symbol + " " + elements_[p.element_b].symbol +
+                    ": r_outer must not exceed the cutoff of " + elements_[e].symbol);
+  }
+  repulsion_ = Repulsion(std::move(repulsion), z);
+}
+
+double Potential::repulsion_energy(int element, const NeighborView& nb, double* dE_dr) const {
+  double e = 0.0;
+  for (int m = 0; m < nb.count; ++m) {
+    const double dx = nb.dx[m], dy = nb.dy[m], dz = nb.dz[m];
+    const double r2 = dx * dx + dy * dy + dz * dz;
+    if (!(r2 < repulsion_.outer_sq(element, nb.element[m]))) continue;
+    const double r = std::sqrt(r2);
+    double de = 0.0;
+    // Half of the pair here, half when the neighbour is the centre.
+    e += 0.5 * repulsion_.energy(element, nb.element[m], r, &de);
+    if (dE_dr) {
+      const double g = 0.5 * de / r;
+      dE_dr[3 * m] += g * dx;
+      dE_dr[3 * m + 1] += g * dy;
+      dE_dr[3 * m + 2] += g * dz;
+    }
+  }
+  return e;
 }
 
 int Potential::element_index(const std::string& symbol) const {
@@ -65,7 +98,8 @@ double Potential::atom_energy(int element, const NeighborView& nb, double* dE_dr
   const double e = m.network.forward_backward(ws.x.data(), ws.dE_dx.data(), ws.network);
   for (int k = 0; k < M; ++k) ws.dE_dG[k] = ws.dE_dx[k] / m.scaling.width[k];
   m.descriptor.accumulate_gradient(nb, ws.dE_dG.data(), dE_dr, ws.descriptor, /*prepared=*/true);
-  return m.reference_energy + e;
+  const double rep = repulsion_.empty() ? 0.0 : repulsion_energy(element, nb, dE_dr);
+  return m.reference_energy + e + rep;
 }
 
 double Potential::atom_energy(int element, const NeighborView& nb, AtomWorkspace& ws) const {
@@ -75,7 +109,8 @@ double Potential::atom_energy(int element, const NeighborView& nb, AtomWorkspace
   ws.x.resize(M);
   m.descriptor.compute(nb, ws.G.data(), ws.descriptor);
   scale_inputs(m.scaling, ws.G, ws.x);
-  return m.reference_energy + m.network.forward(ws.x.data(), ws.network);
+  const double rep = repulsion_.empty() ? 0.0 : repulsion_energy(element, nb, nullptr);
+  return m.reference_energy + m.network.forward(ws.x.data(), ws.network) + rep;
 }
 
 }  // namespace nnp

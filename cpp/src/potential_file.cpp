@@ -249,14 +249,16 @@ struct PendingElement {
 
 Potential parse_potential(const std::string& text, const std::string& source) {
   Lines lines(text, source);
+  int version = 0, version_line = 0;
   {
-    const Line& l = lines.next(std::string("'") + kFormatName + " " + std::to_string(kFormatVersion) + "'");
+    const Line& l = lines.next(std::string("'") + kFormatName + " 1' or '" + kFormatName + " 2'");
     if (l.tokens[0] != kFormatName)
       throw lines.error(l.number, std::string("not an nnp potential file: line 1 must be '") + kFormatName +
-                                      " " + std::to_string(kFormatVersion) + "'");
-    if (l.tokens.size() != 2 || l.tokens[1] != std::to_string(kFormatVersion))
-      throw lines.error(l.number, "unsupported format version; this reader knows version " +
-                                      std::to_string(kFormatVersion));
+                                      " 1' or '" + kFormatName + " 2'");
+    if (l.tokens.size() != 2 || (l.tokens[1] != "1" && l.tokens[1] != "2"))
+      throw lines.error(l.number, "unsupported format version; this reader knows versions 1 and 2");
+    version = l.tokens[1] == "1" ? 1 : 2;
+    version_line = l.number;
   }
   {
     const Line& l = lines.keyword("units", 1);
@@ -294,11 +296,41 @@ Potential parse_potential(const std::string& text, const std::string& source) {
   }
 
   std::vector<PendingElement> pending(elements.size());
+  std::vector<RepulsionPair> repulsion;
+  std::vector<int> repulsion_lines;
   while (lines.peek() && *lines.peek() != "end") {
     const Line& l = lines.next("a section");
     const std::string& key = l.tokens[0];
+    if (key == "repulsion") {
+      if (version < 2)
+        throw lines.error(l.number, "'repulsion' needs format version 2 (line 1: '" + std::string(kFormatName) + " 2')");
+      if (l.tokens.size() != 6 || l.tokens[1] != "zbl")
+        throw lines.error(l.number, "expected 'repulsion zbl element element r_inner r_outer'");
+      RepulsionPair p;
+      p.element_a = element_of(lines, l, 2, elements);
+      p.element_b = element_of(lines, l, 3, elements);
+      for (const int e : {p.element_a, p.element_b})
+        if (atomic_number(elements[e]) == 0)
+          throw lines.error(l.number, "repulsion: '" + elements[e] + "' is not a chemical symbol (ZBL needs its atomic number)");
+      p.r_inner = lines.number(l, 4, "r_inner");
+      p.r_outer = lines.number(l, 5, "r_outer");
+      if (!(p.r_inner > 0 && p.r_inner < p.r_outer))
+        throw lines.error(l.number, "repulsion: need 0 < r_inner < r_outer, found r_inner " + l.tokens[4] +
+                                        ", r_outer " + l.tokens[5]);
+      for (std::size_t q = 0; q < repulsion.size(); ++q) {
+        const RepulsionPair& o = repulsion[q];
+        if ((o.element_a == p.element_a && o.element_b == p.element_b) ||
+            (o.element_a == p.element_b && o.element_b == p.element_a))
+          throw lines.error(l.number, "second 'repulsion' line for " + elements[p.element_a] + " " +
+                                          elements[p.element_b] + " (first on line " +
+                                          std::to_string(repulsion_lines[q]) + ")");
+      }
+      repulsion.push_back(p);
+      repulsion_lines.push_back(l.number);
+      continue;
+    }
     if (key != "reference_energy" && key != "descriptor" && key != "scaling" && key != "network")
-      throw lines.error(l.number, "expected a section keyword (reference_energy, descriptor, scaling, network, end), found '" + key + "'");
+      throw lines.error(l.number, "expected a section keyword (reference_energy, descriptor, scaling, network, repulsion, end), found '" + key + "'");
     if (l.tokens.size() < 3) throw lines.error(l.number, "'" + key + "' needs an element and a value");
     const int e = element_of(lines, l, 1, elements);
     PendingElement& p = pending[e];
@@ -409,8 +441,22 @@ Potential parse_potential(const std::string& text, const std::string& source) {
     m.scaling = std::move(p.scaling);
     models.push_back(std::move(m));
   }
+  if (version == 2 && repulsion.empty())
+    throw lines.error(version_line, "a version-2 file without 'repulsion' lines must be written as version 1");
+  for (std::size_t q = 0; q < repulsion.size(); ++q) {
+    const RepulsionPair& p = repulsion[q];
+    for (const int e : {p.element_a, p.element_b}) {
+      const double rc = models[e].descriptor.max_cutoff();
+      if (!(p.r_outer <= rc)) {
+        std::ostringstream msg;
+        msg.precision(17);
+        msg << "repulsion: r_outer " << p.r_outer << " exceeds the cutoff " << rc << " of " << elements[e];
+        throw lines.error(repulsion_lines[q], msg.str());
+      }
+    }
+  }
   try {
-    return Potential(std::move(models));
+    return Potential(std::move(models), std::move(repulsion));
   } catch (const Error& err) {
     throw Error(source + ": " + err.what());
   }

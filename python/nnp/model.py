@@ -13,6 +13,12 @@ each neighbour entry p = (i → j, vector r_ij) gives
 
 the same conventions as cpp/include/nnp/structure.h.
 
+An optional repulsive core (ZBL screened Coulomb, switched off between
+r_inner and r_outer; docs/potential-format.md) has no trainable parameters.
+Like the C++ core, it gives each neighbour entry p half of its pair:
+E_i += ½ E_rep(|r_p|) and v_p += ½ E_rep'(|r_p|) r̂_p (every unordered pair
+appears twice among the entries), then enters forces and virial as above.
+
 The model converts exactly to and from `nnp.potential_file.PotentialData`:
 the weights written are the weights used.
 """
@@ -27,7 +33,7 @@ from torch import nn
 
 from nnp.data import Batch, FeaturizedDataset
 from nnp.descriptors import DescriptorSet
-from nnp.potential_file import ElementModel, Layer, PotentialData, Scaling
+from nnp.potential_file import ElementModel, Layer, PotentialData, Repulsion, Scaling, atomic_number
 
 DTYPE = torch.float64
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "silu", "linear")
@@ -36,6 +42,35 @@ SCALING_MODES = ("standard", "minmax")
 # near-constant functions are not blown up into noise.
 WIDTH_FLOOR_RELATIVE = 1e-3
 WIDTH_FLOOR_ABSOLUTE = 1e-8
+
+# Universal ZBL screening function and constants, as in cpp/src/repulsion.cpp.
+ZBL_C = (0.18175, 0.50986, 0.28022, 0.02817)
+ZBL_D = (3.19980, 0.94229, 0.40290, 0.20162)
+COULOMB = 14.399645  # e²/(4πε0), eV·Å
+BOHR = 0.529177  # Å
+
+
+def zbl_energy(z_a: float, z_b: float, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unswitched ZBL pair energy (eV) at distances r (Å) and dE/dr."""
+    a = 0.8854 * BOHR / (z_a**0.23 + z_b**0.23)
+    x = r / a
+    phi = torch.zeros_like(r)
+    dphi = torch.zeros_like(r)
+    for c, d in zip(ZBL_C, ZBL_D):
+        t = c * torch.exp(-d * x)
+        phi = phi + t
+        dphi = dphi - d * t
+    q = COULOMB * z_a * z_b
+    return q * phi / r, q * (dphi / (a * r) - phi / (r * r))
+
+
+def repulsion_switch(r: torch.Tensor, r_inner: float, r_outer: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """S(r) = 1 − (10x³ − 15x⁴ + 6x⁵), x = (r − r_inner)/(r_outer − r_inner)
+    clamped to [0, 1], and dS/dr (C2 at both ends)."""
+    h = r_outer - r_inner
+    x = ((r - r_inner) / h).clamp(0.0, 1.0)
+    x2 = x * x
+    return 1.0 - x2 * x * (10.0 - 15.0 * x + 6.0 * x2), -30.0 * x2 * (1.0 - x) * (1.0 - x) / h
 
 
 class Softplus(nn.Module):
@@ -104,13 +139,18 @@ class NNPModel(nn.Module):
         activation: str = "tanh",
         *,
         architectures: dict[str, tuple[list[int], list[str]]] | None = None,
+        repulsion: Sequence[Repulsion] = (),
     ):
         """`hidden` and `activation` give every element the same hidden layers
         and a linear output; `architectures` (element -> (sizes incl. output,
-        activations)) overrides that per element (used when reading a file)."""
+        activations)) overrides that per element (used when reading a file).
+        `repulsion`: optional ZBL cores (fixed, not trained)."""
         super().__init__()
         self.descriptors = descriptors
         self.elements = tuple(descriptors.elements)
+        self.repulsion = list(repulsion)
+        # Checked as the file would be (known elements, 0 < r_inner < r_outer ≤ cutoff).
+        PotentialData(descriptors, {}, repulsion=self.repulsion).check_repulsion()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose from {ACTIVATIONS}")
         nets = {}
@@ -220,6 +260,9 @@ class NNPModel(nn.Module):
                 atom_energy = atom_energy.index_add(0, b.atom, E_i)
                 inputs.append(G)
                 outputs.append(E_i.sum())
+            rep = self._repulsion(batch) if self.repulsion else {}
+            for e, (E_p, _) in rep.items():
+                atom_energy = atom_energy.index_add(0, batch.blocks[e].atom[batch.blocks[e].pair_center], E_p)
             energy = torch.zeros(S, dtype=DTYPE, device=device).index_add(0, batch.atom_struct, atom_energy)
             out = {"energy": energy, "atom_energy": atom_energy}
             if not derivatives:
@@ -239,6 +282,8 @@ class NNPModel(nn.Module):
             assert b.dG_dr.shape == (P, M, 3) and b.pair_vector.shape == (P, 3), "inconsistent batch"
             # v_p = Σ_μ dE/dG[centre(p), μ] · dG_dr[p, μ, :]   (P, 3)
             v = torch.bmm(dE_dG[b.pair_center].unsqueeze(1), b.dG_dr).squeeze(1)
+            if e in rep:
+                v = v + rep[e][1]
             if forces:
                 # F_i += v_p (centre), F_j −= v_p (neighbour), as r_ij = r_j − r_i.
                 F = F.index_add(0, b.atom[b.pair_center], v).index_add(0, b.pair_neighbor, -v)
@@ -250,6 +295,39 @@ class NNPModel(nn.Module):
         if stress:
             out["virial"] = W
             out["stress"] = -W / batch.volume.view(-1, 1, 1)
+        return out
+
+    def _repulsion(self, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per centre element: ½ E_rep of each neighbour entry (P,) and its
+        gradient with respect to the entry's vector r_ij (P, 3)."""
+        device = batch.atom_struct.device
+        # Element of every atom of the batch, from the blocks.
+        atom_element = torch.full((batch.n_total_atoms,), -1, dtype=torch.long, device=device)
+        for k, e in enumerate(self.elements):
+            atom_element[batch.blocks[e].atom] = k
+        out = {}
+        for a, e in enumerate(self.elements):
+            b = batch.blocks[e]
+            vec = b.pair_vector
+            r = torch.linalg.vector_norm(vec, dim=1)
+            E = torch.zeros_like(r)
+            dE = torch.zeros_like(r)
+            nb = atom_element[b.pair_neighbor]
+            for core in self.repulsion:
+                if e not in (core.element_a, core.element_b):
+                    continue
+                other = self.elements.index(core.element_b if e == core.element_a else core.element_a)
+                sel = (nb == other) & (r < core.r_outer)
+                if not bool(sel.any()):
+                    continue
+                rs = r[sel]
+                zbl, dzbl = zbl_energy(atomic_number(core.element_a), atomic_number(core.element_b), rs)
+                s, ds = repulsion_switch(rs, core.r_inner, core.r_outer)
+                E = E.index_put((sel,), 0.5 * zbl * s)
+                dE = dE.index_put((sel,), 0.5 * (dzbl * s + zbl * ds))
+            # dE/dr_ij = dE/dr · r_ij / r; zero where there is no core.
+            g = torch.where(dE != 0, dE / r, torch.zeros_like(r))
+            out[e] = (E, g.unsqueeze(1) * vec)
         return out
 
     # --------------------------------------------------- potential file I/O
@@ -264,7 +342,7 @@ class NNPModel(nn.Module):
                 for lin, act in zip(net.linears, net.activations)
             ]
             models[e] = ElementModel(float(self.reference_energy(e)), Scaling(center, width, gmin, gmax), layers)
-        pot = PotentialData(self.descriptors, models, list(comments))
+        pot = PotentialData(self.descriptors, models, list(comments), list(self.repulsion))
         pot.check()
         return pot
 
@@ -275,7 +353,7 @@ class NNPModel(nn.Module):
             e: ([layer.weights.shape[0] for layer in m.layers], [layer.activation for layer in m.layers])
             for e, m in pot.models.items()
         }
-        model = cls(pot.descriptors, architectures=arch)
+        model = cls(pot.descriptors, architectures=arch, repulsion=pot.repulsion)
         with torch.no_grad():
             for e, m in pot.models.items():
                 for lin, layer in zip(model.nets[e].linears, m.layers):

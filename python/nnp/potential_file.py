@@ -17,7 +17,11 @@ import numpy as np
 from nnp.descriptors import G2, G4, G5, DescriptorSet, SymmetryFunction
 
 FORMAT_NAME = "nnp-potential"
-FORMAT_VERSION = 1
+# Newest version. Version 2 is version 1 plus `repulsion` lines; a file is
+# version 2 exactly when it has them, so every file without a repulsive core
+# stays readable by version-1 readers. Both versions are read.
+FORMAT_VERSION = 2
+FORMAT_VERSIONS = (1, 2)
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "silu", "linear")
 
 
@@ -49,6 +53,58 @@ class ElementModel:
     layers: list[Layer]
 
 
+# Chemical symbols by atomic number (the table of cpp/src/repulsion.cpp):
+# ZBL needs the nuclear charges.
+CHEMICAL_SYMBOLS = (
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
+    "Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb "
+    "Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr Rf "
+    "Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og"
+).split()
+
+
+def atomic_number(symbol: str) -> int:
+    """Atomic number of a chemical symbol, 0 if it is not one."""
+    try:
+        return CHEMICAL_SYMBOLS.index(symbol) + 1
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True)
+class Repulsion:
+    """A ZBL screened-Coulomb core for one (unordered) element pair, switched
+    off smoothly between r_inner and r_outer (Å); see docs/potential-format.md."""
+
+    element_a: str
+    element_b: str
+    r_inner: float
+    r_outer: float
+
+    def check(self, cutoffs: dict[str, float]) -> None:
+        """`cutoffs`: the descriptor cutoff (largest rc) of each element."""
+        pair = f"repulsion {self.element_a} {self.element_b}"
+        for e in (self.element_a, self.element_b):
+            if e not in cutoffs:
+                raise ValueError(f"{pair}: element '{e}' is not in the elements line {list(cutoffs)}")
+            if not atomic_number(e):
+                raise ValueError(f"{pair}: '{e}' is not a chemical symbol (ZBL needs its atomic number)")
+        if not (math.isfinite(self.r_inner) and math.isfinite(self.r_outer) and 0 < self.r_inner < self.r_outer):
+            raise ValueError(f"{pair}: need 0 < r_inner < r_outer, found r_inner {self.r_inner}, r_outer {self.r_outer}")
+        for e in (self.element_a, self.element_b):
+            if not self.r_outer <= cutoffs[e]:
+                raise ValueError(f"{pair}: r_outer {self.r_outer!r} exceeds the cutoff {cutoffs[e]!r} of {e}")
+
+    @property
+    def key(self) -> frozenset:
+        return frozenset((self.element_a, self.element_b))
+
+
+def element_cutoffs(descriptors: DescriptorSet) -> dict[str, float]:
+    """The largest rc of each element's descriptor."""
+    return {e: max(sf.rc for sf in descriptors.functions[e]) for e in descriptors.elements}
+
+
 @dataclass
 class PotentialData:
     """Everything a potential file holds."""
@@ -56,15 +112,33 @@ class PotentialData:
     descriptors: DescriptorSet
     models: dict[str, ElementModel]
     comments: list[str] = field(default_factory=list)
+    repulsion: list[Repulsion] = field(default_factory=list)
 
     @property
     def elements(self) -> tuple[str, ...]:
         return self.descriptors.elements
 
+    @property
+    def format_version(self) -> int:
+        """1 without a repulsive core (readable by version-1 readers), else 2."""
+        return 2 if self.repulsion else 1
+
+    def check_repulsion(self) -> None:
+        cutoffs = element_cutoffs(self.descriptors)
+        seen: set[frozenset] = set()
+        for r in self.repulsion:
+            if not isinstance(r, Repulsion):
+                raise TypeError(f"repulsion entries must be nnp.potential_file.Repulsion, got {type(r).__name__}")
+            r.check(cutoffs)
+            if r.key in seen:
+                raise ValueError(f"second repulsion for the pair {r.element_a} {r.element_b}")
+            seen.add(r.key)
+
     def check(self) -> None:
         d = self.descriptors
         if set(self.models) != set(d.elements):
             raise ValueError(f"models for {sorted(self.models)} but elements {list(d.elements)}")
+        self.check_repulsion()
         for e, m in self.models.items():
             n = d.size(e)
             s = m.scaling
@@ -113,7 +187,7 @@ def _sf_line(sf: SymmetryFunction) -> str:
 def dumps(pot: PotentialData) -> str:
     pot.check()
     d = pot.descriptors
-    out = [f"{FORMAT_NAME} {FORMAT_VERSION}"]
+    out = [f"{FORMAT_NAME} {pot.format_version}"]
     out += [f"# {c}" for line in pot.comments for c in line.splitlines()]
     out += [
         "units metal",
@@ -137,6 +211,7 @@ def dumps(pot: PotentialData) -> str:
             out.append(f"layer {i} {n_out} {n_in}")
             out += [_nums(row) for row in layer.weights]
             out.append(_nums(layer.biases))
+    out += [f"repulsion zbl {r.element_a} {r.element_b} {_num(r.r_inner)} {_num(r.r_outer)}" for r in pot.repulsion]
     out.append("end")
     return "\n".join(out) + "\n"
 
@@ -307,11 +382,12 @@ def _read_function(lines: _Lines, elements) -> tuple[int, SymmetryFunction]:
 
 def loads(text: str, source: str = "<string>") -> PotentialData:
     lines = _Lines(text, source)
-    line, tok = lines.next(f"'{FORMAT_NAME} {FORMAT_VERSION}'")
+    line, tok = lines.next(f"'{FORMAT_NAME} 1' or '{FORMAT_NAME} 2'")
     if tok[:1] != [FORMAT_NAME]:
-        raise lines.error(line, f"not an nnp potential file: line 1 must be '{FORMAT_NAME} {FORMAT_VERSION}'")
-    if tok[1:] != [str(FORMAT_VERSION)]:
-        raise lines.error(line, f"unsupported format version {' '.join(tok[1:])!r}; this reader knows {FORMAT_VERSION}")
+        raise lines.error(line, f"not an nnp potential file: line 1 must be '{FORMAT_NAME} 1' or '{FORMAT_NAME} 2'")
+    if tok[1:] not in (["1"], ["2"]):
+        raise lines.error(line, f"unsupported format version {' '.join(tok[1:])!r}; this reader knows versions 1 and 2")
+    version, version_line = int(tok[1]), line
     line, tok = lines.keyword("units", 1)
     if tok[0] != "metal":
         raise lines.error(line, f"units must be 'metal', found '{tok[0]}'")
@@ -333,12 +409,32 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
     funcs: dict[str, tuple] = {}
     scal: dict[str, Scaling] = {}
     nets: dict[str, list[Layer]] = {}
+    repulsion: dict[frozenset, tuple[int, Repulsion]] = {}  # pair -> (line, core), in file order
     while lines.peek_keyword() not in ("end", None):
         line, tok = lines.next("a section")
         key = tok[0]
+        if key == "repulsion":
+            if version < 2:
+                raise lines.error(line, f"'repulsion' needs format version 2 (line 1: '{FORMAT_NAME} 2')")
+            if len(tok) != 6 or tok[1] != "zbl":
+                raise lines.error(line, "expected 'repulsion zbl element element r_inner r_outer'")
+            a = _element(lines, line, tok[2], elements)
+            b = _element(lines, line, tok[3], elements)
+            for e in (a, b):
+                if not atomic_number(e):
+                    raise lines.error(line, f"repulsion: '{e}' is not a chemical symbol (ZBL needs its atomic number)")
+            r_inner = _float(lines, line, tok[4], "r_inner")
+            r_outer = _float(lines, line, tok[5], "r_outer")
+            if not 0 < r_inner < r_outer:
+                raise lines.error(line, f"repulsion: need 0 < r_inner < r_outer, found r_inner {tok[4]}, r_outer {tok[5]}")
+            core = Repulsion(a, b, r_inner, r_outer)
+            if core.key in repulsion:
+                raise lines.error(line, f"second 'repulsion' line for {a} {b} (first on line {repulsion[core.key][0]})")
+            repulsion[core.key] = (line, core)
+            continue
         seen = {"reference_energy": ref, "descriptor": funcs, "scaling": scal, "network": nets}.get(key)
         if seen is None:
-            raise lines.error(line, f"expected a section keyword (reference_energy, descriptor, scaling, network, end), found '{key}'")
+            raise lines.error(line, f"expected a section keyword (reference_energy, descriptor, scaling, network, repulsion, end), found '{key}'")
         if len(tok) < 3:
             raise lines.error(line, f"'{key}' needs an element and a value")
         e = _element(lines, line, tok[1], elements)
@@ -414,8 +510,15 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
         descriptors = DescriptorSet(elements, funcs, cutoff_function, angular_sum)
     except ValueError as err:
         raise PotentialFileError(f"{source}: {err}") from None
+    if version == 2 and not repulsion:
+        raise lines.error(version_line, "a version-2 file without 'repulsion' lines must be written as version 1")
+    cutoffs = element_cutoffs(descriptors)
+    for line, core in repulsion.values():
+        for e in (core.element_a, core.element_b):
+            if not core.r_outer <= cutoffs[e]:
+                raise lines.error(line, f"repulsion: r_outer {core.r_outer!r} exceeds the cutoff {cutoffs[e]!r} of {e}")
     models = {e: ElementModel(ref[e], scal[e], nets[e]) for e in elements}
-    return PotentialData(descriptors, models, lines.comments)
+    return PotentialData(descriptors, models, lines.comments, [core for _, core in repulsion.values()])
 
 
 def read(path: str | os.PathLike) -> PotentialData:

@@ -1,11 +1,13 @@
 // A complete potential: per element a descriptor, its scaling, a network and a
-// reference energy. E = Σ_i E_i with E_i = e0(Z_i) + NN_Z((G_i − center)/width).
+// reference energy. E = Σ_i E_i with E_i = e0(Z_i) + NN_Z((G_i − center)/width)
+// (+ ½ Σ_j E_rep(r_ij) when the potential has a repulsive core, nnp/repulsion.h).
 #pragma once
 #include <string>
 #include <vector>
 
 #include "nnp/descriptor.h"
 #include "nnp/network.h"
+#include "nnp/repulsion.h"
 
 namespace nnp {
 
@@ -32,7 +34,9 @@ struct AtomWorkspace {
 class Potential {
  public:
   Potential() = default;
-  explicit Potential(std::vector<ElementModel> elements);  // checks consistency
+  // Checks consistency; every repulsion pair needs r_outer ≤ the descriptor
+  // cutoff of both its elements (so the pair is a neighbour of both atoms).
+  explicit Potential(std::vector<ElementModel> elements, std::vector<RepulsionPair> repulsion = {});
 
   int n_elements() const { return static_cast<int>(elements_.size()); }
   const ElementModel& element(int e) const { return elements_[e]; }
@@ -40,6 +44,7 @@ class Potential {
   // Index of a chemical symbol, or −1.
   int element_index(const std::string& symbol) const;
   double cutoff() const { return cutoff_; }
+  const Repulsion& repulsion() const { return repulsion_; }
 
   // Energy E_i of one atom of element `element` and its gradient with respect
   // to the neighbour vectors: dE_dr[3j..3j+2] += ∂E_i/∂r_ij (accumulated).
@@ -52,7 +57,11 @@ class Potential {
   double atom_energy(int element, const NeighborView& nb, AtomWorkspace& ws) const;
 
  private:
+  // ½ Σ_j E_rep(r_ij) over the neighbours; accumulates its gradient if dE_dr.
+  double repulsion_energy(int element, const NeighborView& nb, double* dE_dr) const;
+
   std::vector<ElementModel> elements_;
+  Repulsion repulsion_;
   double cutoff_ = 0.0;
 };
 

@@ -7,7 +7,9 @@
 namespace nnp {
 
 constexpr const char* kFormatName = "nnp-potential";
-constexpr int kFormatVersion = 1;
+// Newest version written and read. Version 2 adds `repulsion` lines; a file
+// is version 2 exactly when it has them, version 1 otherwise (both are read).
+constexpr int kFormatVersion = 2;
 
 // Read a file; errors name the file, the line and what was expected.
 Potential read_potential_file(const std::string& path);
