@@ -263,3 +263,48 @@ def test_cli_writes_a_report(tmp_path, data_file):
     assert "validation" in json.dumps(metrics)
     assert any(p.suffix == ".png" for p in (tmp_path / "report").iterdir())
     assert os.path.getsize(out) > 0
+
+
+# ------------------------------------------------------------ repulsive core
+
+
+def test_core_sits_below_the_training_distances(dataset, tmp_path):
+    from nnp.train import shortest_distance
+
+    ds, data = dataset
+    cfg = TrainConfig(**dict(SMALL, epochs=1))
+    result = train(data, ds, cfg, log=lambda line: None)
+    (core,) = result.model.repulsion
+    shortest = shortest_distance(data)
+    assert core.r_outer <= shortest - 0.1 and core.r_outer > shortest - 0.15
+    assert core.r_inner == pytest.approx(core.r_outer - 0.5)
+    # Written to the file, read by the C++ core.
+    path = potential_file.write(result.model.to_potential_data(), tmp_path / "core.nnp")
+    assert potential_file.read(path).repulsion == [core]
+    # Turned off, or placed by hand.
+    assert train(data, ds, TrainConfig(**dict(SMALL, epochs=0, core_repulsion=False)),
+                 log=lambda line: None).model.repulsion == []
+    (manual,) = train(data, ds, TrainConfig(**dict(SMALL, epochs=0, core_outer=1.5, core_width=0.3)),
+                      log=lambda line: None).model.repulsion
+    assert (manual.r_inner, manual.r_outer) == pytest.approx((1.2, 1.5))
+    with pytest.raises(ValueError, match="core_width"):
+        train(data, ds, TrainConfig(**dict(SMALL, epochs=0, core_outer=0.4, core_width=0.5)), log=lambda line: None)
+
+
+def test_core_keeps_a_collapsing_dimer_apart(dataset, tmp_path):
+    """Two atoms pushed together: the trained model with its core is strongly
+    repulsive at 1 Å, whatever the network does there."""
+    from ase import Atoms
+
+    from nnp.calculator import NNPCalculator
+
+    ds, data = dataset
+    result = train(data, ds, TrainConfig(**dict(SMALL, epochs=2)), log=lambda line: None)
+    path = potential_file.write(result.model.to_potential_data(), tmp_path / "core.nnp")
+    energies = []
+    for r in (0.6, 1.0, 1.4):
+        atoms = Atoms("Si2", positions=[[0, 0, 0], [r, 0, 0]], cell=[20, 20, 20], pbc=False)
+        atoms.calc = NNPCalculator(path)
+        energies.append(atoms.get_potential_energy())
+        assert atoms.get_forces()[1, 0] > 0  # pushes the pair apart
+    assert energies[0] > energies[1] > energies[2] and energies[1] - energies[2] > 10
