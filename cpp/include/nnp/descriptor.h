@@ -14,7 +14,12 @@
 // the derivative with respect to the centre is minus their sum. Functions are
 // evaluated in groups that share neighbour element(s) and cutoff, so that the
 // geometry and cutoff of a pair or triplet are computed once per group and
-// exp(−η(R−R_s)²) once per pair and distinct (η, R_s).
+// each exponential once per pair or triplet and distinct (η, R_s). G5 with
+// integer ζ <= 8 is evaluated without any sum over pairs of neighbours
+// (factorised into neighbour moment tensors, cost linear in the number of
+// neighbours); everything else angular by the triple loop over a compacted,
+// vectorised list of pairs with R_jk < r_c (narrow) or all pairs (wide).
+// Kernels: cpp/src/descriptor.cpp.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -49,20 +54,36 @@ struct NeighborView {
   const int* element = nullptr;  // element index of each neighbour
 };
 
-// Scratch space reused across atoms; it only grows.
+// Scratch space reused across atoms; it only grows (no allocation per atom
+// once it has seen the largest neighbourhood).
+//
+// "Members" are the neighbours inside the largest cutoff, grouped by element
+// (and sorted by distance within an element when functions use different
+// cutoffs, so that every function's neighbours are a contiguous range). All
+// per-neighbour data is stored structure-of-arrays in member order, so the
+// kernels' inner loops run over contiguous arrays and vectorise.
 struct DescriptorWorkspace {
-  std::vector<double> r, ux, uy, uz;       // per neighbour: distance, unit vector
-  std::vector<double> fc, dfc;             // per neighbour and group cutoff
-  std::vector<double> radial_exp;          // per neighbour and distinct (η, R_s)
-  std::vector<int> members;       // neighbours inside the cutoff, grouped by element
-  std::vector<int> member_start;  // element e owns members[member_start[e] .. member_start[e+1])
-  std::vector<double> power, dpower;  // per angular power of the current group
-  std::vector<double> g, w;           // G and dE/dG in the internal order
-  std::vector<double> exps;           // per key of the current group
-  // Per narrow-angular triplet: R_jk, f_c(R_jk), f_c'(R_jk) and the R_jk
-  // exponential of every key, written by compute() and read back by the force
-  // pass, which then needs no sqrt, cos or exp per triplet.
-  std::vector<double> triplet_cache;
+  std::vector<int> index;          // member -> neighbour index in the NeighborView
+  std::vector<int> element_start;  // element e owns members [element_start[e], element_start[e+1])
+  std::vector<int> cursor;         // per element, while grouping
+  std::vector<double> x, y, z;     // vector to the neighbour
+  std::vector<double> r, ux, uy, uz;  // its length and direction
+  std::vector<double> fc, dfc;        // [cutoff slot][member]
+  std::vector<double> radial_exp;     // [exp slot][member]: exp(−η(R−R_s)²)
+  std::vector<double> grad;           // [xyz][member]: force-pass accumulator
+  // Triplet lists of the triple-loop angular groups (one entry per pair of
+  // neighbours that contributes, geometry and products of cutoffs and
+  // exponentials), and the neighbour moment tensors of the factorised groups:
+  // written when the neighbourhood is prepared, read by the value pass and
+  // again by the force pass, which then calls no sqrt, cos or exp.
+  std::vector<int> triplet_pairs;         // per group: j of every entry, then k (member indices)
+  std::vector<double> triplet_data;       // per group: fields × entries (entries padded)
+  std::vector<std::size_t> triplet_count; // per angular group
+  std::vector<std::size_t> triplet_pair_offset, triplet_data_offset;  // per angular group
+  std::vector<double> moments;            // per factorised group: T and Σw²
+  std::vector<double> scratch;
+  std::vector<double> vectors;  // scratch for the kernels' SIMD vectors (aligned inside)
+  std::vector<double> g, w;  // G and dE/dG in the internal order
   std::size_t bytes() const;
 };
 
@@ -101,7 +122,7 @@ class Descriptor {
   // keys × powers); internal_to_output_ maps back (−1: padding slot).
   struct RadialTerm {
     double eta, rs;
-    int exp_slot;  // index of exp(−η(R−R_s)²) in the pair cache
+    int exp_slot;  // index of exp(−η(R−R_s)²) in the per-member cache
     int internal;  // index into the internal G
   };
   struct RadialGroup {
@@ -110,54 +131,107 @@ class Descriptor {
     int cutoff_slot;
     std::vector<RadialTerm> terms;
   };
-  // Angular functions of a group share (λ, ζ) powers and (η, R_s) keys: per
-  // triplet each distinct power (1+λcosθ)^ζ is computed once (from a table of
-  // powers of 1±cosθ), each key's R_jk exponential once (or by raising a
-  // smaller key's value to an integer power), and the functions of one key
-  // are a dense vector over the powers.
+  // Angular functions of a group share (λ, ζ) powers and (η, R_s) keys; the
+  // functions of one key are a dense vector over the powers.
   struct AngularPower {
     int lambda;
     double zeta;
-    int int_zeta;      // ζ when it is a small positive integer, else 0
+    int int_zeta;       // ζ when it is a small positive integer, else 0
     double prefactor;   // p 2^(1−ζ)
     double dprefactor;  // p 2^(1−ζ) ζ λ
   };
   struct AngularKey {
     double eta, rs;
-    int exp_slot;
-    int base = -1;      // earlier key of this group whose exponential, raised
-    int exponent = 1;   // to `exponent`, gives this one (η = exponent·η_base)
+    int exp_slot;       // per-member exponential (factorised groups), else −1
+    int base = -1;      // earlier key of this group whose triplet exponential,
+    int exponent = 1;   // raised to `exponent`, gives this one (η = exponent·η_base)
   };
+  // How the triple-loop passes get (1+λcosθ)^ζ and (1+λcosθ)^(ζ−1) of every
+  // power for a chunk of triplets: rows ("slots") of the chunk, slot 0 = 1,
+  // one slot per sign of λ for the base 1+λcosθ, then products of two
+  // earlier slots (an addition chain shared by all integer ζ of one sign),
+  // and pow() for non-integer ζ.
+  struct PowerOp {
+    int dst, a, b;  // slot[dst] = slot[a] · slot[b]
+  };
+  struct PowerPlan {
+    int n_slots = 1;
+    int base_slot[2] = {-1, -1};       // λ = +1, −1
+    std::vector<PowerOp> ops;
+    std::vector<int> value_slot;       // per power: (1+λcosθ)^ζ
+    std::vector<int> slope_slot;       // per power: (1+λcosθ)^(ζ−1), −1 if not planned
+    // The same as offsets into the slot rows, padded with slot 0 to a
+    // multiple of 4 powers (the passes take four at a time).
+    std::vector<int> value_row, slope_row;
+  };
+  // Triple-loop groups (narrow G4, and G5 with non-integer or large ζ) sum over
+  // pairs of neighbours. Factorised ("moment") groups (G5 with integer
+  // ζ <= kMaxMomentZeta) use (1+λcosθ)^ζ = Σ_n C(ζ,n) λ^n cos^n θ and
+  // cos^n θ_ijk = r̂_j^{⊗n}·r̂_k^{⊗n}: the pair sum becomes squared sums over
+  // neighbours of T_α = Σ_j w_j r̂_j^α (α: symmetric tensor components up to
+  // degree max ζ), so the cost is linear in the number of neighbours.
   struct AngularGroup {
     SymmetryFunctionType type;  // G4 or G5
     int element_a, element_b;   // element_a <= element_b
     double rc;
     int cutoff_slot;
+    bool moments = false;       // factorised
     std::vector<AngularPower> powers;
     std::vector<AngularKey> keys;
+    PowerPlan value_plan, gradient_plan;  // triple loop: values only / with slopes
     int offset = 0;             // internal index of (key 0, power 0); key-major
-    int max_int_zeta = 0;
-    bool has_plus = false, has_minus = false;
+    int max_zeta = 0;           // moments: largest ζ (tensor degree)
+    // moments: G_qp = Σ_n coef[p][n] S_qn − diag[p] D_q with
+    // S_qn = Σ_{|α|=n} (n!/α!) T^a_qα T^b_qα and D_q = Σ_j w_qj² (same element).
+    std::vector<double> coef;   // powers × (max_zeta + 1)
+    std::vector<double> diag;   // powers
+    int n_components = 0;       // moments: tensor components up to degree max_zeta
+    int moment_offset = 0;      // moments: start of T (and Σw²) in the workspace
   };
   struct ExpKey {
     double eta, rs;
-    int base = -1, exponent = 1;  // as AngularKey, for the per-neighbour cache
+    int base = -1, exponent = 1;  // as AngularKey, for the per-member cache
+  };
+  // Symmetric tensor components r̂^α, α = (a, b, c), ordered by degree, so the
+  // components up to degree n are a prefix of length (n+1)(n+2)(n+3)/6.
+  struct Monomial {
+    int degree;
+    int parent, axis;     // r̂^α = r̂^parent · r̂_axis (parent −1 for α = 0)
+    int lower[3];         // index of α − e_d, or −1 when α_d = 0
+    int power[3];         // α_d
+    double multinomial;   // n!/(a! b! c!)
   };
 
-  enum class Cache { None, Write, Read };
-  template <Cache cache, class Sink>
-  void evaluate(const NeighborView& nb, DescriptorWorkspace& ws, Sink& sink) const;
+  static PowerPlan plan_powers(const std::vector<AngularPower>& powers, bool slopes);
   void prepare(const NeighborView& nb, DescriptorWorkspace& ws) const;
+  void build_triplets(int group, DescriptorWorkspace& ws) const;
+  void build_moments(int group, DescriptorWorkspace& ws) const;
+  // V: the SIMD vector type; always inlined into the kernel that picks it, so
+  // that it is compiled for that kernel's instruction set.
+  template <class V>
+  inline __attribute__((always_inline)) void build_moments_v(int group, DescriptorWorkspace& ws) const;
+  void prepare_all(const NeighborView& nb, DescriptorWorkspace& ws) const;
+  void values(DescriptorWorkspace& ws) const;
+  void radial_gradient(DescriptorWorkspace& ws) const;
+  void triplet_gradient(int group, DescriptorWorkspace& ws) const;
+  void moment_gradient(int group, DescriptorWorkspace& ws) const;
+  template <class V>
+  inline __attribute__((always_inline)) void moment_gradient_v(int group, DescriptorWorkspace& ws) const;
+  void jacobian(DescriptorWorkspace& ws, double* dG_dr) const;
+  std::pair<int, int> range(const DescriptorWorkspace& ws, int element, double rc) const;
 
   std::vector<SymmetryFunction> functions_;
   CutoffType cutoff_ = CutoffType::Cos;
   bool full_angular_sum_ = false;
   double max_cutoff_ = 0.0;
+  bool sort_by_distance_ = false;  // some function has a cutoff below max_cutoff_
   std::vector<RadialGroup> radial_groups_;
   std::vector<AngularGroup> angular_groups_;
   std::vector<double> cutoff_radii_;  // distinct cutoffs (slots)
-  std::vector<ExpKey> exp_keys_;      // distinct (η, R_s) (slots)
+  std::vector<ExpKey> exp_keys_;      // distinct (η, R_s) of radial and factorised functions (slots)
+  std::vector<Monomial> monomials_;   // up to the largest moment-group ζ
   std::vector<int> internal_to_output_;
+  int moment_size_ = 0;  // doubles of T and Σw² over all factorised groups
   int n_elements_ = 0;
 };
 
