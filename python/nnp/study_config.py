@@ -16,10 +16,10 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from nnp import descriptors as descriptors_mod
+from nnp import settings
 
 SERIES = tuple(descriptors_mod.SERIES)  # ("A", "B")
 LENGTHS = tuple(descriptors_mod.LENGTHS)  # (16, 28, 40, 52, 64)
@@ -181,16 +181,7 @@ class StudyConfig:
                     raise ValueError(f"{source}: {key} must be a mapping of settings, got {value!r}")
                 value = dict(value)
             else:
-                kind = type(current)
-                if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                    value = float(value)
-                if kind is float and isinstance(value, str):  # YAML reads 1e-3 as a string
-                    try:
-                        value = float(value)
-                    except ValueError:
-                        pass
-                if type(value) is not kind:
-                    raise ValueError(f"{source}: {key} must be a {kind.__name__}, got {value!r}")
+                value = settings.coerce(type(current), value, key, source)
             new[key] = value
         return dataclasses.replace(self, **new)
 
@@ -199,17 +190,4 @@ class StudyConfig:
         return cls().updated(values, source)
 
     def updated_from_yaml(self, path: str | os.PathLike) -> "StudyConfig":
-        import yaml
-
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"config file {path} does not exist") from None
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML: {err}") from None
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of settings, found {type(values).__name__}")
-        return self.updated(values, str(path))
+        return self.updated(*settings.read_yaml_mapping(path))

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from nnp import checkpoints, potential_file
+from nnp import checkpoints, potential_file, settings
 from nnp import descriptors as descriptors_mod
 from nnp.data import Batch, FeaturizedDataset, read_structures, split
 from nnp.model import ACTIVATIONS, SCALING_MODES, NNPModel
@@ -142,35 +142,12 @@ class TrainConfig:
             raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
         new = {}
         for key, value in values.items():
-            kind = type(getattr(self, key))
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if kind is float and isinstance(value, str):  # YAML reads 1e-3 as a string
-                try:
-                    value = float(value)
-                except ValueError:
-                    pass
-            if type(value) is not kind:
-                raise ValueError(f"{source}: {key} must be a {kind.__name__}, got {value!r}")
-            new[key] = value
+            new[key] = settings.coerce(type(getattr(self, key)), value, key, source)
         return dataclasses.replace(self, **new)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
-        import yaml
-
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"config file {path} does not exist") from None
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML: {err}") from None
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of settings, found {type(values).__name__}")
-        return cls.from_dict(values, str(path))
+        return cls.from_dict(*settings.read_yaml_mapping(path))
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
