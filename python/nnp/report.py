@@ -356,14 +356,14 @@ def format_table(m: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------- report
 
 
-def _json_clean(x):
+def json_clean(x):
     """NaN/inf -> None, numpy scalars -> Python, recursively (strict JSON)."""
     if isinstance(x, Mapping):
-        return {str(k): _json_clean(v) for k, v in x.items()}
+        return {str(k): json_clean(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_json_clean(v) for v in x]
+        return [json_clean(v) for v in x]
     if isinstance(x, np.ndarray) or (hasattr(x, "tolist") and not isinstance(x, (str, bytes))):
-        return _json_clean(x.tolist())  # numpy arrays and scalars, torch tensors
+        return json_clean(x.tolist())  # numpy arrays and scalars, torch tensors
     if isinstance(x, (bool, np.bool_)):
         return bool(x)
     if isinstance(x, (int, np.integer)):
@@ -408,7 +408,7 @@ def write_report(
         "sets": {name: metrics(p) for name, p in sets.items()},
         "history": history,
     }
-    result = _json_clean(result)
+    result = json_clean(result)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
 

@@ -51,6 +51,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from nnp import properties as props
+from nnp.report import json_clean
 from nnp.study_config import StudyConfig
 
 FORMAT = "nnp-study 1"
@@ -93,24 +94,6 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def json_clean(x):
-    """NaN/inf -> None and numpy -> Python, recursively (strict JSON)."""
-    if isinstance(x, dict):
-        return {str(k): json_clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return json_clean(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    return x
 
 
 def write_json(path: Path, data: Any) -> None:
