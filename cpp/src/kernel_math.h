@@ -147,37 +147,14 @@ NNP_INLINE V exp_nonpositive(V x) {
   return select<V>(low, V{}, y);
 }
 
-// The cos cutoff of nnp/cutoff.h (cos_cutoff), lane by lane.
+// The cos cutoff of nnp/cutoff.h (cos_cutoff), lane by lane, with its series.
 template <class V>
 NNP_INLINE void cos_cutoff(V r, double rc, double inv_rc, V& f, V& df) {
   constexpr double kHalfPi = 1.57079632679489661923;
   V w = kHalfPi * ((rc - r) * inv_rc);
   w = select<V>(w > 0.0, w, V{});
-  const V z = w * w;
-  V s = broadcast<V>(-1.0 / 51090942171709440000.0);
-  s = s * z + 1.0 / 121645100408832000.0;
-  s = s * z - 1.0 / 355687428096000.0;
-  s = s * z + 1.0 / 1307674368000.0;
-  s = s * z - 1.0 / 6227020800.0;
-  s = s * z + 1.0 / 39916800.0;
-  s = s * z - 1.0 / 362880.0;
-  s = s * z + 1.0 / 5040.0;
-  s = s * z - 1.0 / 120.0;
-  s = s * z + 1.0 / 6.0;
-  s = 1.0 - s * z;
-  s *= w;
-  V c = broadcast<V>(-1.0 / 1124000727777607680000.0);
-  c = c * z + 1.0 / 2432902008176640000.0;
-  c = c * z - 1.0 / 6402373705728000.0;
-  c = c * z + 1.0 / 20922789888000.0;
-  c = c * z - 1.0 / 87178291200.0;
-  c = c * z + 1.0 / 479001600.0;
-  c = c * z - 1.0 / 3628800.0;
-  c = c * z + 1.0 / 40320.0;
-  c = c * z - 1.0 / 720.0;
-  c = c * z + 1.0 / 24.0;
-  c = c * z - 0.5;
-  c = c * z + 1.0;
+  V s, c;
+  sin_cos_quarter_turn<V>(w, s, c);
   f = s * s;
   df = (-2.0 * kHalfPi * inv_rc) * s * c;
 }
