@@ -427,3 +427,35 @@ def test_activations():
     np.testing.assert_allclose(g.numpy(), torch.sigmoid(z).detach().numpy(), rtol=1e-15)
     with pytest.raises(ValueError, match="activation"):
         NNPModel(mixed_descriptors(), activation="relu")
+
+
+def test_pair_contraction_kernel_matches_torch_and_its_adjoint():
+    """The fused C++ contraction (training's force path) equals the plain torch
+    gather + bmm, and its backward is the exact adjoint (gradcheck)."""
+    from nnp.model import contract_pairs
+
+    gen = torch.Generator().manual_seed(3)
+    R, M, P = 7, 5, 40
+    g = torch.randn(R, M, dtype=torch.float64, generator=gen, requires_grad=True)
+    dG_dr = torch.randn(P, M, 3, dtype=torch.float64, generator=gen)
+    center = torch.randint(0, R, (P,), generator=gen)
+    v = contract_pairs(g, dG_dr, center)
+    expected = torch.bmm(g[center].unsqueeze(1), dG_dr).squeeze(1)
+    assert torch.allclose(v, expected, rtol=1e-14, atol=1e-14)
+    u = torch.randn(P, 3, dtype=torch.float64, generator=gen)
+    (grad,) = torch.autograd.grad((v * u).sum(), g)
+    (expected_grad,) = torch.autograd.grad((expected * u).sum(), g)
+    assert torch.allclose(grad, expected_grad, rtol=1e-14, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda x: contract_pairs(x, dG_dr, center), (g,))
+
+
+def test_pair_contraction_kernel_rejects_bad_centres():
+    from nnp import _core
+
+    g = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="centre row 3, outside the 3 descriptor rows"):
+        _core.contract_pairs(g, np.zeros((1, 2, 3)), np.array([3]))
+    with pytest.raises(ValueError, match="matching"):
+        _core.contract_pairs(g, np.zeros((1, 3, 3)), np.array([0]))
+    with pytest.raises(ValueError, match="outside"):
+        _core.contract_pairs_adjoint(np.zeros((1, 3)), np.zeros((1, 2, 3)), np.array([-1]), 3)

@@ -12,6 +12,7 @@
 #include "nnp/neighbor_list.h"
 #include "nnp/potential_file.h"
 #include "nnp/structure.h"
+#include "nnp/training_kernels.h"
 
 namespace py = pybind11;
 using nnp::Descriptor;
@@ -21,6 +22,7 @@ namespace {
 
 using Doubles = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using Ints = py::array_t<int, py::array::c_style | py::array::forcecast>;
+using Int64s = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
 
 template <class T>
 py::array_t<T> to_array(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
@@ -194,6 +196,40 @@ PYBIND11_MODULE(_core, m) {
         return std::make_pair(e, d);
       },
       py::arg("z_a"), py::arg("z_b"), py::arg("r"), "Unswitched ZBL energy (eV) and dE/dr (eV/Å).");
+  m.def(
+      "contract_pairs",
+      [](const Doubles& g, const Doubles& dG_dr, const Int64s& center) {
+        if (g.ndim() != 2) throw nnp::Error("g must be an (R, M) array");
+        const py::ssize_t R = g.shape(0), M = g.shape(1), P = center.size();
+        if (dG_dr.ndim() != 3 || dG_dr.shape(0) != P || dG_dr.shape(1) != M || dG_dr.shape(2) != 3)
+          throw nnp::Error("dG_dr must be a (P, M, 3) array matching g (R, M) and center (P,)");
+        py::array_t<double> v({P, py::ssize_t{3}});
+        {
+          py::gil_scoped_release release;
+          nnp::contract_pairs(g.data(), R, M, dG_dr.data(), center.data(), P, v.mutable_data());
+        }
+        return v;
+      },
+      py::arg("g"), py::arg("dG_dr"), py::arg("center"),
+      "v[p] = sum_mu g[center[p], mu] * dG_dr[p, mu, :]  (P, 3).");
+  m.def(
+      "contract_pairs_adjoint",
+      [](const Doubles& u, const Doubles& dG_dr, const Int64s& center, py::ssize_t R) {
+        const py::ssize_t P = center.size();
+        if (dG_dr.ndim() != 3 || dG_dr.shape(0) != P || dG_dr.shape(2) != 3)
+          throw nnp::Error("dG_dr must be a (P, M, 3) array matching center (P,)");
+        if (u.ndim() != 2 || u.shape(0) != P || u.shape(1) != 3) throw nnp::Error("u must be a (P, 3) array");
+        if (R < 0) throw nnp::Error("R must be >= 0");
+        const py::ssize_t M = dG_dr.shape(1);
+        py::array_t<double> g_hat({R, M});
+        {
+          py::gil_scoped_release release;
+          nnp::contract_pairs_adjoint(u.data(), dG_dr.data(), center.data(), P, R, M, g_hat.mutable_data());
+        }
+        return g_hat;
+      },
+      py::arg("u"), py::arg("dG_dr"), py::arg("center"), py::arg("R"),
+      "g_hat[c, mu] = sum_{p: center[p] = c} u[p] . dG_dr[p, mu, :]  (R, M).");
   m.def(
       "neighbor_list",
       [](const Doubles& positions, const Doubles& cell, const std::array<bool, 3>& pbc, double cutoff) {

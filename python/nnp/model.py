@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from nnp.data import Batch, FeaturizedDataset
 from nnp.descriptors import DescriptorSet
@@ -71,6 +72,39 @@ def repulsion_switch(r: torch.Tensor, r_inner: float, r_outer: float) -> tuple[t
     x = ((r - r_inner) / h).clamp(0.0, 1.0)
     x2 = x * x
     return 1.0 - x2 * x * (10.0 - 15.0 * x + 6.0 * x2), -30.0 * x2 * (1.0 - x) * (1.0 - x) / h
+
+
+class _PairContraction(torch.autograd.Function):
+    """v_p = Σ_μ g[centre(p), μ] · dG_dr[p, μ, :] and its adjoint through the
+    fused C++ loops of nnp._core (CPU, float64): one pass over dG_dr each way.
+    Gathering g per pair and a batched matmul, the torch way, made half of
+    every training step. Once differentiable: training needs the gradient
+    of a loss on v, not of that gradient."""
+
+    @staticmethod
+    def forward(ctx, g: torch.Tensor, dG_dr: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+        from nnp import _core
+
+        dG_dr, center = dG_dr.detach().contiguous(), center.contiguous()
+        ctx.save_for_backward(dG_dr, center)
+        ctx.rows = g.shape[0]
+        return torch.from_numpy(_core.contract_pairs(g.detach().contiguous().numpy(), dG_dr.numpy(), center.numpy()))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, u: torch.Tensor):
+        from nnp import _core
+
+        dG_dr, center = ctx.saved_tensors
+        g_hat = _core.contract_pairs_adjoint(u.contiguous().numpy(), dG_dr.numpy(), center.numpy(), ctx.rows)
+        return torch.from_numpy(g_hat), None, None
+
+
+def contract_pairs(g: torch.Tensor, dG_dr: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """v_p = Σ_μ g[center[p], μ] dG_dr[p, μ, :], (P, 3); differentiable in g."""
+    if g.device.type == "cpu" and g.dtype == torch.float64 and dG_dr.dtype == torch.float64:
+        return _PairContraction.apply(g, dG_dr, center)
+    return torch.bmm(g[center].unsqueeze(1), dG_dr).squeeze(1)
 
 
 class Softplus(nn.Module):
@@ -281,7 +315,7 @@ class NNPModel(nn.Module):
             P, M = b.dG_dr.shape[0], b.G.shape[1]
             assert b.dG_dr.shape == (P, M, 3) and b.pair_vector.shape == (P, 3), "inconsistent batch"
             # v_p = Σ_μ dE/dG[centre(p), μ] · dG_dr[p, μ, :]   (P, 3)
-            v = torch.bmm(dE_dG[b.pair_center].unsqueeze(1), b.dG_dr).squeeze(1)
+            v = contract_pairs(dE_dG, b.dG_dr, b.pair_center)
             if e in rep:
                 v = v + rep[e][1]
             if forces:
