@@ -91,6 +91,7 @@ def _mutations(text: str):
     yield ("lambda", *replace(r"G4 ", lambda s: " ".join(s.split()[:5] + ["0"] + s.split()[6:])), "lambda")
     yield ("nan", *replace(r"G2 ", lambda s: s.replace(s.split()[2], "nan")), "finite")
     yield ("word", *replace(r"G2 ", lambda s: s.replace(s.split()[2], "abc")), "number")
+    yield ("huge-rc", *replace(r"G2 ", lambda s: " ".join(s.split()[:4] + ["1e6"])), "rc must be <= 30")
     yield ("act", *replace(r"activations", lambda s: "activations tanh relu linear"), "activation")
     n = _line_of(text, r"layer 1 ")
     short = lines.copy()
@@ -102,7 +103,7 @@ def _mutations(text: str):
     yield ("no-end", no_end, n_lines - 1, "'end'")
 
 
-@pytest.mark.parametrize("case", range(13))
+@pytest.mark.parametrize("case", range(14))
 def test_malformed_files_name_file_and_line(tmp_path, text, case):
     name, broken, line, words = list(_mutations(text))[case]
     path = tmp_path / f"{name}.nnp"

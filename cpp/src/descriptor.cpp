@@ -176,6 +176,7 @@ Descriptor::Descriptor(std::vector<SymmetryFunction> functions, CutoffType cutof
     const SymmetryFunction& f = functions_[out];
     const std::string where = "symmetry function " + std::to_string(out + 1) + ": ";
     if (!(std::isfinite(f.rc) && f.rc > 0)) throw Error(where + "rc must be > 0");
+    if (!(f.rc <= kMaxCutoff)) throw Error(where + "rc must be <= " + std::to_string(int(kMaxCutoff)) + " Å");
     if (!(std::isfinite(f.eta) && f.eta >= 0)) throw Error(where + "eta must be >= 0");
     if (!(std::isfinite(f.rs) && f.rs >= 0 && f.rs < f.rc)) throw Error(where + "need 0 <= rs < rc");
     if (f.element_a < 0 || f.element_a >= n_elements)

@@ -65,6 +65,9 @@ class G5(_Angular):
 
 
 SymmetryFunction = Union[G2, G4, G5]
+# Largest accepted cutoff radius (Å), as kMaxCutoff in cpp/include/nnp/descriptor.h:
+# beyond it a value is a mistake that would make neighbour lists explode.
+MAX_CUTOFF = 30.0
 
 
 def _check_common(sf, eta: float, rs: float, rc: float) -> None:
@@ -72,6 +75,8 @@ def _check_common(sf, eta: float, rs: float, rc: float) -> None:
         raise ValueError(f"{sf}: eta must be finite and >= 0")
     if not (math.isfinite(rc) and rc > 0.0):
         raise ValueError(f"{sf}: rc must be > 0")
+    if rc > MAX_CUTOFF:
+        raise ValueError(f"{sf}: rc must be <= {MAX_CUTOFF:g} Å")
     if not (math.isfinite(rs) and 0.0 <= rs < rc):
         raise ValueError(f"{sf}: need 0 <= rs < rc")
 

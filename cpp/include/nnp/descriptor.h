@@ -32,6 +32,11 @@ namespace nnp {
 
 enum class SymmetryFunctionType { G2, G4, G5 };
 
+// Largest accepted cutoff radius (Å). Symmetry functions reach 4–12 Å in
+// practice; a larger value in a file is a mistake and would make LAMMPS
+// build neighbour lists of thousands of atoms per atom (or run out of memory).
+constexpr double kMaxCutoff = 30.0;
+
 struct SymmetryFunction {
   SymmetryFunctionType type = SymmetryFunctionType::G2;
   int element_a = 0;   // neighbour element (index into the element list)
