@@ -405,6 +405,7 @@ class Figures:
     max_de: float = math.nan  # meV/atom (NVE)
     rms_de: float = math.nan  # meV/atom (NVE)
     all_finite: bool = True
+    whole_run: bool = False  # statistics over every sample: the run ended before its production part
     checks: list = field(default_factory=list)  # (description, passed)
 
     @property
@@ -454,10 +455,10 @@ def analyse(res: RunResult, args) -> Figures:
 
     # NPT/NVT: statistics over the production part (after the equilibration fraction).
     sel = arrays["t"] >= production_start(res.steps_target, args) * args.timestep - 1e-9
+    if np.count_nonzero(sel) < 4:  # a run that stopped early: what it did is still worth a look
+        sel = np.ones_like(sel)
+        fig.whole_run = True
     t = arrays["t"][sel]
-    if len(t) < 4:
-        fig.checks.append(("enough production samples", False))
-        return fig
     fig.production_ps = float(t[-1] - t[0])
     temp, press, vol = arrays["temp"][sel], arrays["press"][sel], arrays["vol"][sel]
     fig.t_mean, fig.t_std = float(temp.mean()), float(temp.std())
@@ -506,6 +507,10 @@ def pm(mean: float, std: float, fmt: str) -> str:
     return f"{mean:{fmt}} ± {std:{fmt}}" if not math.isnan(std) else f"{mean:{fmt}}"
 
 
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def val(x: float, fmt: str, unit: str = "") -> str:
     return "–" if math.isnan(x) else f"{x:{fmt}}{unit}"
 
@@ -526,11 +531,15 @@ def report(res: RunResult, fig: Figures, args) -> None:
     print(f"   P                    {pm(fig.p_mean, fig.p_std, '.0f')} bar")
     print(f"   volume/atom          {pm(fig.v_mean, fig.v_std, '.4f')} Å³  (density {val(fig.density, '.4f')} g/cm³)")
     if res.kind != "nve":
-        print(f"   statistics over      the last {val(fig.production_ps, 'g')} ps "
-              f"(the first {args.equilibration * 100:g} % is equilibration)")
+        if fig.whole_run:
+            print(f"   statistics over      all {val(fig.production_ps, 'g')} ps run (it stopped before "
+                  f"the end of its equilibration part)")
+        else:
+            print(f"   statistics over      the last {val(fig.production_ps, 'g')} ps "
+                  f"(the first {args.equilibration * 100:g} % is equilibration)")
         print(f"   volume drift         fit {val(fig.v_slope_pct, '+.2e')} %/ps, "
               f"second − first half {val(fig.v_half_pct, '+.3f')} %")
-        print(f"   temperature drift    fit {val(fig.t_slope, '+.3f')} K/ps, "
+        print(f"   temperature drift    fit {val(fig.t_slope, '+.2g')} K/ps, "
               f"second − first half {val(fig.t_half, '+.2f')} K")
         print(f"   MSD at end           {val(fig.msd_end, '.3f')} Å²; D (second half) {val(fig.diffusion, '.3e')} Å²/ps")
         print(f"   coordination         {val(fig.coord, '.2f')} (RDF first minimum {val(fig.r_min, '.2f')} Å)")
@@ -566,16 +575,18 @@ def table(runs: list[tuple[RunResult, Figures]]) -> str:
     row("atoms", lambda r, f: str(f.natoms))
     row("steps done (1 fs)", lambda r, f: f"{f.steps_done:,} / {f.steps_target:,}"
         + (f" (+ {r.melt.steps_done:,} melting)" if r.melt else ""))
-    row("wall time", lambda r, f: f"{f.seconds / 60:.1f} min"
-        + (f" (+ {r.melt.seconds / 60:.1f} min melting)" if r.melt else ""))
+    row("wall time", lambda r, f: duration(f.seconds)
+        + (f" (+ {duration(r.melt.seconds)} melting)" if r.melt else ""))
     row("µs/atom/step", lambda r, f: f"{f.us_per_atom_step:.1f}")
+    row("statistics over", lambda r, f: "–" if math.isnan(f.production_ps) else
+        f"{f.production_ps:g} ps" + (" (all: the run stopped early)" if f.whole_run else ""))
     row("T (K)", lambda r, f: pm(f.t_mean, f.t_std, ".1f"))
     row("P (bar)", lambda r, f: pm(f.p_mean, f.p_std, ".0f"))
     row("volume/atom (Å³)", lambda r, f: pm(f.v_mean, f.v_std, ".3f"))
     row("density (g/cm³)", lambda r, f: val(f.density, ".4f"))
     row("volume drift, fit (%/ps)", lambda r, f: val(f.v_slope_pct, "+.1e"))
     row("volume, 2nd − 1st half (%)", lambda r, f: val(f.v_half_pct, "+.3f"))
-    row("T drift, fit (K/ps)", lambda r, f: val(f.t_slope, "+.3f"))
+    row("T drift, fit (K/ps)", lambda r, f: val(f.t_slope, "+.2g"))
     row("T, 2nd − 1st half (K)", lambda r, f: val(f.t_half, "+.2f"))
     row("MSD at end (Å²)", lambda r, f: val(f.msd_end, ".3g"))
     row("D (Å²/ps)", lambda r, f: val(f.diffusion, ".2g") if r.kind != "nve" else "–")
