@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from nnp import _core
 from nnp.data import Batch, FeaturizedDataset
 from nnp.descriptors import DescriptorSet
 from nnp.potential_file import ElementModel, Layer, PotentialData, Repulsion, Scaling, atomic_number
@@ -83,8 +84,6 @@ class _PairContraction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, g: torch.Tensor, dG_dr: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
-        from nnp import _core
-
         dG_dr, center = dG_dr.detach().contiguous(), center.contiguous()
         ctx.save_for_backward(dG_dr, center)
         ctx.rows = g.shape[0]
@@ -93,8 +92,6 @@ class _PairContraction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, u: torch.Tensor):
-        from nnp import _core
-
         dG_dr, center = ctx.saved_tensors
         g_hat = _core.contract_pairs_adjoint(u.contiguous().numpy(), dG_dr.numpy(), center.numpy(), ctx.rows)
         return torch.from_numpy(g_hat), None, None
