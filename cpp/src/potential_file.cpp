@@ -232,7 +232,8 @@ SymmetryFunction read_function(Lines& lines, const std::vector<std::string>& ele
   }
   if (!(f.eta >= 0)) throw lines.error(l.number, "eta must be >= 0");
   if (!(f.rc > 0)) throw lines.error(l.number, "rc must be > 0");
-  if (!(f.rc <= kMaxCutoff)) throw lines.error(l.number, "rc must be <= 30 Å");
+  if (!(f.rc <= kMaxCutoff))
+    throw lines.error(l.number, "rc must be <= " + std::to_string(int(kMaxCutoff)) + " Å");
   if (!(f.rs >= 0 && f.rs < f.rc)) throw lines.error(l.number, "need 0 <= rs < rc");
   return f;
 }

@@ -61,7 +61,7 @@ class TrainConfig:
     activation: str = "tanh"  # hidden layers; the output layer is linear
     scaling: str = "minmax"  # minmax (robust to outlying frames, e.g. close contacts) or standard (mean/std)
     # Defaults chosen on a 10 % validation split of the Si data (214
-    # structures; README, "Accuracy"): 200 Adam epochs (~0.5 s each on one
+    # structures; docs/accuracy.md): 200 Adam epochs (~0.5 s each on one
     # core), then 600 L-BFGS iterations (~0.5 s), which still improve the
     # fit at the end: 400 epochs (200 L-BFGS) gave validation MAE 4.4 meV/atom
     # and 0.102 eV/Å, 800 gave 3.4 and 0.092 (S52, force weight 0.01).
@@ -337,7 +337,7 @@ class _Objective:
         self.n_force = 3 * int(data.n_atoms[torch.as_tensor(indices)].sum())
         ok = torch.isfinite(data.stress[:, 0, 0]) & torch.isfinite(data.volume)
         self.n_stress = 6 * int(ok[torch.as_tensor(indices)].sum())
-        self._cached: list[Batch] | None = None
+        self._cached: tuple[int, list[Batch]] | None = None  # (chunk size, batches)
 
     def loss(self, err: _Errors) -> torch.Tensor:
         c = self.config
@@ -361,8 +361,8 @@ class _Objective:
         """The training set as fixed batches of `chunk` structures. Kept
         (on the device) when the set is small enough: gathering them anew
         took 40 % of each L-BFGS evaluation."""
-        if self._cached is not None:
-            yield from self._cached
+        if self._cached is not None and self._cached[0] == chunk:
+            yield from self._cached[1]
             return
         keep = self.data.nbytes() <= FULL_BATCH_CACHE_BYTES
         cached = []
@@ -372,7 +372,7 @@ class _Objective:
                 cached.append(batch)
             yield batch
         if keep:
-            self._cached = cached
+            self._cached = (chunk, cached)
 
     def full_batch(self, model: NNPModel, chunk: int = 32) -> float:
         """Gradient of the full-set loss accumulated into .grad (chunked
