@@ -307,13 +307,16 @@ def first_shell_coordination(r: np.ndarray, g: np.ndarray, coord: np.ndarray) ->
 
 @dataclass(frozen=True)
 class MDStage:
-    """One stretch of NPT MD: temperature ramps linearly t_start -> t_stop."""
+    """One stretch of MD: temperature ramps linearly t_start -> t_stop. NPT at
+    the settings' pressure, or, with `density`, NVT at that density: the box
+    is scaled isotropically to it when the stage starts."""
 
     name: str
     steps: int
     t_start: float  # K
     t_stop: float  # K
     sample: bool = False  # record thermo every sample_every steps and g(r) every rdf_every
+    density: float | None = None  # g/cm³; None: NPT
 
 
 @dataclass(frozen=True)
@@ -443,6 +446,8 @@ def run_md(
     for s in stages:
         if s.steps < 0 or not (s.t_start > 0 and s.t_stop > 0):
             raise ValueError(f"stage {s.name}: need steps >= 0 and positive temperatures")
+        if s.density is not None and not (math.isfinite(s.density) and s.density > 0):
+            raise ValueError(f"stage {s.name}: density must be a positive number of g/cm³, got {s.density}")
     if initial_temperature is not None:
         _check_positive(initial_temperature=initial_temperature)
     if len({s.name for s in stages}) != len(stages):
@@ -487,8 +492,16 @@ def run_md(
         for k in range(first, len(stages)):
             stage = stages[k]
             begin, end = int(bounds[k]), int(bounds[k + 1])
-            lmp(f"fix md all npt temp {stage.t_start!r} {stage.t_stop!r} {settings.t_damp!r} "
-                f"iso {bar!r} {bar!r} {settings.p_damp!r}")
+            if k > first:
+                lmp("unfix md")  # the next stage's fix may be of another style
+            if stage.density is None:
+                lmp(f"fix md all npt temp {stage.t_start!r} {stage.t_stop!r} {settings.t_damp!r} "
+                    f"iso {bar!r} {bar!r} {settings.p_damp!r}")
+            else:
+                if lmp.step == begin:  # not when resumed inside the stage: the box is already there
+                    scale = (lmp.thermo("vol") / (density(natoms, 1.0, pair.mass) / stage.density)) ** (1 / 3)
+                    lmp(f"change_box all x scale {1 / scale!r} y scale {1 / scale!r} z scale {1 / scale!r} remap")
+                lmp(f"fix md all nvt temp {stage.t_start!r} {stage.t_stop!r} {settings.t_damp!r}")
             need_setup = True
             stage_t0 = time.perf_counter()
             stage_first = lmp.step  # later than begin when resumed from a checkpoint

@@ -2,7 +2,7 @@
 project reproduces").
 
     python -m nnp.study --data train.xyz --out DIR [--quick] [--config study.yaml]
-        [--points A16,B64] [--restart] [--force] [--retry-failed] [--report-only]
+        [--points A16,B64] [--update] [--restart] [--force] [--retry-failed] [--report-only]
 
 For every descriptor preset of series A and B at lengths 16, 28, 40, 52, 64
 (`StudyConfig.points`), with one data split and seed for all:
@@ -10,7 +10,8 @@ For every descriptor preset of series A and B at lengths 16, 28, 40, 52, 64
   train       a 2x30 potential (training defaults), DIR/points/P/potential.nnp
   validation  energy/force/stress MAE and RMSE and parity plots (nnp.report)
   zero_k      0 K lattice constant, C11, C12, C44 (relaxed and not), B = (C11+2C12)/3
-  melt        NPT melt -> liquid (g(r), density) -> quench -> amorphous (g(r), density)
+  melt        melt -> liquid (g(r), pressure; NVT at liquid_density) -> NPT quench
+              -> amorphous (g(r), density); a phase that boiled is flagged
   crystal     NPT of the crystal: lattice constant, bulk modulus from volume
               fluctuations (block-average error bars), g(r)
 
@@ -20,7 +21,8 @@ point is stored as DIR/points/P/STAGE.json and never recomputed; long MD
 stages also checkpoint (LAMMPS restart files) every --checkpoint-minutes, so a
 killed run resumes where it stopped. DIR/study.json holds the settings, data
 digest and training settings: a rerun with other settings is refused (use
---restart to discard the results, or another DIR). A stage that fails (e.g. a
+--update to rerun only the stages the changes affect, keeping the old results
+in DIR/superseded/, --restart to discard the results, or another DIR). A stage that fails (e.g. a
 potential that blows up in the liquid) is recorded as failed with its error
 and the study goes on; --retry-failed runs such stages again.
 
@@ -52,7 +54,7 @@ import numpy as np
 
 from nnp import properties as props
 from nnp.report import json_clean
-from nnp.study_config import StudyConfig
+from nnp.study_config import STAGE_SETTINGS, StudyConfig
 
 FORMAT = "nnp-study 1"
 STAGES = ("train", "validation", "zero_k", "melt", "crystal")
@@ -203,9 +205,45 @@ def identity(config: StudyConfig, data_digest: str, n_structures: int) -> dict[s
     })
 
 
-def prepare_directory(sdir: StudyDir, ident: dict, extra: dict, restart: bool, force: bool) -> None:
+def stage_identity(ident: dict, stage: str) -> dict:
+    """The part of a study identity that a stage's results depend on."""
+    study = ident.get("study", {})
+    return {"format": ident.get("format"), "data_sha256": ident.get("data_sha256"),
+            "structures": ident.get("structures"), "train": ident.get("train"),
+            "study": {k: study.get(k) for k in STAGE_SETTINGS[stage]}}
+
+
+def stale_stages(stored: dict, current: dict) -> list[str]:
+    """Stages whose settings differ between two identities."""
+    return [s for s in STAGES if stage_identity(stored, s) != stage_identity(current, s)]
+
+
+def supersede(sdir: StudyDir, stages: Sequence[str]) -> Path | None:
+    """Move every stored result of `stages` (stage files, samples, MD
+    checkpoints; the potential with training, the parity plots with
+    validation) to DIR/superseded/TIME/points/P/, never deleting them."""
+    moved = None
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    points_dir = sdir.root / "points"
+    for pdir in sorted(points_dir.iterdir()) if points_dir.is_dir() else []:
+        p = pdir.name
+        for stage in stages:
+            paths = [sdir.stage_file(p, stage), sdir.checkpoint(p, stage), pdir / f"{stage}_samples.npz"]
+            paths += {"train": [sdir.potential(p)], "validation": [sdir.parity(p)]}.get(stage, [])
+            for path in paths:
+                if path.exists():
+                    moved = sdir.root / "superseded" / stamp
+                    dest = moved / "points" / p / path.name
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(path), dest)
+    return moved
+
+
+def prepare_directory(sdir: StudyDir, ident: dict, extra: dict, restart: bool, force: bool,
+                      update: bool = False, log: Callable[[str], None] = print) -> None:
     """Create or check DIR before any work: refuse a foreign non-empty
-    directory (unless force) and results of other settings (unless restart)."""
+    directory (unless force) and results of other settings (unless restart,
+    or update: keep what the changed settings do not touch)."""
     root = sdir.root
     if root.exists() and not root.is_dir():
         raise StudyError(f"{root} exists and is not a directory")
@@ -215,13 +253,24 @@ def prepare_directory(sdir: StudyDir, ident: dict, extra: dict, restart: bool, f
         sdir.remove_results()
         stored = None
     if stored is not None:
-        diffs = config_differences(stored.get("identity", {}), ident)
-        if diffs:
+        old = stored.get("identity", {})
+        diffs = config_differences(old, ident)
+        if not diffs:
+            return
+        stale = stale_stages(old, ident)
+        if not update:
             shown = "\n  ".join(diffs[:12]) + (f"\n  ... ({len(diffs)} in all)" if len(diffs) > 12 else "")
+            redo = f"the {', '.join(stale)} stage(s)" if stale else "nothing (only the point selection changed)"
             raise StudyError(
                 f"{root} holds results of different settings:\n  {shown}\n"
-                "refusing to mix them: use another --out, or --restart to discard the stored results"
+                f"refusing to mix them: use another --out, --update to keep the results these changes do "
+                f"not affect and rerun {redo} (the old results are moved to {root / 'superseded'}), "
+                "or --restart to discard the stored results"
             )
+        moved = supersede(sdir, stale)
+        log(f"settings changed ({len(diffs)}): rerunning {', '.join(stale) or 'nothing'}"
+            + (f"; the superseded results are in {moved}" if moved else ""))
+        write_json(sdir.config_file, {**stored, "identity": ident, "updated": extra.get("created")})
         return
     if root.is_dir() and any(root.iterdir()) and not (force or ours):
         raise StudyError(
@@ -270,10 +319,11 @@ def crystal_stages(c: StudyConfig) -> list[props.MDStage]:
 
 def melt_stages(c: StudyConfig) -> list[props.MDStage]:
     Tm, Tl, Ta = c.melt_temperature, c.liquid_temperature, c.quench_end_temperature
+    rho = c.liquid_density or None
     return [
-        props.MDStage("melt", c.steps(c.melt_ps), Tm, Tm),
-        props.MDStage("liquid-equilibrate", c.steps(c.liquid_equilibrate_ps), Tl, Tl),
-        props.MDStage("liquid", c.steps(c.liquid_ps), Tl, Tl, sample=True),
+        props.MDStage("melt", c.steps(c.melt_ps), Tm, Tm, density=rho),
+        props.MDStage("liquid-equilibrate", c.steps(c.liquid_equilibrate_ps), Tl, Tl, density=rho),
+        props.MDStage("liquid", c.steps(c.liquid_ps), Tl, Tl, sample=True, density=rho),
         props.MDStage("quench", c.steps(c.quench_ps), Tl, Ta),
         props.MDStage("amorphous-equilibrate", c.steps(c.amorphous_equilibrate_ps), Ta, Ta),
         props.MDStage("amorphous", c.steps(c.amorphous_ps), Ta, Ta, sample=True),
@@ -368,6 +418,8 @@ def summarise_samples(s: props.StageSamples, r: np.ndarray, natoms: int, mass: f
         "samples": len(v),
         "temperature": float(np.mean(s.temperature)),
         "pressure_atm": float(np.mean(s.pressure)) / props.ATM_IN_BAR,
+        "pressure_gpa": float(np.mean(s.pressure)) * 1e-4,
+        "pressure_gpa_err": props.block_error(np.asarray(s.pressure) * 1e-4, blocks),
         "energy": float(np.mean(s.energy)),
         "volume_per_atom": float(v.mean()) / natoms,
         "density": float(rho.mean()),
@@ -421,8 +473,15 @@ def run_melt(ctx: Context, point: str) -> dict:
     res = _run_md(ctx, point, "melt", c.melt_cells, melt_stages(c))
     out = {"natoms": res.natoms, "start_lattice": _start_lattice(ctx, point),
            "seconds_per_atom_step": res.seconds / max(res.steps_run * res.natoms, 1) if res.steps_run else None}
+    crystal_density = props.density(8, out["start_lattice"] ** 3, ctx.mass)
     for name in ("liquid", "amorphous"):
-        out[name] = summarise_samples(res.stages[name], res.r, res.natoms, ctx.mass, c.blocks)
+        out[name] = summ = summarise_samples(res.stages[name], res.r, res.natoms, ctx.mass, c.blocks)
+        # A condensed phase at under half the crystal's density has boiled
+        # (models that bind too weakly do at 1 atm): its g(r) means nothing.
+        summ["boiled"] = bool(summ["density"] < COLLAPSED_DENSITY_FRACTION * crystal_density)
+        if summ["boiled"]:
+            ctx.log(f"    {point} {name}: density {summ['density']:.3f} g/cm³, under "
+                    f"{COLLAPSED_DENSITY_FRACTION:g} of the crystal's {crystal_density:.3f}: the model's {name} boiled")
     return out
 
 
@@ -443,6 +502,8 @@ def run_crystal(ctx: Context, point: str) -> dict:
     )
     return out
 
+
+COLLAPSED_DENSITY_FRACTION = 0.5
 
 RUNNERS = {"train": run_train, "validation": run_validation, "zero_k": run_zero_k,
            "melt": run_melt, "crystal": run_crystal}
@@ -603,8 +664,10 @@ def _headline(stage: str, d: dict) -> str:
             return (f": a0 {d['a']:.4f} Å, C11 {d['c11']:.1f}, C12 {d['c12']:.1f}, C44 {d['c44']:.1f}, "
                     f"B {d['bulk_modulus']:.1f} GPa")
         if stage == "melt":
-            return (f": liquid ρ {d['liquid']['density']:.3f}, amorphous ρ {d['amorphous']['density']:.3f} g/cm³, "
-                    f"CN {d['liquid']['coordination']:.2f} / {d['amorphous']['coordination']:.2f}")
+            return (f": liquid ρ {d['liquid']['density']:.3f} g/cm³, P {d['liquid']['pressure_gpa']:.2f} GPa, "
+                    f"amorphous ρ {d['amorphous']['density']:.3f} g/cm³, "
+                    f"CN {d['liquid']['coordination']:.2f} / {d['amorphous']['coordination']:.2f}"
+                    + (" (BOILED)" if d["liquid"].get("boiled") or d["amorphous"].get("boiled") else ""))
         if stage == "crystal":
             return (f": a {d['a']:.4f} ± {d['a_err']:.4f} Å, "
                     f"B {d['bulk_modulus']:.1f} ± {d['bulk_modulus_err']:.1f} GPa")
@@ -636,6 +699,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--progress-seconds", type=float, default=60.0,
                    help="wall time between progress lines of a running stage (default 60)")
     p.add_argument("--retry-failed", action="store_true", help="run failed stages again")
+    p.add_argument("--update", action="store_true",
+                   help="settings changed: keep the stored results they do not affect, move the others to "
+                        "DIR/superseded/ and run those stages again")
     p.add_argument("--restart", action="store_true", help="discard the stored results of DIR and start again")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty DIR that is not a study directory")
@@ -735,7 +801,7 @@ def _run(args: argparse.Namespace) -> int:
     ident = identity(config, sha256(data_path), len(structures))
     extra = {"data": str(data_path.resolve()),
              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    prepare_directory(sdir, ident, extra, args.restart, args.force)
+    prepare_directory(sdir, ident, extra, args.restart, args.force, args.update)
     stored = read_json(sdir.config_file)
 
     import torch

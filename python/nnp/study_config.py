@@ -27,6 +27,26 @@ LENGTHS = tuple(descriptors_mod.LENGTHS)  # (16, 28, 40, 52, 64)
 STUDY_OWNED_TRAIN_KEYS = ("descriptor", "seed")
 
 
+# The settings each stage's numbers depend on (besides the data, its digest
+# and the resolved training settings, which every stage depends on). With
+# `--update`, a stage is rerun only when one of its settings changed.
+_EVERY_STAGE = ("seed", "max_structures", "train")
+_MD = ("timestep_fs", "pressure_atm", "t_damp_fs", "p_damp_fs", "sample_every", "rdf_every", "rdf_bins",
+       "rdf_cutoff", "blocks")
+STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "train": _EVERY_STAGE,
+    "validation": _EVERY_STAGE,
+    "zero_k": (*_EVERY_STAGE, "elastic_cells", "elastic_strain"),
+    "melt": (*_EVERY_STAGE, *_MD, "melt_cells", "liquid_density", "melt_temperature", "melt_ps",
+             "liquid_temperature", "liquid_equilibrate_ps", "liquid_ps", "quench_end_temperature",
+             "quench_rate", "amorphous_equilibrate_ps", "amorphous_ps"),
+    "crystal": (*_EVERY_STAGE, *_MD, "crystal_cells", "crystal_temperature", "crystal_equilibrate_ps",
+                "crystal_ps"),
+}
+# Which points exist, not what any point's numbers are.
+POINT_SELECTION = ("series", "lengths")
+
+
 @dataclass
 class StudyConfig:
     """Every setting that changes the study's numbers (YAML keys are these names)."""
@@ -60,8 +80,14 @@ class StudyConfig:
     crystal_equilibrate_ps: float = 10.0
     crystal_ps: float = 1000.0  # production, the paper's 1 ns
 
-    # Melt-quench, NPT: melt the crystal, liquid g(r), quench, amorphous g(r).
+    # Melt-quench: melt the crystal, liquid g(r), quench, amorphous g(r). The
+    # melt and the liquid run NVT at liquid_density (0: NPT like the rest);
+    # the quench and the amorphous solid run NPT. A fixed density keeps a
+    # model whose liquid boils at 1 atm (too small a cohesive energy, as
+    # with models trained on condensed phases only) from evaporating before
+    # the quench; 2.57 g/cm³ is liquid Si at its melting point (experiment).
     melt_cells: int = 4
+    liquid_density: float = 2.57  # g/cm³
     melt_temperature: float = 3000.0  # well above melting, so the crystal melts quickly
     melt_ps: float = 10.0
     liquid_temperature: float = 2000.0
@@ -128,6 +154,8 @@ class StudyConfig:
             v = getattr(self, name)
             need(math.isfinite(v) and v >= 0, f"{name} must be >= 0, got {v}")
         need(math.isfinite(self.pressure_atm), "pressure_atm must be finite")
+        need(math.isfinite(self.liquid_density) and self.liquid_density >= 0,
+             f"liquid_density must be >= 0 g/cm³ (0: NPT), got {self.liquid_density}")
         need(self.quench_end_temperature < self.liquid_temperature,
              "quench_end_temperature must be below liquid_temperature")
         for name in ("crystal_ps", "liquid_ps", "amorphous_ps"):

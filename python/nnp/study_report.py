@@ -57,9 +57,12 @@ PROPERTY_COLUMNS = (
     ("b_npt", "NPT bulk modulus kT<V>/<dV²> (GPa)"), ("b_npt_err", "its error (GPa)"),
     ("crystal_temperature", "crystal <T> (K)"), ("crystal_cn", "crystal coordination"),
     ("liquid_density", "liquid density (g/cm³)"), ("liquid_density_err", "its error (g/cm³)"),
+    ("liquid_pressure", "liquid pressure (GPa)"), ("liquid_pressure_err", "its error (GPa)"),
     ("liquid_cn", "liquid coordination"),
     ("amorphous_density", "amorphous density (g/cm³)"), ("amorphous_density_err", "its error (g/cm³)"),
     ("amorphous_cn", "amorphous coordination"),
+    ("liquid_boiled", "liquid boiled (density under half the crystal's; 1/0)"),
+    ("amorphous_boiled", "amorphous boiled (1/0)"),
     ("crystal_extrapolating", "crystal: extrapolating atoms (fraction)"),
     ("liquid_extrapolating", "liquid: extrapolating atoms (fraction)"),
     ("amorphous_extrapolating", "amorphous: extrapolating atoms (fraction)"),
@@ -120,13 +123,17 @@ def collect(sdir, config: StudyConfig) -> list[dict[str, Any]]:
             row[f"{kind}_density"] = _get(me, kind, "density")
             row[f"{kind}_density_err"] = _get(me, kind, "density_err")
             row[f"{kind}_cn"] = _get(me, kind, "coordination")
+            row[f"{kind}_pressure"] = _get(me, kind, "pressure_gpa")
+            row[f"{kind}_pressure_err"] = _get(me, kind, "pressure_gpa_err")
+            row[f"{kind}_boiled"] = _get(me, kind, "boiled")
             row[f"{kind}_extrapolating"] = _get(me, kind, "extrapolating_fraction")
         row["rdf"] = {}
         if cr:
             row["rdf"]["crystal"] = (np.asarray(cr["rdf_r"], float), np.asarray(cr["rdf_g"], float))
         if me:
             for kind in ("liquid", "amorphous"):
-                row["rdf"][kind] = (np.asarray(me[kind]["rdf_r"], float), np.asarray(me[kind]["rdf_g"], float))
+                if not me[kind].get("boiled"):  # a gas's g(r) would only flatten the plot
+                    row["rdf"][kind] = (np.asarray(me[kind]["rdf_r"], float), np.asarray(me[kind]["rdf_g"], float))
         rows.append(row)
     return rows
 
@@ -419,14 +426,22 @@ def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Seque
         L += ["![bulk modulus vs length](bulk_modulus_vs_length.png)", ""]
 
     L += [f"## Liquid ({c.liquid_temperature:g} K) and amorphous ({c.quench_end_temperature:g} K) Si", "",
-          "NPT at the same pressure; the amorphous structure is the liquid quenched at "
-          f"{c.quench_rate:g} K/ps.", "",
-          "| point | liquid ρ (g/cm³) | liquid coordination | amorphous ρ (g/cm³) | amorphous coordination "
-          "| extrapolating liquid / amorphous |",
-          "|---|---:|---:|---:|---:|---:|"]
+          (f"The melt and the liquid run NVT at {c.liquid_density:g} g/cm³ (liquid Si at its melting point); "
+           if c.liquid_density else "Every stage runs NPT at the same pressure; ")
+          + f"the amorphous structure is the liquid quenched at {c.quench_rate:g} K/ps, NPT at "
+          f"{c.pressure_atm:g} atm. A phase under half the crystal's density is marked *boiled*: its g(r) "
+          "means nothing.", "",
+          "| point | liquid ρ (g/cm³) | liquid P (GPa) | liquid coordination | amorphous ρ (g/cm³) "
+          "| amorphous coordination | extrapolating liquid / amorphous |",
+          "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def boiled(r: dict, kind: str) -> str:
+        return " *boiled*" if r[f"{kind}_boiled"] == 1 else ""
+
     for r in rows:
-        L.append(f"| {r['point']} | {_pm(r['liquid_density'], r['liquid_density_err'], 3)} | "
-                 f"{_num(r['liquid_cn'], 2)} | {_pm(r['amorphous_density'], r['amorphous_density_err'], 3)} | "
+        L.append(f"| {r['point']} | {_pm(r['liquid_density'], r['liquid_density_err'], 3)}{boiled(r, 'liquid')} | "
+                 f"{_pm(r['liquid_pressure'], r['liquid_pressure_err'], 2)} | {_num(r['liquid_cn'], 2)} | "
+                 f"{_pm(r['amorphous_density'], r['amorphous_density_err'], 3)}{boiled(r, 'amorphous')} | "
                  f"{_num(r['amorphous_cn'], 2)} | {_num(r['liquid_extrapolating'], 3)} / "
                  f"{_num(r['amorphous_extrapolating'], 3)} |")
     L.append("")
