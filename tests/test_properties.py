@@ -190,8 +190,8 @@ def test_ideal_gas_rdf_and_fluctuations():
 def test_run_md_resumes_from_a_checkpoint(sw, tmp_path):
     """A run killed mid-way and resumed gives the samples of an
     uninterrupted run (LAMMPS restart file + stored samples)."""
-    stages = [props.MDStage("hot", 100, 2500.0, 2500.0),
-              props.MDStage("liquid", 200, 2000.0, 2000.0, sample=True),
+    stages = [props.MDStage("hot", 100, 2500.0, 2500.0, density=2.5),
+              props.MDStage("liquid", 200, 2000.0, 2000.0, sample=True, density=2.5),
               props.MDStage("quench", 100, 2000.0, 300.0),
               props.MDStage("cold", 100, 300.0, 300.0, sample=True)]
     settings = props.MDSettings(rdf_cutoff=3.7, rdf_bins=40, sample_every=5, rdf_every=20,
@@ -222,6 +222,23 @@ def test_run_md_resumes_from_a_checkpoint(sw, tmp_path):
     other = props.MDSettings(**{**settings.__dict__, "seed": 99})
     fresh = props.run_md(sw, 5.431, 2, stages, other, checkpoint=ckpt)
     assert fresh.steps_run == 500
+
+
+def test_nvt_stage_holds_its_density_and_npt_releases_it(sw):
+    """A stage with a density scales the box to it and keeps it (NVT); the
+    next stage without one is NPT again."""
+    stages = [props.MDStage("dense", 200, 300.0, 300.0, sample=True, density=2.6),
+              props.MDStage("free", 300, 300.0, 300.0, sample=True)]
+    settings = props.MDSettings(sample_every=10, rdf_every=100, rdf_cutoff=3.7, p_damp=0.2)
+    res = props.run_md(sw, 5.431, 2, stages, settings)
+    dense = np.array(res.stages["dense"].volume)
+    np.testing.assert_allclose(props.density(res.natoms, 1.0) / dense, 2.6, rtol=1e-12)
+    # Compressed by 10 % in density, SW diamond is under GPa pressure and expands once released.
+    assert np.mean(res.stages["dense"].pressure) > 1e4  # bar
+    free = np.array(res.stages["free"].volume)
+    assert free[-5:].mean() > 1.03 * dense[0]
+    with pytest.raises(ValueError, match="density must be a positive"):
+        props.run_md(sw, 5.431, 1, [props.MDStage("x", 10, 300.0, 300.0, density=0.0)])
 
 
 def test_run_md_temperature_ramp_and_errors(sw):

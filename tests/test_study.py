@@ -111,6 +111,89 @@ def test_directory_rules(tmp_path):
     assert json.loads(sdir.config_file.read_text())["identity"]["study"]["crystal_ps"] == 10.0
 
 
+def test_every_setting_belongs_to_its_stages():
+    """A new StudyConfig field must say which stages it changes, or --update
+    would keep results computed without it."""
+    from nnp.study_config import POINT_SELECTION, STAGE_SETTINGS
+
+    classified = set(POINT_SELECTION).union(*STAGE_SETTINGS.values())
+    assert {f for f in StudyConfig().as_dict()} == classified
+    assert set(STAGE_SETTINGS) == set(study.STAGES)
+
+
+def _fake_results(sdir, points=("A16", "B16")):
+    for p in points:
+        for stage in study.STAGES:
+            sdir.save(p, stage, {"status": "done", "stage": stage})
+        sdir.potential(p).write_text("potential of " + p)
+        (sdir.point(p) / "melt_samples.npz").write_bytes(b"melt")
+        (sdir.point(p) / "crystal_samples.npz").write_bytes(b"crystal")
+        sdir.checkpoint(p, "crystal").mkdir()
+        sdir.parity(p).mkdir()
+
+
+@pytest.mark.parametrize(
+    "change, stale",
+    [
+        ({"crystal_ps": 10.0}, ["crystal"]),
+        ({"liquid_density": 0.0}, ["melt"]),
+        ({"blocks": 4}, ["melt", "crystal"]),
+        ({"elastic_strain": 0.01}, ["zero_k"]),
+        ({"lengths": [16]}, []),
+        ({"train": {"epochs": 3}}, list(study.STAGES)),
+    ],
+)
+def test_update_reruns_only_the_stages_a_change_affects(tmp_path, change, stale):
+    root = tmp_path / "run"
+    sdir = study.StudyDir(root)
+    study.prepare_directory(sdir, _ident(), {}, restart=False, force=False)
+    _fake_results(sdir)
+    new = _ident(**change)
+    assert study.stale_stages(_ident(), new) == stale
+    with pytest.raises(study.StudyError, match="--update"):
+        study.prepare_directory(sdir, new, {}, restart=False, force=False)
+    lines = []
+    study.prepare_directory(sdir, new, {}, restart=False, force=False, update=True, log=lines.append)
+    assert json.loads(sdir.config_file.read_text())["identity"] == new
+    assert f"rerunning {', '.join(stale) or 'nothing'}" in lines[0]
+    moved = sorted((root / "superseded").glob("*/points")) if stale else []
+    assert len(moved) == (1 if stale else 0)
+    for p in ("A16", "B16"):
+        for stage in study.STAGES:
+            kept = sdir.result(p, stage) is not None
+            assert kept == (stage not in stale)
+            if stage in stale:  # moved, not deleted
+                assert (moved[0] / p / f"{stage}.json").is_file()
+        assert sdir.potential(p).is_file() == ("train" not in stale)
+        assert sdir.parity(p).is_dir() == ("validation" not in stale)
+        assert (sdir.point(p) / "crystal_samples.npz").is_file() == ("crystal" not in stale)
+        assert sdir.checkpoint(p, "crystal").is_dir() == ("crystal" not in stale)
+        assert (sdir.point(p) / "melt_samples.npz").is_file() == ("melt" not in stale)
+    if "train" in stale:
+        assert (moved[0] / "A16" / "potential.nnp").read_text() == "potential of A16"
+    # Updated: the same settings now resume without a word.
+    study.prepare_directory(sdir, new, {}, restart=False, force=False)
+
+
+def test_boiled_phase_is_flagged_and_left_out_of_the_rdf_plots(tmp_path):
+    from nnp import study_report
+
+    sdir = study.StudyDir(tmp_path)
+    r = np.linspace(0.05, 5.95, 60)
+    phase = {"density": 2.3, "density_err": 0.01, "pressure_gpa": 0.1, "pressure_gpa_err": 0.05,
+             "coordination": 4.1, "rdf_r": list(r), "rdf_g": list(np.ones_like(r))}
+    sdir.save("A16", "melt", {"status": "done", "liquid": {**phase, "density": 0.04, "boiled": True},
+                              "amorphous": {**phase, "boiled": False}})
+    config = StudyConfig()
+    rows = study_report.collect(sdir, config)
+    a16 = rows[0]
+    assert a16["liquid_boiled"] == 1 and a16["amorphous_boiled"] == 0
+    assert set(a16["rdf"]) == {"amorphous"}
+    text = study_report.markdown(rows, config, {"identity": study.identity(config, "0" * 64, 10)}, ())
+    assert "| A16 | 0.040 ± 0.010 *boiled* |" in text
+    assert "NVT at 2.57 g/cm³" in text
+
+
 def test_foreign_directory_needs_force(tmp_path):
     (tmp_path / "data.txt").write_text("x")
     sdir = study.StudyDir(tmp_path)
@@ -228,6 +311,11 @@ def test_quick_study_outputs(quick_study):
         for kind in ("liquid", "amorphous"):
             rho = _f(props[p][f"{kind}_density"])
             assert 0.5 < rho < 5.0, (p, kind, rho)
+            assert _f(props[p][f"{kind}_boiled"]) == 0
+        # The liquid is NVT at the configured density; the amorphous solid NPT.
+        assert _f(props[p]["liquid_density"]) == pytest.approx(config.liquid_density, rel=1e-9)
+        assert _f(props[p]["liquid_density_err"]) == pytest.approx(0, abs=1e-9)
+        assert math.isfinite(_f(props[p]["liquid_pressure"]))
 
     # RDF files: one column per finished point, g >= 0, r increasing up to the cutoff.
     for kind, stage in (("crystal", "crystal"), ("liquid", "melt"), ("amorphous", "melt")):

@@ -886,6 +886,19 @@ def _gather_ranges(offsets: torch.Tensor, idx: torch.Tensor):
     return gather, pos, new_offsets
 
 
+ISOLATED_ATOM_TYPE = "isolated_atom"
+
+
+def isolated_atom(element: str, energy: float) -> Atoms:
+    """One atom alone (no periodic images): energy `energy` eV, no force, no stress."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms = Atoms(element, positions=[[0.0, 0.0, 0.0]], pbc=False)
+    atoms.calc = SinglePointCalculator(atoms, energy=float(energy), forces=np.zeros((1, 3)))
+    atoms.info["config_type"] = ISOLATED_ATOM_TYPE
+    return atoms
+
+
 class FeaturizedDataset:
     """Descriptors and labels of a list of structures, ready to batch.
 

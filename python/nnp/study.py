@@ -360,7 +360,9 @@ def run_train(ctx: Context, point: str) -> dict:
 
     config = ctx.config.train_config(point)
     descriptors = descriptors_mod.preset(point, (ctx.element,))
-    data = FeaturizedDataset.from_structures(ctx.structures, descriptors)
+    from nnp.train import with_isolated_atoms
+
+    data = FeaturizedDataset.from_structures(with_isolated_atoms(ctx.structures, config), descriptors)
     result = train(data, descriptors, config, log=_train_log(ctx, point))
     comments = [
         f"nnp.study point {point}: descriptor {point}, {config.hidden_layers} x "

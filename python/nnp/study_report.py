@@ -368,7 +368,8 @@ def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Seque
              f"Crystal NPT: {8 * c.crystal_cells**3} atoms, {c.crystal_temperature:g} K, {c.pressure_atm:g} atm, "
              f"{c.timestep_fs:g} fs, {c.crystal_equilibrate_ps:g} ps equilibration + {c.crystal_ps:g} ps production. "
              f"Melt-quench: {8 * c.melt_cells**3} atoms, {c.melt_ps:g} ps at {c.melt_temperature:g} K, liquid "
-             f"{c.liquid_equilibrate_ps:g} + {c.liquid_ps:g} ps at {c.liquid_temperature:g} K, quench to "
+             f"{c.liquid_equilibrate_ps:g} + {c.liquid_ps:g} ps at {c.liquid_temperature:g} K"
+             + (f" (NVT at {c.liquid_density:g} g/cm³)" if c.liquid_density else "") + ", quench to "
              f"{c.quench_end_temperature:g} K at {c.quench_rate:g} K/ps, amorphous {c.amorphous_equilibrate_ps:g} + "
              f"{c.amorphous_ps:g} ps. Error bars: {c.blocks} block averages.")
     total = sum(r["wall_s"] for r in rows)

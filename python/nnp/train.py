@@ -95,6 +95,13 @@ class TrainConfig:
     core_outer: float = 0.0
     core_width: float = 0.5
     log_every: int = 0  # epochs between progress lines; 0 = about 50 lines in all
+    # Energy (eV) of one isolated atom per element, from the same DFT setup as
+    # the data; each is trained on as a one-atom structure (never held out
+    # for validation). Condensed-phase data say nothing about E_i(G = 0):
+    # without this, models can bind far too weakly (the Si default gives a
+    # cohesive energy of 1.8 eV instead of 4.5, and its liquid boils at
+    # 1 atm; docs/robustness.md).
+    isolated_atom_energies: dict[str, float] = field(default_factory=dict)
 
     def check(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -135,6 +142,12 @@ class TrainConfig:
         need(0 <= self.validation_fraction < 1, "validation_fraction must be in [0, 1)")
         need(self.threads >= 0, "threads must be >= 0")
         need(self.log_every >= 0, "log_every must be >= 0")
+        from ase.data import chemical_symbols
+
+        for element, energy in self.isolated_atom_energies.items():
+            need(element in chemical_symbols[1:], f"isolated_atom_energies: {element!r} is not an element symbol")
+            need(isinstance(energy, (int, float)) and not isinstance(energy, bool) and math.isfinite(energy),
+                 f"isolated_atom_energies: the energy of {element} must be a finite number of eV, got {energy!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
@@ -311,6 +324,25 @@ def core_repulsion(data: FeaturizedDataset, descriptors, config: TrainConfig) ->
             for i, a in enumerate(elements) for b in elements[i:]]
 
 
+def isolated_structures(data: FeaturizedDataset) -> np.ndarray:
+    """Indices of the structures in which no atom has a neighbour."""
+    pairs = sum((off[1:] - off[:-1]) for off in data.pair_offsets.values())
+    return np.flatnonzero(pairs.numpy() == 0)
+
+
+def with_isolated_atoms(structures: list, config: TrainConfig) -> list:
+    """`structures` plus one labelled isolated atom per entry of
+    config.isolated_atom_energies (elements must occur in the data)."""
+    from nnp.data import isolated_atom
+
+    present = {s for a in structures for s in a.get_chemical_symbols()}
+    missing = sorted(set(config.isolated_atom_energies) - present)
+    if missing:
+        raise ValueError(f"isolated_atom_energies: {', '.join(missing)} does not occur in the data "
+                         f"(elements {', '.join(sorted(present))})")
+    return list(structures) + [isolated_atom(e, E) for e, E in sorted(config.isolated_atom_energies.items())]
+
+
 def build_model(data: FeaturizedDataset, descriptors, config: TrainConfig, train_idx) -> NNPModel:
     """Initialised weights, scaling and reference energies from the training
     set, and the repulsive core (fixed; the network learns E − E_core)."""
@@ -435,8 +467,15 @@ def train(
     """
     config.check()
     device = torch.device(config.device)
-    train_idx, val_idx = split(len(data), config.validation_fraction, config.seed)
-    model = build_model(data, descriptors, config, train_idx).to(device)
+    # Structures without a single neighbour pair (isolated atoms) always
+    # train; the split, scaling and reference energies are of the others.
+    isolated = isolated_structures(data)
+    condensed = np.setdiff1d(np.arange(len(data)), isolated)
+    if len(condensed) == 0:
+        raise ValueError("every structure is an isolated atom: nothing to learn interactions from")
+    train_sub, val_sub = split(len(condensed), config.validation_fraction, config.seed)
+    model = build_model(data, descriptors, config, condensed[train_sub]).to(device)
+    train_idx, val_idx = np.concatenate([condensed[train_sub], isolated]), condensed[val_sub]
     for core in model.repulsion:
         log(f"repulsive core {core.element_a}-{core.element_b}: ZBL, switched off between {core.r_inner:g} "
             f"and {core.r_outer:g} Å (shortest training distance {shortest_distance(data):.3f} Å)")
@@ -626,6 +665,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="training epochs (0: write the untrained, initialised model)")
     p.add_argument("--seed", type=int, help="random seed (split, initial weights, batch order)")
     p.add_argument("--device", help="torch device to train on: cpu (default) or cuda")
+    p.add_argument("--isolated-atom-energy", action="append", metavar="EL=EV",
+                   help="energy of one isolated atom of element EL in eV, from the same DFT setup as the data; "
+                        "trained on as a one-atom structure so the model binds with the right cohesive energy "
+                        "(repeat for several elements)")
     p.add_argument("--ensemble", type=int, default=1, metavar="N",
                    help="train a committee of N models (seeds seed..seed+N-1, each with its own split); "
                         "writes OUTPUT's stem .0 ... .N-1 and a .committee.json with their disagreement")
@@ -647,6 +690,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\ninterrupted; rerun the same command with --resume to continue from the last epoch's checkpoint",
               file=sys.stderr)
         return 130
+
+
+def _element_energies(items: Sequence[str]) -> dict[str, float]:
+    """EL=EV pairs of --isolated-atom-energy."""
+    out = {}
+    for item in items:
+        element, sep, value = item.partition("=")
+        try:
+            out[element.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--isolated-atom-energy {item!r}: expected ELEMENT=ENERGY_EV, e.g. Si=-0.881") from None
+        if not sep:
+            raise ValueError(f"--isolated-atom-energy {item!r}: expected ELEMENT=ENERGY_EV, e.g. Si=-0.881")
+    return out
 
 
 def member_outputs(output: Path, n: int) -> list[Path]:
@@ -684,6 +741,9 @@ def _run(args: argparse.Namespace) -> int:
     _check_outputs(args, outputs)
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     cli = {k: getattr(args, k) for k in ("descriptor", "epochs", "seed", "device") if getattr(args, k) is not None}
+    if args.isolated_atom_energy:
+        cli["isolated_atom_energies"] = {**config.isolated_atom_energies,
+                                         **_element_energies(args.isolated_atom_energy)}
     config = config.updated(cli, "command line")
     config.check()
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
@@ -698,6 +758,10 @@ def _run(args: argparse.Namespace) -> int:
     _print(f"descriptor {config.descriptor}: {', '.join(f'{e} {descriptors.size(e)}' for e in elements)} functions, "
            f"cutoff {descriptors.cutoff:g} Å")
     t = time.perf_counter()
+    if config.isolated_atom_energies:
+        structures = with_isolated_atoms(structures, config)
+        _print("isolated atoms (always trained): " + ", ".join(
+            f"{e} {E:g} eV" for e, E in sorted(config.isolated_atom_energies.items())))
     data = FeaturizedDataset.from_structures(structures, descriptors)
     _print(f"featurised in {_fmt_time(time.perf_counter() - t)} ({data.nbytes() / 2**20:.0f} MiB)")
     n_adam, n_lbfgs = _phase_lengths(config)
