@@ -297,3 +297,61 @@ def test_model_written_is_model_trained(tmp_path, data_file):
     for key in ("energy", "forces", "stress"):
         assert torch.equal(a[key], b[key]), key
     assert result.validation is not None and np.isfinite(result.validation.force_rmse)
+
+
+# ---------------------------------------------------------- isolated atoms
+
+
+def test_isolated_atom_settings_are_checked(tmp_path, data_file, capsys):
+    TrainConfig(isolated_atom_energies={"Si": -0.881}).check()
+    with pytest.raises(ValueError, match="'Xx' is not an element"):
+        TrainConfig(isolated_atom_energies={"Xx": -1.0}).check()
+    with pytest.raises(ValueError, match="energy of Si must be a finite"):
+        TrainConfig(isolated_atom_energies={"Si": float("nan")}).check()
+    cfg = tmp_path / "iso.yaml"
+    cfg.write_text("isolated_atom_energies:\n  Si: -0.5\n")
+    assert TrainConfig.from_yaml(cfg).isolated_atom_energies == {"Si": -0.5}
+    out = tmp_path / "x.nnp"
+    for bad, message in (("Si", "expected ELEMENT=ENERGY_EV"), ("Si=low", "expected ELEMENT=ENERGY_EV"),
+                         ("C=-1.2", "C does not occur in the data")):
+        assert main(["--data", str(data_file), "--output", str(out), "--epochs", "0",
+                     "--isolated-atom-energy", bad]) == 1
+        assert message in capsys.readouterr().err
+        assert not out.exists()
+    # The summary shows the model's isolated-atom energy, and says when nothing pins it.
+    for extra, hint in (([], True), (["--isolated-atom-energy", "Si=-0.9"], False)):
+        assert main(["--data", str(data_file), "--output", str(out), "--epochs", "0", "--force", *extra]) == 0
+        stdout = capsys.readouterr().out
+        assert re.search(r"isolated atoms in the model: Si -?\d+\.\d+ eV", stdout)
+        assert ("no isolated atom was trained on" in stdout) == hint
+
+
+def test_isolated_atoms_always_train_and_leave_the_split_alone(data_file):
+    """The anchor is trained on, never validated; the condensed structures
+    split, scale and reference exactly as without it; and the model learns
+    the isolated atom's energy."""
+    from nnp import descriptors as descriptors_mod
+    from nnp.train import isolated_structures, train, with_isolated_atoms
+
+    frames = read_structures(data_file)
+    desc = descriptors_mod.preset("A16", ("Si",))
+    e_iso = float(np.mean([a.get_potential_energy() / len(a) for a in frames])) + 2.0  # 2 eV above the crystal
+    base = TrainConfig(descriptor="A16", hidden_layers=1, hidden_nodes=8, epochs=200, batch_size=4,
+                       validation_fraction=0.25, lbfgs_fraction=0.5, log_every=1000)
+    anchored = base.updated({"isolated_atom_energies": {"Si": e_iso}})
+    plain_data = FeaturizedDataset.from_structures(frames, desc)
+    data = FeaturizedDataset.from_structures(with_isolated_atoms(frames, anchored), desc)
+    assert list(isolated_structures(data)) == [len(frames)] and len(isolated_structures(plain_data)) == 0
+    log = []
+    plain = train(plain_data, desc, base.updated({"epochs": 0}), log=log.append)
+    res = train(data, desc, anchored, log=log.append)
+    assert list(res.validation_indices) == list(plain.validation_indices)
+    assert len(frames) in res.train_indices and len(res.train_indices) == len(plain.train_indices) + 1
+    untrained = train(data, desc, anchored.updated({"epochs": 0}), log=log.append)
+    sd0, sd1 = plain.model.state_dict(), untrained.model.state_dict()
+    for k in sd0:  # scaling and reference energies from the condensed structures only
+        torch.testing.assert_close(sd1[k], sd0[k], rtol=0, atol=0)
+    lone = ase.Atoms("Si", positions=[[0, 0, 0]], pbc=False)
+    before = untrained.model.predict([lone])[0]["energy"]
+    after = res.model.predict([lone])[0]["energy"]
+    assert abs(after - e_iso) < 0.1 * abs(before - e_iso), (before, after, e_iso)

@@ -806,6 +806,24 @@ def _print_summary(result: TrainResult, data: FeaturizedDataset, config: TrainCo
     if result.validation is not None:
         _print(f"validation RMSE: {result.validation}  MAE: {result.validation.mae_str()}  "
                f"(best epoch {result.best_epoch})")
+    _print_isolated_atoms(result.model, data)
+
+
+def _print_isolated_atoms(model: NNPModel, data: FeaturizedDataset) -> None:
+    """The model's isolated-atom energies against the data's lowest energy
+    per atom: the binding that MD far from the data (boiling, surfaces) sees."""
+    from ase import Atoms
+
+    lowest = float((data.energy / data.n_atoms).min())
+    parts = []
+    for e in data.elements:
+        e_atom = float(model.predict([Atoms(e, positions=[[0.0, 0.0, 0.0]], pbc=False)])[0]["energy"])
+        parts.append(f"{e} {e_atom:.3f} eV")
+    _print(f"isolated atoms in the model: {', '.join(parts)} (lowest energy in the data: {lowest:.3f} eV/atom)")
+    if len(isolated_structures(data)) == 0:
+        _print("  no isolated atom was trained on, so this limit is unconstrained and the model may bind too "
+               "weakly (a liquid that boils at 1 atm): give --isolated-atom-energy EL=EV from the data's DFT "
+               "setup (docs/robustness.md)")
 
 
 def _write_report(directory: Path, member, data: FeaturizedDataset, overwrite: bool) -> None:
