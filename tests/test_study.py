@@ -194,6 +194,30 @@ def test_boiled_phase_is_flagged_and_left_out_of_the_rdf_plots(tmp_path):
     assert "NVT at 2.57 g/cm³" in text
 
 
+def test_a_stage_another_process_finished_is_not_run_again(tmp_path, monkeypatch):
+    """Two processes may share DIR: a stage found done when its turn comes is skipped."""
+    sdir = study.StudyDir(tmp_path)
+    config = StudyConfig().updated({"series": ["A"], "lengths": [16, 28]})
+    for p in config.points:
+        sdir.save(p, "train", {"status": "done"})
+    ran = []
+
+    def zero_k(ctx, point):
+        ran.append(point)
+        sdir.save("A28", "zero_k", {"status": "done", "a": 5.47})  # the other process, meanwhile
+        return {"a": 5.46}
+
+    monkeypatch.setitem(study.RUNNERS, "zero_k", zero_k)
+    lines = []
+    ctx = study.Context(config, sdir, [], "Si", 28.0855, log=lines.append)
+    todo = [t for t in study.pending(ctx, config.points, False) if t[0] == "zero_k"]
+    monkeypatch.setattr(study, "pending", lambda *a: todo)
+    study.run_study(ctx, config.points)
+    assert ran == ["A16"]
+    assert sdir.result("A28", "zero_k")["a"] == 5.47
+    assert any("A28 0 K lattice and elastic constants: done meanwhile by another process" in x for x in lines)
+
+
 def test_foreign_directory_needs_force(tmp_path):
     (tmp_path / "data.txt").write_text("x")
     sdir = study.StudyDir(tmp_path)

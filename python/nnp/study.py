@@ -589,6 +589,10 @@ def run_study(ctx: Context, points: Sequence[str], retry_failed: bool = False,
                 ctx.log(f"[{k + 1}/{total}] {point} {STAGE_TITLES[stage]}: skipped (no potential: training "
                         f"{'failed' if trained == 'failed' else 'not done'})")
                 continue
+        if _status(ctx, point, stage) == "done":
+            # Another process sharing DIR finished it since the list was made.
+            ctx.log(f"[{k + 1}/{total}] {point} {STAGE_TITLES[stage]}: done meanwhile by another process")
+            continue
         twin = twin_of(ctx, point)
         if twin is not None and _status(ctx, twin, stage) in ("done", "failed"):
             copy_twin(ctx, twin, point, stage)
