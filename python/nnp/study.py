@@ -215,7 +215,9 @@ def stage_identity(ident: dict, stage: str) -> dict:
 
 def stale_stages(stored: dict, current: dict) -> list[str]:
     """Stages whose settings differ between two identities."""
-    return [s for s in STAGES if stage_identity(stored, s) != stage_identity(current, s)]
+    # Flattened, as config_differences compares: an empty mapping added to
+    # the settings (a new option left at its default) changes nothing.
+    return [s for s in STAGES if _flatten(stage_identity(stored, s)) != _flatten(stage_identity(current, s))]
 
 
 def supersede(sdir: StudyDir, stages: Sequence[str]) -> Path | None:
