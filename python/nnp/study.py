@@ -67,7 +67,7 @@ STAGE_TITLES = {
 }
 A_GUESS = 5.43  # Å, start of the 0 K relaxation (and of MD when it failed)
 REPORT_INTERVAL_S = 1800.0  # rewrite the report at least this often in long passes
-DEFAULT_SPEED = 80e-6  # s/atom/step before anything was measured (A52, one core)
+DEFAULT_SPEED = 30e-6  # s/atom/step before anything was measured (the real run: 18-40, two processes on 2 cores)
 
 
 class StudyError(ValueError):
