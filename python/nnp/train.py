@@ -39,7 +39,7 @@ import torch
 
 from nnp import checkpoints, potential_file, settings
 from nnp import descriptors as descriptors_mod
-from nnp.data import Batch, FeaturizedDataset, read_structures, split
+from nnp.data import Batch, FeaturizedDataset, isolated_atom, read_structures, split
 from nnp.model import ACTIVATIONS, SCALING_MODES, NNPModel
 from nnp.potential_file import Repulsion
 
@@ -333,8 +333,6 @@ def isolated_structures(data: FeaturizedDataset) -> np.ndarray:
 def with_isolated_atoms(structures: list, config: TrainConfig) -> list:
     """`structures` plus one labelled isolated atom per entry of
     config.isolated_atom_energies (elements must occur in the data)."""
-    from nnp.data import isolated_atom
-
     present = {s for a in structures for s in a.get_chemical_symbols()}
     missing = sorted(set(config.isolated_atom_energies) - present)
     if missing:
@@ -812,12 +810,10 @@ def _print_summary(result: TrainResult, data: FeaturizedDataset, config: TrainCo
 def _print_isolated_atoms(model: NNPModel, data: FeaturizedDataset) -> None:
     """The model's isolated-atom energies against the data's lowest energy
     per atom: the binding that MD far from the data (boiling, surfaces) sees."""
-    from ase import Atoms
-
     lowest = float((data.energy / data.n_atoms).min())
     parts = []
     for e in data.elements:
-        e_atom = float(model.predict([Atoms(e, positions=[[0.0, 0.0, 0.0]], pbc=False)])[0]["energy"])
+        e_atom = float(model.predict([isolated_atom(e, math.nan)])[0]["energy"])  # the label is not used
         parts.append(f"{e} {e_atom:.3f} eV")
     _print(f"isolated atoms in the model: {', '.join(parts)} (lowest energy in the data: {lowest:.3f} eV/atom)")
     if len(isolated_structures(data)) == 0:
