@@ -16,17 +16,18 @@ PBE value of examples/si/isolated_atom_energy.py.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import numpy as np
 
 
 def main(argv=None) -> int:
-    from ase import Atoms
     from ase.build import bulk
 
     from nnp import NNPCalculator
     from nnp import properties as props
+    from nnp.data import isolated_atom
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--potential", action="append", required=True)
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
             return atoms.get_potential_energy() / len(atoms)
 
         e0 = energy(bulk(args.element, "diamond", a=a0, cubic=True))
-        e_atom = energy(Atoms(args.element, positions=[[0, 0, 0]], pbc=False))
+        e_atom = energy(isolated_atom(args.element, math.nan))  # its label is replaced by the calculator
         e = np.array([energy(bulk(args.element, "diamond", a=a0 * s, cubic=True)) for s in scales])
         rises = bool(np.all(np.diff(e) > -1e-6)) and e_atom >= e.max() - 1e-6
         print(f"{path}: a0 {a0:.4f} Å, cohesive energy {e_atom - e0:.3f} eV "

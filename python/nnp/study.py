@@ -67,6 +67,8 @@ STAGE_TITLES = {
 }
 A_GUESS = 5.43  # Å, start of the 0 K relaxation (and of MD when it failed)
 REPORT_INTERVAL_S = 1800.0  # rewrite the report at least this often in long passes
+# A liquid or amorphous phase under this fraction of the crystal's density has boiled.
+COLLAPSED_DENSITY_FRACTION = 0.5
 DEFAULT_SPEED = 30e-6  # s/atom/step before anything was measured (the real run: 18-40, two processes on 2 cores)
 
 
@@ -506,8 +508,6 @@ def run_crystal(ctx: Context, point: str) -> dict:
     )
     return out
 
-
-COLLAPSED_DENSITY_FRACTION = 0.5
 
 RUNNERS = {"train": run_train, "validation": run_validation, "zero_k": run_zero_k,
            "melt": run_melt, "crystal": run_crystal}

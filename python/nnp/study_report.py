@@ -427,7 +427,7 @@ def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Seque
         L += ["![bulk modulus vs length](bulk_modulus_vs_length.png)", ""]
 
     L += [f"## Liquid ({c.liquid_temperature:g} K) and amorphous ({c.quench_end_temperature:g} K) Si", "",
-          (f"The melt and the liquid run NVT at {c.liquid_density:g} g/cm³ (liquid Si at its melting point); "
+          (f"The melt and the liquid run NVT at {c.liquid_density:g} g/cm³; "
            if c.liquid_density else "Every stage runs NPT at the same pressure; ")
           + f"the amorphous structure is the liquid quenched at {c.quench_rate:g} K/ps, NPT at "
           f"{c.pressure_atm:g} atm. A phase under half the crystal's density is marked *boiled*: its g(r) "
