@@ -449,6 +449,77 @@ def test_pair_contraction_kernel_matches_torch_and_its_adjoint():
     assert torch.autograd.gradcheck(lambda x: contract_pairs(x, dG_dr, center), (g,))
 
 
+def test_pair_contraction_kernel_with_float32_derivatives():
+    """Single-precision derivatives (as training stores them) take the float
+    overload: float64 sums over the rounded values, exact to float64 rounding."""
+    from nnp.model import contract_pairs
+
+    gen = torch.Generator().manual_seed(4)
+    R, M, P = 6, 9, 50
+    g = torch.randn(R, M, dtype=torch.float64, generator=gen, requires_grad=True)
+    dG_dr = torch.randn(P, M, 3, dtype=torch.float64, generator=gen).to(torch.float32)
+    center = torch.randint(0, R, (P,), generator=gen)
+    v = contract_pairs(g, dG_dr, center)
+    assert v.dtype == torch.float64
+    expected = torch.bmm(g[center].unsqueeze(1), dG_dr.double()).squeeze(1)
+    assert torch.allclose(v, expected, rtol=1e-14, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda x: contract_pairs(x, dG_dr, center), (g,))
+
+
+def test_pair_scatter_kernel_matches_torch_and_its_adjoint():
+    """Forces and virial from pair vectors in one C++ pass equal torch's
+    index_add and outer products; the backward is the exact adjoint."""
+    from nnp.model import scatter_pairs
+
+    gen = torch.Generator().manual_seed(5)
+    P, N, S = 60, 11, 3
+    v = torch.randn(P, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    center = torch.randint(0, N, (P,), generator=gen)
+    neighbor = torch.randint(0, N, (P,), generator=gen)
+    r = torch.randn(P, 3, dtype=torch.float64, generator=gen)
+    struct = torch.sort(torch.randint(0, S, (P,), generator=gen)).values
+    F, W = scatter_pairs(v, center, neighbor, r, struct, N, S, with_virial=True)
+    F_want = torch.zeros(N, 3, dtype=torch.float64).index_add(0, center, v).index_add(0, neighbor, -v)
+    W_want = torch.zeros(S, 3, 3, dtype=torch.float64).index_add(0, struct, -r.unsqueeze(2) * v.unsqueeze(1))
+    assert torch.allclose(F, F_want, rtol=1e-14, atol=1e-14)
+    assert torch.allclose(W, W_want, rtol=1e-14, atol=1e-14)
+    F_only, none = scatter_pairs(v, center, neighbor, r, struct, N, S, with_virial=False)
+    assert none is None and torch.equal(F_only, F)
+    assert torch.autograd.gradcheck(lambda x: scatter_pairs(x, center, neighbor, r, struct, N, S, True), (v,))
+    assert torch.autograd.gradcheck(lambda x: scatter_pairs(x, center, neighbor, r, struct, N, S, False)[0], (v,))
+    # Only the virial in the loss: the force part of the adjoint is zero.
+    assert torch.autograd.gradcheck(lambda x: scatter_pairs(x, center, neighbor, r, struct, N, S, True)[1], (v,))
+
+
+def test_pair_scatter_kernel_rejects_bad_indices():
+    from nnp import _core
+
+    v, r = np.zeros((1, 3)), np.zeros((1, 3))
+    with pytest.raises(ValueError, match="neighbour 5, outside"):
+        _core.scatter_pairs(v, np.array([0]), np.array([5]), r, np.array([0]), 2, 1, True)
+    with pytest.raises(ValueError, match="structure 1, outside"):
+        _core.scatter_pairs(v, np.array([0]), np.array([1]), r, np.array([1]), 2, 1, True)
+    with pytest.raises(ValueError, match="centre atom -1, outside"):
+        _core.scatter_pairs_adjoint(np.zeros((2, 3)), None, np.array([-1]), np.array([0]), r, np.array([0]))
+
+
+def test_float32_derivatives_change_forces_and_stress_only_by_rounding(model, ds):
+    """Training stores dG_dr in float32: the forces and stress it trains on
+    are those of float64 to single-precision rounding, the energies exact."""
+    structures = [sic(0), si_triclinic(), sic(4)]
+    double = FeaturizedDataset.from_structures(structures, ds)
+    single = FeaturizedDataset.from_structures(structures, ds, derivative_dtype=np.float32)
+    assert all(b.dG_dr.dtype == torch.float32 for b in single.blocks.values())
+    assert single.nbytes() < 0.7 * double.nbytes()
+    want = model(double.collate([0, 1, 2]), stress=True)
+    got = model(single.collate([0, 1, 2]), stress=True)
+    assert torch.equal(got["energy"], want["energy"])
+    for key in ("forces", "stress"):
+        scale = float(want[key].abs().max())
+        err = float((got[key] - want[key]).abs().max())
+        assert 0 < err < 1e-6 * scale, (key, err, scale)
+
+
 def test_pair_contraction_kernel_rejects_bad_centres():
     from nnp import _core
 

@@ -331,7 +331,7 @@ def test_isolated_atoms_always_train_and_leave_the_split_alone(data_file):
     split, scale and reference exactly as without it; and the model learns
     the isolated atom's energy."""
     from nnp import descriptors as descriptors_mod
-    from nnp.train import isolated_structures, train, with_isolated_atoms
+    from nnp.train import featurize, isolated_structures, train
 
     frames = read_structures(data_file)
     desc = descriptors_mod.preset("A16", ("Si",))
@@ -340,7 +340,8 @@ def test_isolated_atoms_always_train_and_leave_the_split_alone(data_file):
                        validation_fraction=0.25, lbfgs_fraction=0.5, log_every=1000)
     anchored = base.updated({"isolated_atom_energies": {"Si": e_iso}})
     plain_data = FeaturizedDataset.from_structures(frames, desc)
-    data = FeaturizedDataset.from_structures(with_isolated_atoms(frames, anchored), desc)
+    data = featurize(frames, desc, anchored)  # as python -m nnp.train does: float32 derivatives
+    assert data.blocks["Si"].dG_dr.dtype == torch.float32
     assert list(isolated_structures(data)) == [len(frames)] and len(isolated_structures(plain_data)) == 0
     log = []
     plain = train(plain_data, desc, base.updated({"epochs": 0}), log=log.append)

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstring>
+#include <optional>
 #include <tuple>
 
 #include "nnp/error.h"
@@ -112,6 +113,47 @@ struct PyDescriptors {
   std::vector<Descriptor> descriptors;
 };
 
+// contract_pairs and its adjoint for derivatives dG_dr stored as Real
+// (an exact-dtype overload each: float32 arrays are not converted).
+template <typename Real>
+void bind_contractions(py::module_& m) {
+  using Reals = py::array_t<Real, py::array::c_style>;
+  m.def(
+      "contract_pairs",
+      [](const Doubles& g, const Reals& dG_dr, const Int64s& center) {
+        if (g.ndim() != 2) throw nnp::Error("g must be an (R, M) array");
+        const py::ssize_t R = g.shape(0), M = g.shape(1), P = center.size();
+        if (dG_dr.ndim() != 3 || dG_dr.shape(0) != P || dG_dr.shape(1) != M || dG_dr.shape(2) != 3)
+          throw nnp::Error("dG_dr must be a (P, M, 3) array matching g (R, M) and center (P,)");
+        py::array_t<double> v({P, py::ssize_t{3}});
+        {
+          py::gil_scoped_release release;
+          nnp::contract_pairs<Real>(g.data(), R, M, dG_dr.data(), center.data(), P, v.mutable_data());
+        }
+        return v;
+      },
+      py::arg("g"), py::arg("dG_dr"), py::arg("center"),
+      "v[p] = sum_mu g[center[p], mu] * dG_dr[p, mu, :]  (P, 3); dG_dr float64 or float32.");
+  m.def(
+      "contract_pairs_adjoint",
+      [](const Doubles& u, const Reals& dG_dr, const Int64s& center, py::ssize_t R) {
+        const py::ssize_t P = center.size();
+        if (dG_dr.ndim() != 3 || dG_dr.shape(0) != P || dG_dr.shape(2) != 3)
+          throw nnp::Error("dG_dr must be a (P, M, 3) array matching center (P,)");
+        if (u.ndim() != 2 || u.shape(0) != P || u.shape(1) != 3) throw nnp::Error("u must be a (P, 3) array");
+        if (R < 0) throw nnp::Error("R must be >= 0");
+        const py::ssize_t M = dG_dr.shape(1);
+        py::array_t<double> g_hat({R, M});
+        {
+          py::gil_scoped_release release;
+          nnp::contract_pairs_adjoint<Real>(u.data(), dG_dr.data(), center.data(), P, R, M, g_hat.mutable_data());
+        }
+        return g_hat;
+      },
+      py::arg("u"), py::arg("dG_dr"), py::arg("center"), py::arg("R"),
+      "g_hat[c, mu] = sum_{p: center[p] = c} u[p] . dG_dr[p, mu, :]  (R, M).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -196,40 +238,60 @@ PYBIND11_MODULE(_core, m) {
         return std::make_pair(e, d);
       },
       py::arg("z_a"), py::arg("z_b"), py::arg("r"), "Unswitched ZBL energy (eV) and dE/dr (eV/Å).");
+  bind_contractions<double>(m);
+  bind_contractions<float>(m);  // derivatives stored in single precision for training
   m.def(
-      "contract_pairs",
-      [](const Doubles& g, const Doubles& dG_dr, const Int64s& center) {
-        if (g.ndim() != 2) throw nnp::Error("g must be an (R, M) array");
-        const py::ssize_t R = g.shape(0), M = g.shape(1), P = center.size();
-        if (dG_dr.ndim() != 3 || dG_dr.shape(0) != P || dG_dr.shape(1) != M || dG_dr.shape(2) != 3)
-          throw nnp::Error("dG_dr must be a (P, M, 3) array matching g (R, M) and center (P,)");
-        py::array_t<double> v({P, py::ssize_t{3}});
+      "scatter_pairs",
+      [](const Doubles& v, const Int64s& center_atom, const Int64s& neighbor, const Doubles& pair_vector,
+         const Int64s& pair_struct, py::ssize_t N, py::ssize_t S, bool with_virial) {
+        const py::ssize_t P = center_atom.size();
+        if (v.ndim() != 2 || v.shape(0) != P || v.shape(1) != 3) throw nnp::Error("v must be a (P, 3) array");
+        if (neighbor.size() != P) throw nnp::Error("neighbor must have one entry per pair");
+        if (with_virial && (pair_vector.ndim() != 2 || pair_vector.shape(0) != P || pair_vector.shape(1) != 3 ||
+                            pair_struct.size() != P))
+          throw nnp::Error("pair_vector (P, 3) and pair_struct (P,) must match v");
+        if (N < 0 || S < 0) throw nnp::Error("N and S must be >= 0");
+        py::array_t<double> forces({N, py::ssize_t{3}});
+        py::array_t<double> virial({with_virial ? S : py::ssize_t{0}, py::ssize_t{3}, py::ssize_t{3}});
         {
           py::gil_scoped_release release;
-          nnp::contract_pairs(g.data(), R, M, dG_dr.data(), center.data(), P, v.mutable_data());
+          nnp::scatter_pairs(v.data(), center_atom.data(), neighbor.data(), pair_vector.data(), pair_struct.data(), P,
+                             N, S, forces.mutable_data(), with_virial ? virial.mutable_data() : nullptr);
         }
-        return v;
+        return py::make_tuple(forces, virial);
       },
-      py::arg("g"), py::arg("dG_dr"), py::arg("center"),
-      "v[p] = sum_mu g[center[p], mu] * dG_dr[p, mu, :]  (P, 3).");
+      py::arg("v"), py::arg("center_atom"), py::arg("neighbor"), py::arg("pair_vector"), py::arg("pair_struct"),
+      py::arg("N"), py::arg("S"), py::arg("with_virial"),
+      "Forces (N, 3): F[c] += v_p, F[j] -= v_p; virial (S, 3, 3): W[s] -= r_p (x) v_p (empty unless with_virial).");
   m.def(
-      "contract_pairs_adjoint",
-      [](const Doubles& u, const Doubles& dG_dr, const Int64s& center, py::ssize_t R) {
-        const py::ssize_t P = center.size();
-        if (dG_dr.ndim() != 3 || dG_dr.shape(0) != P || dG_dr.shape(2) != 3)
-          throw nnp::Error("dG_dr must be a (P, M, 3) array matching center (P,)");
-        if (u.ndim() != 2 || u.shape(0) != P || u.shape(1) != 3) throw nnp::Error("u must be a (P, 3) array");
-        if (R < 0) throw nnp::Error("R must be >= 0");
-        const py::ssize_t M = dG_dr.shape(1);
-        py::array_t<double> g_hat({R, M});
+      "scatter_pairs_adjoint",
+      [](const Doubles& grad_forces, std::optional<Doubles> grad_virial, const Int64s& center_atom,
+         const Int64s& neighbor, const Doubles& pair_vector, const Int64s& pair_struct) {
+        const py::ssize_t P = center_atom.size();
+        if (grad_forces.ndim() != 2 || grad_forces.shape(1) != 3) throw nnp::Error("grad_forces must be (N, 3)");
+        const py::ssize_t N = grad_forces.shape(0);
+        py::ssize_t S = 0;
+        if (grad_virial) {
+          if (grad_virial->ndim() != 3 || grad_virial->shape(1) != 3 || grad_virial->shape(2) != 3)
+            throw nnp::Error("grad_virial must be (S, 3, 3)");
+          S = grad_virial->shape(0);
+          if (pair_vector.ndim() != 2 || pair_vector.shape(0) != P || pair_vector.shape(1) != 3 ||
+              pair_struct.size() != P)
+            throw nnp::Error("pair_vector (P, 3) and pair_struct (P,) must match center_atom");
+        }
+        if (neighbor.size() != P) throw nnp::Error("neighbor must have one entry per pair");
+        py::array_t<double> grad_v({P, py::ssize_t{3}});
         {
           py::gil_scoped_release release;
-          nnp::contract_pairs_adjoint(u.data(), dG_dr.data(), center.data(), P, R, M, g_hat.mutable_data());
+          nnp::scatter_pairs_adjoint(grad_forces.data(), grad_virial ? grad_virial->data() : nullptr,
+                                     center_atom.data(), neighbor.data(), pair_vector.data(), pair_struct.data(), P,
+                                     N, S, grad_v.mutable_data());
         }
-        return g_hat;
+        return grad_v;
       },
-      py::arg("u"), py::arg("dG_dr"), py::arg("center"), py::arg("R"),
-      "g_hat[c, mu] = sum_{p: center[p] = c} u[p] . dG_dr[p, mu, :]  (R, M).");
+      py::arg("grad_forces"), py::arg("grad_virial"), py::arg("center_atom"), py::arg("neighbor"),
+      py::arg("pair_vector"), py::arg("pair_struct"),
+      "Adjoint of scatter_pairs: grad_v[p] = gF[c] - gF[j] - r_p . gW[s(p)]  (P, 3).");
   m.def(
       "neighbor_list",
       [](const Doubles& positions, const Doubles& cell, const std::array<bool, 3>& pbc, double cutoff) {

@@ -25,8 +25,8 @@ ValueError naming the file and the frame (counted from 0, as ASE's ``index``);
 frame of a file.
 
 `FeaturizedDataset` holds the descriptors of every structure once, as
-concatenated float64 torch tensors per centre element with per-structure
-offsets, so that `collate` can assemble any batch of structures by gathering
+concatenated torch tensors per centre element (float64; the derivatives
+optionally float32, as training stores them) with per-structure offsets, so that `collate` can assemble any batch of structures by gathering
 index ranges and shifting indices (no Python loop over structures or atoms).
 torch is imported only by the featurised-data code: reading and checking data
 do not need it.
@@ -964,9 +964,14 @@ class FeaturizedDataset:
         descriptors,
         featurize: Callable[[Atoms], dict] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        derivative_dtype=np.float64,
     ) -> "FeaturizedDataset":
         """Featurise `structures` with `featurize(atoms)` (default:
-        ``descriptors.featurize(atoms, derivatives=True)``, the C++ core)."""
+        ``descriptors.featurize(atoms, derivatives=True)``, the C++ core).
+
+        `derivative_dtype` np.float32 stores dG_dr, nearly all of the memory,
+        in single precision: half the memory and the memory traffic of
+        training, at a relative error of 6e-8 in the forces."""
         torch = _torch()
         if featurize is None:
 
@@ -1011,7 +1016,7 @@ class FeaturizedDataset:
                 p["pair_center"].append(np.asarray(f["pair_center"], dtype=np.int64) + rows_so_far[e])
                 p["pair_neighbor"].append(np.asarray(f["pair_neighbor"], dtype=np.int64) + atom_offset)
                 p["pair_vector"].append(np.asarray(f["pair_vector"], dtype=np.float64).reshape(P, 3))
-                p["dG_dr"].append(np.asarray(f["dG_dr"], dtype=np.float64).reshape(P, descriptors.size(e), 3))
+                p["dG_dr"].append(np.asarray(f["dG_dr"], dtype=derivative_dtype).reshape(P, descriptors.size(e), 3))
                 p["pair_struct"].append(np.full(P, s, dtype=np.int64))
                 rows_so_far[e] += R
             atom_offset += n

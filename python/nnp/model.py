@@ -77,7 +77,8 @@ def repulsion_switch(r: torch.Tensor, r_inner: float, r_outer: float) -> tuple[t
 
 class _PairContraction(torch.autograd.Function):
     """v_p = Σ_μ g[centre(p), μ] · dG_dr[p, μ, :] and its adjoint through the
-    fused C++ loops of nnp._core (CPU, float64): one pass over dG_dr each way.
+    fused C++ loops of nnp._core (CPU; g float64, dG_dr float64 or float32):
+    one pass over dG_dr each way.
     Gathering g per pair and a batched matmul, the torch way, made half of
     every training step. Once differentiable: training needs the gradient
     of a loss on v, not of that gradient."""
@@ -99,9 +100,53 @@ class _PairContraction(torch.autograd.Function):
 
 def contract_pairs(g: torch.Tensor, dG_dr: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
     """v_p = Σ_μ g[center[p], μ] dG_dr[p, μ, :], (P, 3); differentiable in g."""
-    if g.device.type == "cpu" and g.dtype == torch.float64 and dG_dr.dtype == torch.float64:
+    if g.device.type == "cpu" and g.dtype == torch.float64 and dG_dr.dtype in (torch.float64, torch.float32):
         return _PairContraction.apply(g, dG_dr, center)
-    return torch.bmm(g[center].unsqueeze(1), dG_dr).squeeze(1)
+    return torch.bmm(g[center].unsqueeze(1), dG_dr.to(g.dtype)).squeeze(1)
+
+
+class _PairScatter(torch.autograd.Function):
+    """Forces and virial from the pair vectors v_p in one C++ pass (and its
+    adjoint): torch's index_add pair and the (P, 3, 3) outer products of the
+    virial, with the reductions of their backward, made a third of a
+    training evaluation."""
+
+    @staticmethod
+    def forward(ctx, v, center_atom, neighbor, pair_vector, pair_struct, n_atoms: int, n_structures: int,
+                with_virial: bool):
+        args = (center_atom.contiguous(), neighbor.contiguous(), pair_vector.detach().contiguous(),
+                pair_struct.contiguous())
+        ctx.save_for_backward(*args)
+        ctx.with_virial = with_virial
+        F, W = _core.scatter_pairs(v.detach().contiguous().numpy(), *(t.numpy() for t in args), n_atoms,
+                                   n_structures, with_virial)
+        return torch.from_numpy(F), torch.from_numpy(W)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_F, grad_W):
+        center_atom, neighbor, pair_vector, pair_struct = ctx.saved_tensors
+        gW = grad_W.contiguous().numpy() if ctx.with_virial and grad_W is not None else None
+        gv = _core.scatter_pairs_adjoint(grad_F.contiguous().numpy(), gW, center_atom.numpy(), neighbor.numpy(),
+                                         pair_vector.numpy(), pair_struct.numpy())
+        return torch.from_numpy(gv), None, None, None, None, None, None, None
+
+
+def scatter_pairs(v: torch.Tensor, center_atom: torch.Tensor, neighbor: torch.Tensor, pair_vector: torch.Tensor,
+                  pair_struct: torch.Tensor, n_atoms: int, n_structures: int,
+                  with_virial: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Forces (N, 3), F[c] += v_p and F[j] −= v_p, and with `with_virial` the
+    virial (S, 3, 3), W[s] −= r_p ⊗ v_p; differentiable in v."""
+    if v.device.type == "cpu" and v.dtype == torch.float64 and pair_vector.dtype == torch.float64:
+        F, W = _PairScatter.apply(v, center_atom, neighbor, pair_vector, pair_struct, n_atoms, n_structures,
+                                  with_virial)
+        return F, (W if with_virial else None)
+    F = torch.zeros((n_atoms, 3), dtype=v.dtype, device=v.device)
+    F = F.index_add(0, center_atom, v).index_add(0, neighbor, -v)
+    if not with_virial:
+        return F, None
+    W = torch.zeros((n_structures, 3, 3), dtype=v.dtype, device=v.device)
+    return F, W.index_add(0, pair_struct, -pair_vector.unsqueeze(2) * v.unsqueeze(1))
 
 
 class Softplus(nn.Module):
@@ -315,12 +360,13 @@ class NNPModel(nn.Module):
             v = contract_pairs(dE_dG, b.dG_dr, b.pair_center)
             if e in rep:
                 v = v + rep[e][1]
-            if forces:
-                # F_i += v_p (centre), F_j −= v_p (neighbour), as r_ij = r_j − r_i.
-                F = F.index_add(0, b.atom[b.pair_center], v).index_add(0, b.pair_neighbor, -v)
+            # F_i += v_p (centre), F_j −= v_p (neighbour), as r_ij = r_j − r_i;
+            # W = −Σ_p r_p ⊗ v_p.
+            F_e, W_e = scatter_pairs(v, b.atom[b.pair_center], b.pair_neighbor, b.pair_vector, b.pair_struct, N, S,
+                                     with_virial=stress)
+            F = F + F_e
             if stress:
-                # W = −Σ_p r_p ⊗ v_p
-                W = W.index_add(0, b.pair_struct, -b.pair_vector.unsqueeze(2) * v.unsqueeze(1))
+                W = W + W_e
         if forces:
             out["forces"] = F
         if stress:

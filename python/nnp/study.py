@@ -359,14 +359,11 @@ def _train_log(ctx: Context, point: str) -> Callable[[str], None]:
 def run_train(ctx: Context, point: str) -> dict:
     from nnp import descriptors as descriptors_mod
     from nnp import potential_file
-    from nnp.data import FeaturizedDataset
-    from nnp.train import train
+    from nnp.train import featurize, train
 
     config = ctx.config.train_config(point)
     descriptors = descriptors_mod.preset(point, (ctx.element,))
-    from nnp.train import with_isolated_atoms
-
-    data = FeaturizedDataset.from_structures(with_isolated_atoms(ctx.structures, config), descriptors)
+    data = featurize(ctx.structures, descriptors, config)
     result = train(data, descriptors, config, log=_train_log(ctx, point))
     comments = [
         f"nnp.study point {point}: descriptor {point}, {config.hidden_layers} x "

@@ -252,13 +252,16 @@ def _device_of(model: NNPModel) -> torch.device:
     return next(model.parameters()).device
 
 
-def evaluate(model: NNPModel, data: FeaturizedDataset, indices, config: TrainConfig, chunk: int = 32) -> Metrics:
-    """Loss and errors over the structures `indices` (evaluated in chunks)."""
+def evaluate(model: NNPModel, data: FeaturizedDataset, indices, config: TrainConfig, chunk: int = 32,
+             batches=None) -> Metrics:
+    """Loss and errors over the structures `indices`, evaluated in chunks;
+    `batches`, when given, are those structures already collated."""
     indices = np.asarray(indices, dtype=np.int64)
     device = _device_of(model)
+    if batches is None:
+        batches = (data.collate(indices[start : start + chunk]).to(device) for start in range(0, len(indices), chunk))
     sums = dict(se=0.0, ae=0.0, sf=0.0, af=0.0, nf=0, sw=0.0, ss=0.0, as_=0.0, ns=0)
-    for start in range(0, len(indices), chunk):
-        batch = data.collate(indices[start : start + chunk]).to(device)
+    for batch in batches:
         err = _errors(model, batch, with_stress=True, create_graph=False)
         err = _Errors(*(t.detach() for t in vars(err).values()))
         sums["se"] += float((err.energy**2).sum())
@@ -341,6 +344,15 @@ def with_isolated_atoms(structures: list, config: TrainConfig) -> list:
     return list(structures) + [isolated_atom(e, E) for e, E in sorted(config.isolated_atom_energies.items())]
 
 
+def featurize(structures: list, descriptors, config: TrainConfig) -> FeaturizedDataset:
+    """The training set as `train` wants it: the structures plus the
+    config's isolated atoms, descriptor derivatives in float32 (half the
+    memory and a quarter less time per evaluation than float64; the sums
+    stay float64, and the exported model is evaluated in float64)."""
+    return FeaturizedDataset.from_structures(with_isolated_atoms(structures, config), descriptors,
+                                             derivative_dtype=np.float32)
+
+
 def build_model(data: FeaturizedDataset, descriptors, config: TrainConfig, train_idx) -> NNPModel:
     """Initialised weights, scaling and reference energies from the training
     set, and the repulsive core (fixed; the network learns E − E_core)."""
@@ -387,8 +399,8 @@ class _Objective:
             loss = loss + c.stress_weight * (err.virial**2).mean()
         return loss, err
 
-    def _chunks(self, chunk: int):
-        """The training set as fixed batches of `chunk` structures. Kept
+    def chunks(self, chunk: int = 32):
+        """The structures as fixed batches of `chunk` structures. Kept
         (on the device) when the set is small enough: gathering them anew
         took 40 % of each L-BFGS evaluation."""
         if self._cached is not None and self._cached[0] == chunk:
@@ -409,7 +421,7 @@ class _Objective:
         backward passes); returns the loss. Squared-error sums of this
         evaluation are kept in `last_sums` (energy, force) for the log."""
         total = sum_e = sum_f = 0.0
-        for batch in self._chunks(chunk):
+        for batch in self.chunks(chunk):
             err = _errors(model, batch, self.with_stress, create_graph=True)
             loss = self.loss(err)
             loss.backward()
@@ -496,6 +508,7 @@ def train(
 
     n_adam, _ = _phase_lengths(config)
     objective = _Objective(data, train_idx, config, device)
+    validation = _Objective(data, val_idx, config, device)  # keeps the validation batches
     params = [p for p in model.parameters() if p.requires_grad]
     log_every = config.log_every or max(1, round(config.epochs / 50))
     live = log is _print and sys.stdout.isatty()  # redraw one line between log lines
@@ -544,7 +557,7 @@ def train(
             train_rmse_e = math.sqrt(objective.last_sums[0] / objective.n_structures)
             train_rmse_f = math.sqrt(objective.last_sums[1] / objective.n_force)
         model.eval()
-        val = evaluate(model, data, val_idx, config) if len(val_idx) else None
+        val = evaluate(model, data, val_idx, config, batches=validation.chunks()) if len(val_idx) else None
         sel_loss = val.loss if val is not None else train_loss
         improved = sel_loss < best_loss
         if improved:
@@ -757,10 +770,9 @@ def _run(args: argparse.Namespace) -> int:
            f"cutoff {descriptors.cutoff:g} Å")
     t = time.perf_counter()
     if config.isolated_atom_energies:
-        structures = with_isolated_atoms(structures, config)
         _print("isolated atoms (always trained): " + ", ".join(
             f"{e} {E:g} eV" for e, E in sorted(config.isolated_atom_energies.items())))
-    data = FeaturizedDataset.from_structures(structures, descriptors)
+    data = featurize(structures, descriptors, config)
     _print(f"featurised in {_fmt_time(time.perf_counter() - t)} ({data.nbytes() / 2**20:.0f} MiB)")
     n_adam, n_lbfgs = _phase_lengths(config)
     _print(f"network: {config.hidden_layers} x {config.hidden_nodes} {config.activation}; {config.epochs} epochs "
