@@ -28,7 +28,12 @@ warnings in the LAMMPS log, then a verdict:
   liquid     is liquid: diffusion coefficient D (MSD slope / 6 over the second
              half) above --liquid-d Å²/ps and coordination above 5 (crystal and
              amorphous Si: 4);
-  nve        |energy drift| below --drift-tolerance meV/atom/ps.
+  nve        |energy drift| below --drift-tolerance meV/atom/ps;
+  all but nve  no close contacts: fewer than --close-contact-limit neighbours per
+             atom (from the averaged RDF) closer than the end of the potential's
+             repulsive core (r_outer), which lies below every training distance.
+             A model can hold such pairs bound where it only extrapolates (a
+             false peak in g(r) near 1.7 Å in Si); the other checks can pass.
 
 A run that stops with a LAMMPS error is reported with the error message (the
 plugin names the atoms of a close contact or a non-finite energy) and the
@@ -375,6 +380,25 @@ def coordination(result: RunResult) -> tuple[float, float]:
     return float(r[rmin_idx]), float(cn[rmin_idx])
 
 
+def close_contacts(result: RunResult, r_close: float) -> float:
+    """Neighbours per atom closer than r_close (Å), from the averaged RDF."""
+    if result.rdf is None or result.rdf_frames == 0 or not math.isfinite(r_close):
+        return math.nan
+    rdf = result.rdf / result.rdf_frames
+    # compute rdf's coordination column counts up to the upper edge of each bin.
+    half_bin = 0.5 * (rdf[1, 0] - rdf[0, 0])
+    inside = rdf[:, 0] + half_bin <= r_close + 1e-9
+    return float(rdf[inside, 2][-1]) if inside.any() else 0.0
+
+
+def core_end(potential: str) -> float:
+    """r_outer of the potential's repulsive core (largest over element pairs); NaN without one."""
+    from nnp import potential_file
+
+    cores = potential_file.read(potential).repulsion
+    return max((c.r_outer for c in cores), default=math.nan)
+
+
 @dataclass
 class Figures:
     """What the report and the table print for one run; NaN where it does not apply."""
@@ -401,6 +425,7 @@ class Figures:
     diffusion: float = math.nan  # Å²/ps
     r_min: float = math.nan
     coord: float = math.nan
+    close: float = math.nan  # neighbours per atom closer than the end of the core
     drift: float = math.nan  # meV/atom/ps (NVE)
     max_de: float = math.nan  # meV/atom (NVE)
     rms_de: float = math.nan  # meV/atom (NVE)
@@ -475,6 +500,11 @@ def analyse(res: RunResult, args) -> Figures:
     half = len(arrays["t"]) // 2
     fig.diffusion = float(np.polyfit(arrays["t"][half:], msd[half:], 1)[0] / 6)
     fig.r_min, fig.coord = coordination(res)
+    fig.close = close_contacts(res, args.core_end)
+    if math.isfinite(fig.close):
+        fig.checks.append((f"no close contacts: {fig.close:.3f} neighbours per atom closer than {args.core_end:g} Å "
+                           f"(the end of the repulsive core) < {args.close_contact_limit:g}",
+                           fig.close < args.close_contact_limit))
 
     if res.kind == "npt":
         tol = args.volume_tolerance
@@ -543,6 +573,7 @@ def report(res: RunResult, fig: Figures, args) -> None:
               f"second − first half {val(fig.t_half, '+.2f')} K")
         print(f"   MSD at end           {val(fig.msd_end, '.3f')} Å²; D (second half) {val(fig.diffusion, '.3e')} Å²/ps")
         print(f"   coordination         {val(fig.coord, '.2f')} (RDF first minimum {val(fig.r_min, '.2f')} Å)")
+        print(f"   inside the core      {val(fig.close, '.3f')} neighbours per atom (r < {args.core_end:g} Å)")
     else:
         print(f"   energy drift         {val(fig.drift, '+.3e')} meV/atom/ps")
         print(f"   max |E(t) − E(0)|    {val(fig.max_de, '.3e')} meV/atom")
@@ -591,6 +622,7 @@ def table(runs: list[tuple[RunResult, Figures]]) -> str:
     row("MSD at end (Å²)", lambda r, f: val(f.msd_end, ".3g"))
     row("D (Å²/ps)", lambda r, f: val(f.diffusion, ".2g") if r.kind != "nve" else "–")
     row("coordination (RDF min.)", lambda r, f: "–" if math.isnan(f.coord) else f"{f.coord:.2f} ({f.r_min:.2f} Å)")
+    row("neighbours inside the core", lambda r, f: "–" if math.isnan(f.close) else f"{f.close:.3f}")
     row("energy drift (meV/atom/ps)", lambda r, f: val(f.drift, "+.2e"))
     row("max abs(E − E0) (meV/atom)", lambda r, f: val(f.max_de, ".2e"))
     row("extrapolating atom-steps (steps)",
@@ -628,6 +660,8 @@ def main(argv=None) -> int:
     p.add_argument("--crystal-msd", type=float, default=0.3, help="Å², crystal MSD limit (default 0.3)")
     p.add_argument("--liquid-d", type=float, default=0.1, help="Å²/ps, least liquid D (default 0.1)")
     p.add_argument("--drift-tolerance", type=float, default=0.1, help="meV/atom/ps (default 0.1)")
+    p.add_argument("--close-contact-limit", type=float, default=0.01,
+                   help="most neighbours per atom allowed inside the repulsive core (default 0.01)")
     p.add_argument("--seed", type=int, default=4928459)
     p.add_argument("--logs", help="keep the LAMMPS logs, samples and RDFs (NAME.log, NAME.samples, "
                                   "NAME.rdf) in this directory (default: a temporary one)")
@@ -643,6 +677,7 @@ def main(argv=None) -> int:
         p.error("--runs nve continues from the crystal run: add crystal")
     if not Path(args.potential).is_file():
         p.error(f"{args.potential} not found: train one first (python -m nnp.train ...)")
+    args.core_end = core_end(args.potential)
     if args.cells < 3:
         p.error("need --cells >= 3 (the box must be wider than twice the 6 Å cutoff)")
     if args.sample < 1 or not 0 <= args.equilibration < 0.9 or args.timestep <= 0:
