@@ -20,7 +20,7 @@ import torch
 from nnp import checkpoints, potential_file
 from nnp.data import FeaturizedDataset, read_structures, split
 from nnp.descriptors import preset
-from nnp.train import TrainConfig, _errors, _Objective, build_model, main, train
+from nnp.train import CORE_MARGIN, TrainConfig, _errors, _Objective, build_model, main, train
 from test_train import labelled_si
 
 torch.set_num_threads(1)
@@ -109,10 +109,43 @@ def test_lbfgs_phase_follows_adam_and_lowers_the_loss(dataset):
     assert losses[-1] < losses[6] < losses[0]
 
 
+def test_lbfgs_reuses_the_evaluation_where_its_line_search_ended(dataset, monkeypatch):
+    """Each L-BFGS epoch starts at the point its previous line search
+    evaluated last: that loss and gradient come from memory, and the model is
+    bit for bit the one of re-evaluating it."""
+    import nnp.train as train_mod
+
+    ds, data = dataset
+    cfg = TrainConfig(**dict(SMALL, epochs=10, lbfgs_fraction=1.0))
+    evaluations = []
+    full_batch = _Objective.full_batch
+
+    def counted(self, model, chunk=32):
+        evaluations[-1] += 1
+        return full_batch(self, model, chunk)
+
+    monkeypatch.setattr(_Objective, "full_batch", counted)
+    evaluations.append(0)
+    cached = train(data, ds, cfg, log=lambda line: None)
+
+    class Forgetful(train_mod._LbfgsClosure):
+        def __call__(self):
+            self._last = None
+            return super().__call__()
+
+    monkeypatch.setattr(train_mod, "_LbfgsClosure", Forgetful)
+    evaluations.append(0)
+    plain = train(data, ds, cfg, log=lambda line: None)
+    assert evaluations[0] <= evaluations[1] - (cfg.epochs - 1), evaluations
+    for key, value in plain.model.state_dict().items():
+        assert torch.equal(cached.model.state_dict()[key], value), key
+    assert [h["train_loss"] for h in cached.history] == [h["train_loss"] for h in plain.history]
+
+
 def test_patience_stops_a_phase_early(dataset):
     ds, data = dataset
     # A far too large learning rate: the validation loss never beats epoch 1.
-    cfg = TrainConfig(**dict(SMALL, epochs=20, learning_rate=3.0, lr_schedule="plateau", patience=3))
+    cfg = TrainConfig(**dict(SMALL, epochs=20, lbfgs_fraction=0.5, learning_rate=3.0, lr_schedule="plateau", patience=3))
     lines = []
     result = train(data, ds, cfg, log=lines.append)
     assert len(result.history) < 20
@@ -280,7 +313,7 @@ def test_core_sits_below_the_training_distances(dataset, tmp_path):
     result = train(data, ds, cfg, log=lambda line: None)
     (core,) = result.model.repulsion
     shortest = shortest_distance(data)
-    assert core.r_outer <= shortest - 0.1 and core.r_outer > shortest - 0.15
+    assert core.r_outer <= shortest - CORE_MARGIN and core.r_outer > shortest - CORE_MARGIN - 0.05
     assert core.r_inner == pytest.approx(core.r_outer - 0.5)
     # Written to the file, read by the C++ core.
     path = potential_file.write(result.model.to_potential_data(), tmp_path / "core.nnp")
