@@ -26,8 +26,9 @@ frame of a file.
 
 `FeaturizedDataset` holds the descriptors of every structure once, as
 concatenated torch tensors per centre element (float64; the derivatives
-optionally float32, as training stores them) with per-structure offsets, so that `collate` can assemble any batch of structures by gathering
-index ranges and shifting indices (no Python loop over structures or atoms).
+optionally float32, as training stores them) with per-structure offsets, so
+that `collate` can assemble any batch of structures by gathering index ranges
+and shifting indices (no Python loop over structures or atoms).
 torch is imported only by the featurised-data code: reading and checking data
 do not need it.
 
@@ -971,7 +972,8 @@ class FeaturizedDataset:
 
         `derivative_dtype` np.float32 stores dG_dr, nearly all of the memory,
         in single precision: half the memory and the memory traffic of
-        training, at a relative error of 6e-8 in the forces."""
+        training, at single-precision rounding (6e-8 relative per stored
+        value) of the forces and stress."""
         torch = _torch()
         if featurize is None:
 

@@ -354,8 +354,8 @@ def with_isolated_atoms(structures: list, config: TrainConfig) -> list:
 def featurize(structures: list, descriptors, config: TrainConfig) -> FeaturizedDataset:
     """The training set as `train` wants it: the structures plus the
     config's isolated atoms, descriptor derivatives in float32 (half the
-    memory and a quarter less time per evaluation than float64; the sums
-    stay float64, and the exported model is evaluated in float64)."""
+    memory and about a fifth less time per evaluation than float64; the
+    sums stay float64, and the exported model is evaluated in float64)."""
     return FeaturizedDataset.from_structures(with_isolated_atoms(structures, config), descriptors,
                                              derivative_dtype=np.float32)
 
