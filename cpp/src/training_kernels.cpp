@@ -9,19 +9,22 @@
 namespace nnp {
 namespace {
 
-// Throws naming the first index outside [0, n): `what` of pair p.
-void check_indices(const char* what, const std::int64_t* index, std::int64_t P, std::int64_t n) {
+// Throws naming the first pair whose index lies outside [0, n): "pair p has
+// <what> i, outside <range>".
+void check_indices(const char* what, const std::int64_t* index, std::int64_t P, std::int64_t n,
+                   const std::string& range) {
   for (std::int64_t p = 0; p < P; ++p)
     if (index[p] < 0 || index[p] >= n)
-      throw Error("pair " + std::to_string(p) + " has " + what + " " + std::to_string(index[p]) + ", outside [0, " +
-                  std::to_string(n) + ")");
+      throw Error("pair " + std::to_string(p) + " has " + what + " " + std::to_string(index[p]) + ", outside " +
+                  range);
+}
+
+void check_indices(const char* what, const std::int64_t* index, std::int64_t P, std::int64_t n) {
+  check_indices(what, index, P, n, "[0, " + std::to_string(n) + ")");
 }
 
 void check_centers(const std::int64_t* center, std::int64_t P, std::int64_t R) {
-  for (std::int64_t p = 0; p < P; ++p)
-    if (center[p] < 0 || center[p] >= R)
-      throw Error("pair " + std::to_string(p) + " has centre row " + std::to_string(center[p]) +
-                  ", outside the " + std::to_string(R) + " descriptor rows");
+  check_indices("centre row", center, P, R, "the " + std::to_string(R) + " descriptor rows");
 }
 
 }  // namespace
