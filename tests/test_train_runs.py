@@ -26,7 +26,7 @@ from test_train import labelled_si
 torch.set_num_threads(1)
 
 SMALL = dict(descriptor="A16", hidden_layers=1, hidden_nodes=8, batch_size=2, learning_rate=5e-3,
-             validation_fraction=0.25, log_every=1, threads=1)
+             validation_fraction=0.25, log_every=1, threads=1, checkpoint_every=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +140,50 @@ def test_lbfgs_reuses_the_evaluation_where_its_line_search_ended(dataset, monkey
     for key, value in plain.model.state_dict().items():
         assert torch.equal(cached.model.state_dict()[key], value), key
     assert [h["train_loss"] for h in cached.history] == [h["train_loss"] for h in plain.history]
+
+
+def test_weight_decay_is_an_l2_penalty_in_the_lbfgs_phase_too(dataset):
+    """Adam's weight_decay adds wd·w to the gradient; L-BFGS minimises the
+    loss plus 0.5·wd·|w|², the same penalty, and ends with smaller weights."""
+    import nnp.train as train_mod
+
+    ds, data = dataset
+    cfg = TrainConfig(**dict(SMALL, epochs=4, lbfgs_fraction=1.0, weight_decay=1e-3))
+    idx = np.arange(len(data))
+    model = build_model(data, ds, cfg, idx)
+    params = [p for p in model.parameters() if p.requires_grad]
+    objective = _Objective(data, idx, cfg, torch.device("cpu"))
+    loss = train_mod._LbfgsClosure(objective, model, params)()
+    grads = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    plain = objective.full_batch(model)
+    norm2 = sum(float((p.detach() ** 2).sum()) for p in params)
+    assert loss == pytest.approx(plain + 0.5e-3 * norm2, rel=1e-12)
+    for p, g in zip(params, grads):
+        torch.testing.assert_close(g, p.grad + 1e-3 * p.detach(), rtol=1e-10, atol=1e-14)
+
+    def weight_norm(decay):
+        result = train(data, ds, TrainConfig(**dict(SMALL, epochs=6, lbfgs_fraction=1.0, weight_decay=decay)),
+                       log=lambda line: None)
+        return sum(float((p.detach() ** 2).sum()) for p in result.model.parameters() if p.requires_grad)
+
+    assert weight_norm(0.1) < weight_norm(0.0)
+
+
+def test_checkpoints_are_written_at_most_every_checkpoint_every_seconds(dataset, tmp_path, monkeypatch):
+    ds, data = dataset
+    saved = []
+    save = checkpoints.save
+    monkeypatch.setattr(checkpoints, "save", lambda path, **state: (saved.append(state["epoch"]), save(path, **state)))
+    train(data, ds, TrainConfig(**dict(SMALL, epochs=6)), log=lambda line: None, checkpoint=tmp_path / "a.ckpt")
+    assert saved == [1, 2, 3, 4, 5, 6]
+    saved.clear()
+    train(data, ds, TrainConfig(**dict(SMALL, epochs=6, checkpoint_every=3600.0)), log=lambda line: None,
+          checkpoint=tmp_path / "b.ckpt")
+    assert saved == [6]  # the last epoch is always saved
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        TrainConfig(checkpoint_every=-1.0).check()
 
 
 def test_patience_stops_a_phase_early(dataset):

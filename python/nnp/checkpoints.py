@@ -19,7 +19,7 @@ import torch
 FORMAT = "nnp-checkpoint 1"
 # Settings that may change between the interrupted run and its resumption:
 # they do not change the numbers.
-MAY_DIFFER = ("threads", "log_every", "device")
+MAY_DIFFER = ("threads", "log_every", "device", "checkpoint_every")
 
 
 def path_for(output: str | os.PathLike) -> Path:
