@@ -221,12 +221,17 @@ def _si_frames():
 
 def test_presets():
     names = D.preset_names()
-    assert len(names) == 30
+    assert len(names) == 35
     frames = _si_frames()
     for name in names:
         ds = D.resolve(name, ["Si"], frames)
         series, length = name[0], int(name[1:].split("-")[0])
         assert ds.size("Si") == length
+        assert ds.cutoff == 6.0
+        if series == "C":  # chosen by CUR: any mix of G2 and G4, radial first
+            kinds = [isinstance(f, G2) for f in ds.functions["Si"]]
+            assert kinds == sorted(kinds, reverse=True) and all(isinstance(f, (G2, G4)) for f in ds.functions["Si"])
+            continue
         radial = [f for f in ds.functions["Si"] if isinstance(f, G2)]
         assert len(radial) == D.SERIES["A" if series == "S" else series][length][0]
         assert all((f.rs > 0) == (series == "S") for f in radial)
@@ -237,8 +242,9 @@ def test_presets():
             assert D.preset(name) == ds
     with pytest.raises(ValueError, match="unknown descriptor preset"):
         D.preset("C52")
-    with pytest.raises(ValueError, match="structures are needed"):
-        D.resolve("S52", ["Si"])
+    for name in ("S52", "C52"):
+        with pytest.raises(ValueError, match="structures are needed"):
+            D.resolve(name, ["Si"])
 
 
 def test_default_descriptor_is_data_driven_and_within_64():
@@ -260,6 +266,68 @@ def test_shifted_radial_covers_the_distances():
     assert len(D.shifted_radial(distances, 4, ["Si", "C"])) == 8
     with pytest.raises(ValueError, match="no neighbour distances"):
         D.shifted_radial(np.array([7.0]), 4, ["Si"], rc=6.0)
+
+
+def _cur_reference(matrix, count):
+    """CUR as Imbalzano et al. write it: SVD of the (deflated) matrix itself."""
+    x = (matrix - matrix.mean(0)) / matrix.std(0)
+    chosen = []
+    for _ in range(count):
+        leverage = np.linalg.svd(x, full_matrices=False)[2][0] ** 2
+        leverage[chosen] = -1
+        c = int(np.argmax(leverage))
+        chosen.append(c)
+        col = x[:, c : c + 1].copy()
+        x = x - col @ (col.T @ x) / (col * col).sum()
+    return chosen
+
+
+def test_cur_select_matches_the_svd_form_and_skips_redundant_columns():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6))
+    np.testing.assert_array_equal(D.cur_select(base, 5), _cur_reference(base, 5))
+    # A column that is a multiple of a chosen one adds nothing: never picked
+    # while an independent one is left; a constant column is never picked.
+    x = np.column_stack([base[:, 0], base[:, 1], 3 * base[:, 0] + 1, np.full(500, 2.0), base[:, 2]])
+    picks = D.cur_select(x, 3)
+    assert 3 not in picks and {0, 2} & set(picks) != {0, 2} and {1, 4} <= set(picks)
+    with pytest.raises(ValueError, match="only 4 candidates vary"):
+        D.cur_select(x, 5)
+    # Columns that are not allowed are skipped, even the best one.
+    first = D.cur_select(x, 1)[0]
+    allowed = np.ones(5, dtype=bool)
+    allowed[first] = False
+    assert first not in D.cur_select(x, 3, allowed)
+
+
+def test_tail_ratio_flags_columns_with_outlying_values():
+    rng = np.random.default_rng(2)
+    bulk = rng.uniform(0.0, 1.0, 10_000)
+    spiky = bulk.copy()
+    spiky[:5] = 3.0  # five close contacts far beyond the rest
+    ratio = D.tail_ratio(np.column_stack([bulk, spiky, np.ones(10_000)]))
+    assert ratio[0] == pytest.approx(1.0, abs=0.01)
+    assert ratio[1] == pytest.approx(3.0, rel=0.01) and ratio[1] > D.CUR_MAX_TAIL_RATIO
+    assert ratio[2] == np.inf  # constant: never usable
+
+
+def test_selected_descriptors_per_element():
+    from ase.build import bulk
+
+    frames = []
+    for k in range(3):
+        a = bulk("SiC", "zincblende", a=4.36, cubic=True)
+        a.rattle(0.1, seed=k)
+        frames.append(a)
+    ds = D.resolve("C28", ["Si", "C"], frames)
+    for centre in ("Si", "C"):
+        assert ds.size(centre) == 28
+        used = {e for f in ds.functions[centre] for e in ((f.neighbor,) if isinstance(f, G2) else f.neighbors)}
+        assert used == {"Si", "C"}
+    # Deterministic: the same data choose the same functions.
+    assert D.resolve("C28", ["Si", "C"], frames) == ds
+    with pytest.raises(ValueError, match="atoms of element C"):
+        D.selected(16, ["Si", "C"], _si_frames())
 
 
 def test_bad_descriptor_definitions():
