@@ -208,15 +208,19 @@ def test_matches_torch_reference(cutoff_function, angular_sum):
             np.testing.assert_allclose(a.get(key, 0), b.get(key, 0), rtol=1e-10, atol=1e-12)
 
 
-def _si_frames():
+def _rattled_frames(name="Si", crystal="diamond", a=5.43):
     from ase.build import bulk
 
     frames = []
     for k in range(3):
-        a = bulk("Si", "diamond", a=5.43, cubic=True)
-        a.rattle(0.1, seed=k)
-        frames.append(a)
+        atoms = bulk(name, crystal, a=a, cubic=True)
+        atoms.rattle(0.1, seed=k)
+        frames.append(atoms)
     return frames
+
+
+def _si_frames():
+    return _rattled_frames()
 
 
 def test_presets():
@@ -312,13 +316,7 @@ def test_tail_ratio_flags_columns_with_outlying_values():
 
 
 def test_selected_descriptors_per_element():
-    from ase.build import bulk
-
-    frames = []
-    for k in range(3):
-        a = bulk("SiC", "zincblende", a=4.36, cubic=True)
-        a.rattle(0.1, seed=k)
-        frames.append(a)
+    frames = _rattled_frames("SiC", "zincblende", a=4.36)
     ds = D.resolve("C28", ["Si", "C"], frames)
     for centre in ("Si", "C"):
         assert ds.size(centre) == 28
