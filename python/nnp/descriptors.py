@@ -388,9 +388,9 @@ CUR_MAX_ATOMS = 20_000  # rows of the descriptor matrix (evenly thinned beyond)
 # Standardised, a column whose largest values lie far beyond the rest (the
 # closest contacts in first-shell-only functions; in the Si data, centred G2
 # with η >= 1 Å⁻² and most G4 with η = 0.3 Å⁻²) looks like a direction of
-# its own, and CUR picks it;
-# but the network then sees most atoms squeezed into a sliver of its input
-# range and extrapolates on every frame that goes a little further. Without
+# its own, and CUR picks it; but the network then sees most atoms squeezed
+# into a sliver of its input range and extrapolates on every frame that goes
+# a little further. Without
 # this filter, C64 on the Si data chose such functions, and the validation
 # force RMSE climbed from 0.13 to 0.36 eV/Å late in training, while the
 # training error kept falling. Candidates whose full range exceeds the range
@@ -436,13 +436,13 @@ def cur_select(matrix: np.ndarray, count: int, allowed: np.ndarray | None = None
     x = np.array(matrix, dtype=np.float64)
     x -= x.mean(axis=0)
     std = x.std(axis=0)
-    usable = std > 1e-12 * max(1.0, float(np.abs(matrix).max(initial=0.0)))
-    if allowed is not None:
-        usable &= np.asarray(allowed, dtype=bool)
+    # Below this a column is constant up to rounding: dividing by its std
+    # would blow the rounding up into a direction of its own.
+    varies = std > 1e-12 * max(1.0, float(np.abs(matrix).max(initial=0.0)))
+    usable = varies if allowed is None else varies & np.asarray(allowed, dtype=bool)
     if count > int(usable.sum()):
         raise ValueError(f"cannot choose {count} symmetry functions: only {int(usable.sum())} candidates "
                          "vary over the training atoms")
-    varies = std > 0
     x[:, varies] /= std[varies]
     x[:, ~varies] = 0.0
     gram = x.T @ x
