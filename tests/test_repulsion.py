@@ -338,3 +338,29 @@ def test_potential_data_checks(si_structures):
     ]:
         with pytest.raises(ValueError, match=match):
             pf.dumps(dataclasses.replace(pot, repulsion=bad))
+
+
+def test_the_core_is_skipped_only_for_batches_beyond_it(si_repulsive):
+    """A batch knows its shortest pair distance; a model skips its core for
+    batches where no pair is inside it (every training batch), and only
+    there: a close-pair structure keeps its core in a batch with others."""
+    from nnp.data import FeaturizedDataset
+    from nnp.model import NNPModel
+
+    plain, rep = (NNPModel.from_potential_data(pf.read(p)) for p in si_repulsive)
+    close, crystal = close_pair_si(0), rattled_si((2, 2, 2), 0.05, 3)
+    crystal.set_cell(crystal.cell * 1.1, scale_atoms=True)  # every pair beyond this test core's 2.2 Å
+    data = FeaturizedDataset.from_structures([close, crystal], rep.descriptors)
+    cutoff = rep.descriptors.cutoff
+    for idx, atoms in ((0, close), (1, crystal)):
+        d = atoms.get_all_distances(mic=True)
+        shortest = d[(d > 0) & (d < cutoff)].min()
+        assert float(data.collate([idx]).shortest_pair) == pytest.approx(shortest, rel=1e-12)
+    assert float(data.collate([1]).shortest_pair) > R_OUTER > float(data.collate([0]).shortest_pair)
+    def energies(model, idx):
+        return model(data.collate(idx), forces=True)["energy"].detach().numpy()
+
+    both, no_core = energies(rep, [0, 1]), energies(plain, [0, 1])
+    np.testing.assert_allclose(both, [energies(rep, [0])[0], energies(rep, [1])[0]], rtol=1e-13)
+    assert abs(both[0] - no_core[0]) > 10  # the core acts in the mixed batch
+    assert energies(rep, [1])[0] == no_core[1]  # and is skipped, exactly, without a close pair

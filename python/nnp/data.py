@@ -845,6 +845,10 @@ class Batch:
     forces: torch.Tensor  # (N, 3) eV/Å
     stress: torch.Tensor  # (S, 3, 3) eV/Å³ (NaN where absent)
     volume: torch.Tensor  # (S,) Å³ (NaN unless fully periodic)
+    # () the shortest |r_ij| of all neighbour entries (inf without any):
+    # models skip their repulsive core when it lies beyond every core, as it
+    # does for every training batch (a sixth of an L-BFGS evaluation).
+    shortest_pair: torch.Tensor
     blocks: dict[str, ElementBlock]
 
     @property
@@ -1066,8 +1070,13 @@ class FeaturizedDataset:
                 dG_dr=b.dG_dr.index_select(0, p_gather),
                 pair_struct=p_pos,
             )
+        shortest = torch.tensor(math.inf, dtype=self.energy.dtype)
+        for b in blocks.values():
+            if b.pair_vector.shape[0]:
+                shortest = torch.minimum(shortest, torch.linalg.vector_norm(b.pair_vector, dim=1).min())
         return Batch(
             indices=idx,
+            shortest_pair=shortest,
             n_atoms=self.n_atoms[idx],
             atom_struct=a_pos,
             energy=self.energy[idx],

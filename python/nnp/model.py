@@ -377,6 +377,8 @@ class NNPModel(nn.Module):
     def _repulsion(self, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per centre element: ½ E_rep of each neighbour entry (P,) and its
         gradient with respect to the entry's vector r_ij (P, 3)."""
+        if float(batch.shortest_pair) >= max(core.r_outer for core in self.repulsion):
+            return {}  # no pair inside any core: the terms below would all be 0
         device = batch.atom_struct.device
         # Element of every atom of the batch, from the blocks.
         atom_element = torch.full((batch.n_total_atoms,), -1, dtype=torch.long, device=device)
