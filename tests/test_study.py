@@ -37,6 +37,8 @@ def test_default_config_is_the_papers_protocol():
     assert (t.descriptor, t.seed, t.hidden_layers, t.hidden_nodes) == ("B40", 0, 2, 30)
     assert t.epochs == TrainConfig().epochs  # the training defaults
     assert StudyConfig(seed=3).train_config("A16").seed == 3
+    with pytest.raises(ValueError, match="refit is not a study setting"):
+        StudyConfig(train={"refit": True}).train_config("A16")
     StudyConfig.quick().check()
     assert StudyConfig.quick().crystal_cells == 2
 

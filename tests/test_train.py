@@ -212,9 +212,11 @@ def test_cli_epochs_zero_writes_untrained_model(tmp_path, data_file, capsys):
     pot = potential_file.read(out)
     assert pot.descriptors.size("Si") == 16
     frames = read_structures(data_file)
-    # Reference energy: mean energy per atom (one element); split 90/10 of 8 -> 7 train.
-    train_idx, _ = split(len(frames), 0.1, 0)
-    e0 = np.mean([frames[i].get_potential_energy() / len(frames[i]) for i in train_idx])
+    # Reference energy: mean energy per atom (one element) of the structures
+    # the written model trains on: with refit (the default) all of them.
+    e0 = np.mean([f.get_potential_energy() / len(f) for f in frames])
+    assert e0 != pytest.approx(np.mean([frames[i].get_potential_energy() / len(frames[i])
+                                        for i in split(len(frames), 0.1, 0)[0]]), rel=1e-12)
     assert pot.models["Si"].reference_energy == pytest.approx(e0, rel=1e-12)
     assert [layer.weights.shape for layer in pot.models["Si"].layers] == [(30, 16), (30, 30), (1, 30)]
     text = out.read_text()
@@ -229,7 +231,8 @@ def test_cli_epochs_zero_writes_untrained_model(tmp_path, data_file, capsys):
 
 
 def _losses(stdout: str) -> list[float]:
-    return [float(m) for m in re.findall(r"^epoch\s+\d+/\d+\s+\w+\s+loss (\S+)", stdout, re.M)]
+    """Losses of the written model's progress lines (with refit: "[all data] epoch ...")."""
+    return [float(m) for m in re.findall(r"^(?:\[all data\] )?epoch\s+\d+/\d+\s+\w+\s+loss (\S+)", stdout, re.M)]
 
 
 def test_cli_tiny_training_learns_and_writes_readable_file(tmp_path, data_file, small_config, capsys):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -20,13 +21,14 @@ import torch
 from nnp import checkpoints, potential_file
 from nnp.data import FeaturizedDataset, read_structures, split
 from nnp.descriptors import preset
-from nnp.train import CORE_MARGIN, TrainConfig, _errors, _Objective, build_model, main, train
+import nnp.train as nnp_train
+from nnp.train import CORE_MARGIN, TrainConfig, _errors, _Objective, build_model, checkpoint_paths, main, train
 from test_train import labelled_si
 
 torch.set_num_threads(1)
 
 SMALL = dict(descriptor="A16", hidden_layers=1, hidden_nodes=8, batch_size=2, learning_rate=5e-3,
-             validation_fraction=0.25, log_every=1, threads=1, checkpoint_every=0.0)
+             validation_fraction=0.25, log_every=1, threads=1, checkpoint_every=0.0, refit=False)
 
 
 @pytest.fixture(scope="module")
@@ -220,10 +222,11 @@ def _epoch_of(ckpt: Path) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("refit", [False, True], ids=["one-model", "refit"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_killed_run_resumes_to_the_same_model(tmp_path, data_file, sig):
+def test_killed_run_resumes_to_the_same_model(tmp_path, data_file, sig, refit):
     epochs = 40
-    config = write_config(tmp_path / "cfg.yaml", epochs=epochs, lbfgs_fraction=0.25)
+    config = write_config(tmp_path / "cfg.yaml", epochs=epochs, lbfgs_fraction=0.25, refit=refit)
     whole = tmp_path / "whole.nnp"
     run = subprocess.run(_train_cmd(data_file, whole, config), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
@@ -237,7 +240,8 @@ def test_killed_run_resumes_to_the_same_model(tmp_path, data_file, sig):
     proc = subprocess.Popen(_train_cmd(data_file, out, config), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
-    while _epoch_of(ckpt) < 5 and proc.poll() is None and time.monotonic() < deadline:
+    watched = checkpoint_paths(out) if refit else [ckpt]  # the holdout process may start a little later
+    while min(map(_epoch_of, watched)) < 5 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "training ended before it could be interrupted"
     proc.send_signal(sig)
@@ -248,6 +252,11 @@ def test_killed_run_resumes_to_the_same_model(tmp_path, data_file, sig):
         assert proc.returncode == -signal.SIGKILL
     killed_at = _epoch_of(ckpt)
     assert 5 <= killed_at < epochs and not out.exists()
+    if refit:  # the holdout process died with its parent: its checkpoint stands still
+        holdout_ckpt = checkpoint_paths(out)[1]
+        holdout_at = _epoch_of(holdout_ckpt)
+        time.sleep(1.0)
+        assert 5 <= holdout_at == _epoch_of(holdout_ckpt) < epochs
 
     # The checkpoint is plain data: it loads without running code.
     state = torch.load(ckpt, weights_only=True)
@@ -261,7 +270,7 @@ def test_killed_run_resumes_to_the_same_model(tmp_path, data_file, sig):
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {ckpt} after epoch {killed_at}" in resumed.stdout
     assert without_date(out) == without_date(whole)
-    assert not ckpt.exists()
+    assert not any(p.exists() for p in checkpoint_paths(out))
 
 
 def test_resume_refuses_other_settings_or_data(tmp_path, data_file, frames, capsys):
@@ -389,3 +398,77 @@ def test_core_keeps_a_collapsing_dimer_apart(dataset, tmp_path):
         energies.append(atoms.get_potential_energy())
         assert atoms.get_forces()[1, 0] > 0  # pushes the pair apart
     assert energies[0] > energies[1] > energies[2] and energies[1] - energies[2] > 10
+
+
+# ------------------------------------------------------------------- refit
+
+
+def _same_model(a: potential_file.PotentialData, b: potential_file.PotentialData) -> bool:
+    """Bit-identical descriptors, networks, scaling and core (comments aside)."""
+    strip = lambda p: potential_file.dumps(dataclasses.replace(p, comments=[]))  # noqa: E731
+    return strip(a) == strip(b)
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["forked", "in-process"])
+def test_refit_writes_the_all_data_model_and_reports_its_holdout_twin(tmp_path, data_file, parallel, monkeypatch,
+                                                                       capsys):
+    monkeypatch.setattr(nnp_train, "_twin_in_parallel", lambda config: parallel)
+    config = write_config(tmp_path / "cfg.yaml", epochs=6, lbfgs_fraction=0.5, refit=True)
+    out, rep = tmp_path / "Si.nnp", tmp_path / "report"
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--report", str(rep)]) == 0
+    stdout = capsys.readouterr().out
+    ds = preset("A16")
+    cfg = TrainConfig.from_yaml(config)
+    data = nnp_train.featurize(read_structures(data_file), ds, cfg)  # as the command line does (float32 dG/dr)
+    quiet = lambda line: None  # noqa: E731
+    everything = train(data, ds, cfg.updated({"validation_fraction": 0.0}), log=quiet)
+    holdout = train(data, ds, cfg, log=quiet)
+    assert len(everything.train_indices) == len(data) == len(holdout.train_indices) + len(holdout.validation_indices)
+    # The written model is the all-data run, bit for bit; the holdout twin is not.
+    written = potential_file.read(out)
+    assert _same_model(written, everything.model.to_potential_data())
+    assert not _same_model(written, holdout.model.to_potential_data())
+    # Reported: the written model's training errors and the twin's validation errors.
+    sets = json.loads((rep / "metrics.json").read_text())["sets"]
+    assert sets["train"]["overall"]["n_structures"] == len(data)
+    assert sets["train"]["overall"]["force_mae_eV_A"] == pytest.approx(everything.train.force_mae, rel=1e-9)
+    assert sets["validation"]["overall"]["n_structures"] == len(holdout.validation_indices)
+    assert sets["validation"]["overall"]["force_mae_eV_A"] == pytest.approx(holdout.validation.force_mae, rel=1e-9)
+    assert sets["validation"]["overall"]["energy_mae_meV_atom"] == pytest.approx(
+        1000 * holdout.validation.energy_mae, rel=1e-9)
+    assert "holdout model" in (rep / "report.md").read_text()
+    assert f"validation RMSE: {holdout.validation}" in stdout and "of the holdout model" in stdout
+    text = out.read_text()
+    assert f"all {len(data)} train (refit)" in text and "of the holdout twin" in text
+    assert not any(p.exists() for p in checkpoint_paths(out))
+
+
+def test_a_failing_holdout_run_is_a_clear_error(tmp_path, data_file, monkeypatch, capsys):
+    config = write_config(tmp_path / "cfg.yaml", epochs=4, refit=True)
+    out = tmp_path / "Si.nnp"
+    args = ["--data", str(data_file), "--output", str(out), "--config", str(config)]
+    monkeypatch.setattr(nnp_train, "_twin_in_parallel", lambda config: True)
+
+    def diverges(*args):
+        raise FloatingPointError("training diverged at epoch 3 (loss nan); lower learning_rate")
+
+    monkeypatch.setattr(nnp_train, "_train_holdout", diverges)
+    assert main(args) == 1
+    assert "diverged at epoch 3" in capsys.readouterr().err and not out.exists()
+
+    def dies(*args):
+        os._exit(3)
+
+    monkeypatch.setattr(nnp_train, "_train_holdout", dies)
+    assert main(args + ["--force"]) == 1
+    assert "holdout run ended without a result (exit code 3)" in capsys.readouterr().err and not out.exists()
+
+
+def test_refit_and_early_stopping_do_not_mix(tmp_path, data_file, capsys):
+    out = tmp_path / "Si.nnp"
+    config = write_config(tmp_path / "cfg.yaml", epochs=4, refit=True, patience=2)
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(config)]) == 1
+    assert "set refit: false" in capsys.readouterr().err and not out.exists()
+    # Without a validation set there is nothing to refit: patience acts on the training loss.
+    config = write_config(tmp_path / "cfg.yaml", epochs=4, refit=True, patience=2, validation_fraction=0.0)
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(config)]) == 0

@@ -379,6 +379,7 @@ def write_report(
     sets: Mapping[str, Predictions],
     history: Sequence[Mapping[str, Any]] | None = None,
     overwrite: bool = False,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write metrics.json (every set's metrics and the history), parity plots
     (parity_energy.png, parity_forces.png, parity_stress.png when any set has
@@ -389,7 +390,8 @@ def write_report(
     train_force_rmse, val_energy_rmse, val_force_rmse (eV/atom, eV/Å; NaN or
     missing allowed; other keys are kept in metrics.json). An existing
     non-empty `directory` is refused unless `overwrite`; every file is written
-    atomically. Returns the contents of metrics.json.
+    atomically. `notes`: sentences on what the sets are (metrics.json "notes",
+    and under the table of report.md). Returns the contents of metrics.json.
     """
     directory = Path(directory)
     if not sets:
@@ -408,6 +410,8 @@ def write_report(
         "sets": {name: metrics(p) for name, p in sets.items()},
         "history": history,
     }
+    if notes:
+        result["notes"] = list(notes)
     result = json_clean(result)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -589,6 +593,10 @@ def _markdown(result: Mapping[str, Any], files: Sequence[str]) -> str:
                 f"{_fmt(g['stress_mae_GPa'], 3)} | {_fmt(g['stress_rmse_GPa'], 3)} |"
             )
     lines.append("")
+    for note in result.get("notes", []):
+        lines.append(f"- {note}")
+    if result.get("notes"):
+        lines.append("")
     history = result.get("history") or []
     if history:
         last = history[-1]

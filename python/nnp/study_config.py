@@ -167,6 +167,9 @@ class StudyConfig:
         """The TrainConfig of one point."""
         from nnp.train import TrainConfig
 
+        if "refit" in self.train:
+            raise ValueError("study config: train: refit is not a study setting (each point's model is the one "
+                             "trained on its split, so that its validation errors describe it)")
         return TrainConfig().updated({**self.train, "descriptor": descriptor, "seed": self.seed}, "study config: train")
 
     def steps(self, ps: float) -> int:
