@@ -472,3 +472,13 @@ def test_refit_and_early_stopping_do_not_mix(tmp_path, data_file, capsys):
     # Without a validation set there is nothing to refit: patience acts on the training loss.
     config = write_config(tmp_path / "cfg.yaml", epochs=4, refit=True, patience=2, validation_fraction=0.0)
     assert main(["--data", str(data_file), "--output", str(out), "--config", str(config)]) == 0
+
+
+def test_the_twin_runs_alongside_only_with_one_thread_per_core(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert nnp_train._twin_in_parallel(TrainConfig())
+    assert not nnp_train._twin_in_parallel(TrainConfig(threads=0))
+    assert not nnp_train._twin_in_parallel(TrainConfig(threads=2))
+    assert not nnp_train._twin_in_parallel(TrainConfig(device="cuda"))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert not nnp_train._twin_in_parallel(TrainConfig())

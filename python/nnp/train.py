@@ -704,9 +704,12 @@ def checkpoint_paths(output: Path) -> list[Path]:
 
 
 def _twin_in_parallel(config: TrainConfig) -> bool:
-    # fork() is only safe before CUDA is initialised, and one core gains nothing.
+    """One training per core. Not on one core (nothing to gain), not with
+    CUDA (fork() is unsafe once it is initialised), and not with several
+    torch threads per training (they would share the cores, and an OpenMP
+    runtime used before fork() can hang in the child)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return torch.device(config.device).type == "cpu" and cores >= 2
+    return torch.device(config.device).type == "cpu" and cores >= 2 and config.threads == 1
 
 
 def _labelled(label: str):
