@@ -751,7 +751,7 @@ def train_member(data: FeaturizedDataset, descriptors, config: TrainConfig, outp
             child.join()
             raise ChildProcessError(f"the holdout run ended without a result (exit code {child.exitcode})") from None
     finally:
-        if child.is_alive() and child.exitcode is None:
+        if child.is_alive():
             child.terminate()  # an interrupt: its checkpoint is at most checkpoint_every old
         child.join()
     if status == "error":
