@@ -5,8 +5,9 @@ wall time, peak memory and the final validation errors.
 
 It runs `python -m nnp.train` exactly as a user would (default settings) in a
 fresh process. Peak memory: the largest maximum resident set size of one
-process, and the peak of the summed RSS of the process and its children
-(sampled every 0.2 s): with refit, the holdout twin trains in a second process.
+process, and the peak of the summed proportional set size (PSS: pages shared
+after fork() counted once) of the process and its children, sampled every
+0.2 s: with refit, the holdout twin trains in a forked second process.
 With the metrics, "train" is the written model on its training structures and
 "validation" the holdout model's errors on the structures it left out.
 """
@@ -47,7 +48,7 @@ def main() -> int:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
             peak_total = 0
             while proc.poll() is None:
-                peak_total = max(peak_total, _tree_rss_kib(proc.pid))
+                peak_total = max(peak_total, _tree_pss_kib(proc.pid))
                 time.sleep(0.2)
             wall = time.perf_counter() - t0
             log.seek(0)
@@ -61,7 +62,7 @@ def main() -> int:
     print()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch threads as configured")
     print(f"wall time           {wall / 60:.2f} min ({wall:.0f} s)")
-    print(f"peak memory (RSS)   {peak_mib:.0f} MiB in the largest process, {peak_total / 1024:.0f} MiB in all together")
+    print(f"peak memory (RSS)   {peak_mib:.0f} MiB in the largest process, {peak_total / 1024:.0f} MiB in all together (PSS)")
     for name in ("train", "validation"):
         m = metrics.get("sets", metrics).get(name, {}).get("overall") if isinstance(metrics, dict) else None
         if not m:
@@ -72,14 +73,14 @@ def main() -> int:
     return 0
 
 
-def _tree_rss_kib(pid: int) -> int:
-    """Resident set size of `pid` and its descendants now (Linux /proc; 0 elsewhere)."""
+def _tree_pss_kib(pid: int) -> int:
+    """Proportional set size of `pid` and its descendants now (Linux /proc; 0 elsewhere)."""
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+            total += next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError):
