@@ -225,7 +225,9 @@ def _epoch_of(ckpt: Path) -> int:
 @pytest.mark.parametrize("refit", [False, True], ids=["one-model", "refit"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_killed_run_resumes_to_the_same_model(tmp_path, data_file, sig, refit):
-    epochs = 40
+    # With refit, the holdout process starts a moment after the written
+    # model's training, which must not finish while the test waits for both.
+    epochs = 200 if refit else 40
     config = write_config(tmp_path / "cfg.yaml", epochs=epochs, lbfgs_fraction=0.25, refit=refit)
     whole = tmp_path / "whole.nnp"
     run = subprocess.run(_train_cmd(data_file, whole, config), capture_output=True, text=True, timeout=300)
