@@ -32,7 +32,7 @@ import numpy as np
 from ase.io import write
 
 from nnp.data import DEFAULT_CONFIG_TYPE, labels, read_structures, split
-from nnp.report import Predictions, format_table, metrics
+from nnp.report import Predictions, format_table, labelled_predictions, metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,23 +82,15 @@ def gap_predictions(xml: Path, structures) -> Predictions:
 
     gap = Potential(param_filename=str(xml))
     S = len(structures)
-    n_atoms = np.array([len(a) for a in structures])
-    e_ref, e_pred = np.zeros(S), np.zeros(S)
-    s_ref, s_pred = np.full((S, 3, 3), math.nan), np.full((S, 3, 3), math.nan)
-    f_ref, f_pred = [], []
+    energy, forces, stress = np.zeros(S), [], np.full((S, 3, 3), math.nan)
     for s, ref in enumerate(structures):
-        energy, forces, stress = labels(ref)
         atoms = ref.copy()
         atoms.calc = gap
-        e_ref[s], e_pred[s] = energy, atoms.get_potential_energy()
-        f_ref.append(np.asarray(forces))
-        f_pred.append(atoms.get_forces())
-        if stress is not None:
-            s_ref[s] = stress
-            s_pred[s] = atoms.get_stress(voigt=False)
-    return Predictions([str(a.info.get("config_type", DEFAULT_CONFIG_TYPE)) for a in structures], n_atoms,
-                       e_ref, e_pred, np.repeat(np.arange(S), n_atoms),
-                       np.concatenate(f_ref), np.concatenate(f_pred), s_ref, s_pred)
+        energy[s] = atoms.get_potential_energy()
+        forces.append(atoms.get_forces())
+        if atoms.pbc.all():
+            stress[s] = atoms.get_stress(voigt=False)
+    return labelled_predictions(structures, energy, forces, stress)
 
 
 def main(argv=None) -> int:

@@ -218,12 +218,10 @@ def predict_potential(potential, structures: Sequence) -> Predictions:
     check_elements(pot.elements, structures, name)
     index = {e: i for i, e in enumerate(pot.elements)}
     S = len(structures)
-    n_atoms = np.array([len(a) for a in structures], dtype=np.int64)
-    energy_ref, energy_pred = np.full(S, math.nan), np.full(S, math.nan)
-    stress_ref, stress_pred = np.full((S, 3, 3), math.nan), np.full((S, 3, 3), math.nan)
-    forces_ref, forces_pred, extrap = [], [], np.zeros(S, dtype=np.int64)
+    energy = np.full(S, math.nan)
+    stress = np.full((S, 3, 3), math.nan)
+    forces, extrap = [], np.zeros(S, dtype=np.int64)
     for s, atoms in enumerate(structures):
-        e_ref, f_ref, st_ref = labels(atoms)
         try:
             out = pot.evaluate(
                 np.ascontiguousarray(atoms.positions, dtype=np.float64),
@@ -233,20 +231,43 @@ def predict_potential(potential, structures: Sequence) -> Predictions:
             )
         except (ValueError, RuntimeError) as err:
             raise ValueError(f"structure {s}: {name} cannot evaluate it: {err}") from err
-        energy_ref[s], energy_pred[s] = e_ref, out["energy"]
-        forces_ref.append(np.asarray(f_ref, dtype=float).reshape(len(atoms), 3))
-        forces_pred.append(out["forces"])
+        energy[s] = out["energy"]
+        forces.append(out["forces"])
         extrap[s] = out["extrapolating_atoms"]
-        if atoms.pbc.all() and atoms.cell.rank == 3:
+        if _has_stress(atoms):
             # σ = −W/V (ASE sign), as NNPCalculator and the torch model.
-            stress_pred[s] = -np.asarray(out["virial"]) / atoms.get_volume()
-            if st_ref is not None:
-                stress_ref[s] = st_ref
+            stress[s] = -np.asarray(out["virial"]) / atoms.get_volume()
+    return labelled_predictions(structures, energy, forces, stress, extrap)
+
+
+def _has_stress(atoms) -> bool:
+    """Stress is defined (and compared) for fully periodic cells only."""
+    return bool(atoms.pbc.all()) and atoms.cell.rank == 3
+
+
+def labelled_predictions(structures: Sequence, energy_pred, forces_pred, stress_pred,
+                         extrapolating_atoms=None) -> Predictions:
+    """`Predictions` of any model's energies (S,), forces (one (n, 3) array
+    per structure) and stress ((S, 3, 3), ASE sign) for ASE structures, with
+    the references from each structure's calculator results
+    (`nnp.data.labels`); stress references only for fully periodic cells."""
+    S = len(structures)
+    n_atoms = np.array([len(a) for a in structures], dtype=np.int64)
+    energy_ref = np.full(S, math.nan)
+    stress_ref = np.full((S, 3, 3), math.nan)
+    forces_ref = []
+    for s, atoms in enumerate(structures):
+        e_ref, f_ref, st_ref = labels(atoms)
+        energy_ref[s] = e_ref
+        forces_ref.append(np.asarray(f_ref, dtype=float).reshape(len(atoms), 3))
+        if _has_stress(atoms) and st_ref is not None:
+            stress_ref[s] = st_ref
     return Predictions(
         [str(a.info.get("config_type", DEFAULT_CONFIG_TYPE)) for a in structures], n_atoms,
         energy_ref, energy_pred, np.repeat(np.arange(S), n_atoms),
-        np.concatenate(forces_ref).reshape(-1, 3), np.concatenate(forces_pred).reshape(-1, 3),
-        stress_ref, stress_pred, extrap,
+        np.concatenate(forces_ref).reshape(-1, 3),
+        np.concatenate([np.asarray(f, dtype=float) for f in forces_pred]).reshape(-1, 3),
+        stress_ref, stress_pred, extrapolating_atoms,
     )
 
 
