@@ -82,9 +82,8 @@ def si_c_cluster() -> Atoms:
     return Atoms("SiCSiCSi", positions=pos + rng.normal(0, 0.05, pos.shape), pbc=False)
 
 
-def make_model(ds: DescriptorSet, structures, featurize, hidden=(8, 6), activation="tanh", seed=0,
-               members=1) -> NNPModel:
-    model = NNPModel(ds, hidden, activation, members=members)
+def make_model(ds: DescriptorSet, structures, featurize, hidden=(8, 6), activation="tanh", seed=0) -> NNPModel:
+    model = NNPModel(ds, hidden, activation)
     model.init_weights(seed)
     data = FeaturizedDataset.from_structures(structures, ds, featurize)
     model.fit_scaling(data)
@@ -531,109 +530,3 @@ def test_pair_contraction_kernel_rejects_bad_centres():
         _core.contract_pairs(g, np.zeros((1, 3, 3)), np.array([0]))
     with pytest.raises(ValueError, match="outside"):
         _core.contract_pairs_adjoint(np.zeros((1, 3)), np.zeros((1, 2, 3)), np.array([-1]), 3)
-    with pytest.raises(ValueError, match=r"\(K, R, M\)"):
-        _core.contract_pairs(np.zeros((1, 1, 3, 2)), np.zeros((1, 2, 3)), np.array([0]))
-    with pytest.raises(ValueError, match=r"\(K, P, 3\)"):
-        _core.contract_pairs_adjoint(np.zeros((2, 2, 3)), np.zeros((1, 2, 3)), np.array([0]), 3)
-
-
-# ---------------------------------------------------------------- committees
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_pair_contraction_kernel_with_members_equals_one_per_member(dtype):
-    """g of shape (K, R, M): each member's slice is exactly the single
-    contraction (same loop, shared pass over dG_dr), and so is its adjoint."""
-    from nnp.model import contract_pairs
-
-    gen = torch.Generator().manual_seed(6)
-    K, R, M, P = 3, 6, 7, 45
-    g = torch.randn(K, R, M, dtype=torch.float64, generator=gen, requires_grad=True)
-    dG_dr = torch.randn(P, M, 3, dtype=torch.float64, generator=gen).to(dtype)
-    center = torch.randint(0, R, (P,), generator=gen)
-    v = contract_pairs(g, dG_dr, center)
-    assert v.shape == (K, P, 3)
-    u = torch.randn(K, P, 3, dtype=torch.float64, generator=gen)
-    (grad,) = torch.autograd.grad((v * u).sum(), g)
-    for k in range(K):
-        gk = g[k].detach().clone().requires_grad_(True)
-        vk = contract_pairs(gk, dG_dr, center)
-        assert torch.equal(v[k], vk)
-        (grad_k,) = torch.autograd.grad((vk * u[k]).sum(), gk)
-        assert torch.equal(grad[k], grad_k)
-    assert torch.autograd.gradcheck(lambda x: contract_pairs(x, dG_dr, center), (g,))
-
-
-def _member(committee: NNPModel, k: int) -> NNPModel:
-    """Member k of a committee as a model of its own (same scaling, e0, core)."""
-    hidden = [lin.out_features for lin in committee.nets[committee.elements[0]].members[0].linears[:-1]]
-    single = NNPModel(committee.descriptors, hidden, "tanh", repulsion=committee.repulsion)
-    state = {}
-    for name, t in committee.state_dict().items():
-        if not name.startswith("nets."):
-            state[name] = t
-        elif f".members.{k}." in name:
-            state[name.replace(f".members.{k}.", ".")] = t
-    single.load_state_dict(state)
-    return single
-
-
-def test_committee_members_are_single_models_and_the_model_their_mean(ds, featurize):
-    structures = [sic(), si_triclinic(), si_c_cluster()]
-    committee = make_model(ds, structures, featurize, members=3)
-    batch = FeaturizedDataset.from_structures(structures, ds, featurize).collate(range(3))
-    out = committee(batch, forces=True, stress=True)
-    members = out["members"]
-    assert members["energy"].shape == (3, 3) and members["forces"].shape == (3, batch.n_total_atoms, 3)
-    for k in range(3):
-        single = _member(committee, k)(batch, forces=True, stress=True)
-        for key in ("energy", "forces", "virial"):
-            assert torch.equal(members[key][k], single[key]), key
-    for key in ("energy", "forces", "virial"):
-        assert torch.allclose(out[key], members[key].mean(0), rtol=1e-15, atol=1e-15), key
-    # The first member starts as a single model from the same seed does.
-    single = make_model(ds, structures, featurize)
-    assert torch.equal(single(batch)["energy"], _member(committee, 0)(batch)["energy"])
-    assert not torch.equal(members["energy"][0], members["energy"][1])
-
-
-@pytest.mark.parametrize("hidden", [(8, 6), (5,), ()])
-def test_committee_is_written_as_one_block_diagonal_network(tmp_path, ds, featurize, hidden):
-    """The file holds one network whose output is the members' mean: the C++
-    core evaluates the committee's prediction (to rounding), and the torch
-    model read back from the file agrees with it too."""
-    from nnp import _core
-
-    structures = [sic(), si_triclinic(), si_c_cluster()]
-    committee = make_model(ds, structures, featurize, hidden=hidden, members=2)
-    with torch.no_grad():  # members far from their initial (equal-bias) state
-        for p in committee.parameters():
-            p.add_(0.1 * torch.randn(p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(p.numel())))
-    pot = committee.to_potential_data()
-    layers = pot.models["Si"].layers
-    assert [layer.weights.shape[0] for layer in layers] == [2 * h for h in hidden] + [1]
-    if len(hidden) == 2:  # hidden-to-hidden weights: the off-diagonal blocks are zero
-        w = layers[1].weights
-        assert not w[: hidden[1], hidden[0]:].any() and not w[hidden[1]:, : hidden[0]].any()
-    path = tmp_path / "committee.nnp"
-    potential_file.write(pot, path)
-    core = _core.Potential(str(path))
-    batch = FeaturizedDataset.from_structures(structures, ds, featurize).collate(range(3))
-    want = {k: v.detach() for k, v in committee(batch, forces=True, stress=True).items() if k != "members"}
-    read_back = NNPModel.from_potential_data(potential_file.read(path))(batch, forces=True, stress=True)
-    offsets = np.cumsum([0] + [len(a) for a in structures])
-    index = {e: i for i, e in enumerate(core.elements)}
-    for s, atoms in enumerate(structures):
-        got = core.evaluate(atoms.positions, np.array([index[x] for x in atoms.get_chemical_symbols()], np.int32),
-                            atoms.cell.array, [bool(p) for p in atoms.pbc])
-        scale = abs(float(want["energy"][s]))
-        assert abs(got["energy"] - float(want["energy"][s])) < 1e-13 * scale
-        np.testing.assert_allclose(got["forces"], want["forces"][offsets[s] : offsets[s + 1]].numpy(),
-                                   rtol=0, atol=1e-12)
-    for key in ("energy", "forces", "virial"):
-        assert torch.allclose(read_back[key], want[key], rtol=1e-13, atol=1e-12), key
-
-
-def test_committee_rejects_bad_sizes(ds):
-    with pytest.raises(ValueError, match="members must be >= 1"):
-        NNPModel(ds, (4,), members=0)

@@ -144,54 +144,6 @@ def test_lbfgs_reuses_the_evaluation_where_its_line_search_ended(dataset, monkey
     assert [h["train_loss"] for h in cached.history] == [h["train_loss"] for h in plain.history]
 
 
-def test_averaged_networks_train_each_on_its_own_loss(dataset):
-    """With averaged_networks K the training loss is the mean of the
-    members' own losses (not the loss of their mean), so each member gets
-    exactly the gradient it would get training alone; the selection and the
-    metrics use their mean, which is what the written file predicts."""
-    ds, data = dataset
-    cfg = TrainConfig(**dict(SMALL, averaged_networks=3))
-    idx, _ = split(len(data), cfg.validation_fraction, cfg.seed)
-    model = build_model(data, ds, cfg, idx)
-    objective = _Objective(data, idx, cfg, torch.device("cpu"))
-    model.zero_grad()
-    loss = objective.full_batch(model, chunk=3)
-    singles = []
-    for k in range(3):
-        single = build_model(data, ds, dataclasses.replace(cfg, averaged_networks=1), idx)
-        with torch.no_grad():
-            for p, q in zip(single.nets["Si"].parameters(), model.nets["Si"].members[k].parameters()):
-                p.copy_(q)
-        single.zero_grad()
-        singles.append(objective.full_batch(single, chunk=3))
-        for p, q in zip(single.nets["Si"].parameters(), model.nets["Si"].members[k].parameters()):
-            # d(mean of K losses)/dθ_k = (1/K) dL_k/dθ_k
-            assert torch.allclose(q.grad, p.grad / 3, rtol=1e-12, atol=1e-15)
-    assert loss == pytest.approx(sum(singles) / 3, rel=1e-12)
-    # The loss of the mean prediction is another (smaller) number: not what trains.
-    batch = data.collate(idx)
-    of_mean = float(objective.loss(_errors(model, batch, True, create_graph=False)).detach())
-    assert of_mean < loss and of_mean != pytest.approx(loss, rel=1e-6)
-
-    result = train(data, ds, dataclasses.replace(cfg, epochs=8, lbfgs_fraction=0.5), log=lambda line: None)
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-    again = _through_file(result.model)
-    val_batch = data.collate(result.validation_indices)
-    a, b = result.model(val_batch, stress=True), again(val_batch, stress=True)
-    for key in ("energy", "forces", "stress"):
-        assert torch.allclose(a[key], b[key], rtol=1e-13, atol=1e-12), key
-    # The reported validation errors are those of the mean (the file's model).
-    err = _errors(again, val_batch, True, create_graph=False)
-    assert result.validation.force_rmse == pytest.approx(float(err.force.pow(2).mean().sqrt()), rel=1e-10)
-
-
-def _through_file(model):
-    """The model as the potential file it is written to gives it back."""
-    from nnp.model import NNPModel
-
-    return NNPModel.from_potential_data(potential_file.loads(potential_file.dumps(model.to_potential_data()), "m"))
-
-
 def test_weight_decay_is_an_l2_penalty_in_the_lbfgs_phase_too(dataset):
     """Adam's weight_decay adds wd·w to the gradient; L-BFGS minimises the
     loss plus 0.5·wd·|w|², the same penalty, and ends with smaller weights."""

@@ -121,46 +121,37 @@ void bind_contractions(py::module_& m) {
   m.def(
       "contract_pairs",
       [](const Doubles& g, const Reals& dG_dr, const Int64s& center) {
-        // (R, M): one model; (K, R, M): K committee members sharing the pass.
-        if (g.ndim() != 2 && g.ndim() != 3) throw nnp::Error("g must be an (R, M) or (K, R, M) array");
-        const bool members = g.ndim() == 3;
-        const py::ssize_t K = members ? g.shape(0) : 1, R = g.shape(members ? 1 : 0), M = g.shape(members ? 2 : 1);
-        const py::ssize_t P = center.size();
+        if (g.ndim() != 2) throw nnp::Error("g must be an (R, M) array");
+        const py::ssize_t R = g.shape(0), M = g.shape(1), P = center.size();
         if (dG_dr.ndim() != 3 || dG_dr.shape(0) != P || dG_dr.shape(1) != M || dG_dr.shape(2) != 3)
           throw nnp::Error("dG_dr must be a (P, M, 3) array matching g (R, M) and center (P,)");
-        py::array_t<double> v = members ? py::array_t<double>({K, P, py::ssize_t{3}})
-                                        : py::array_t<double>({P, py::ssize_t{3}});
+        py::array_t<double> v({P, py::ssize_t{3}});
         {
           py::gil_scoped_release release;
-          nnp::contract_pairs<Real>(g.data(), K, R, M, dG_dr.data(), center.data(), P, v.mutable_data());
+          nnp::contract_pairs<Real>(g.data(), R, M, dG_dr.data(), center.data(), P, v.mutable_data());
         }
         return v;
       },
       py::arg("g"), py::arg("dG_dr"), py::arg("center"),
-      "v[p] = sum_mu g[center[p], mu] * dG_dr[p, mu, :]  (P, 3); dG_dr float64 or float32.\n"
-      "With g (K, R, M), the same for each of K members: v (K, P, 3).");
+      "v[p] = sum_mu g[center[p], mu] * dG_dr[p, mu, :]  (P, 3); dG_dr float64 or float32.");
   m.def(
       "contract_pairs_adjoint",
       [](const Doubles& u, const Reals& dG_dr, const Int64s& center, py::ssize_t R) {
         const py::ssize_t P = center.size();
         if (dG_dr.ndim() != 3 || dG_dr.shape(0) != P || dG_dr.shape(2) != 3)
           throw nnp::Error("dG_dr must be a (P, M, 3) array matching center (P,)");
-        const bool members = u.ndim() == 3;
-        const py::ssize_t K = members ? u.shape(0) : 1;
-        if ((u.ndim() != 2 && !members) || u.shape(u.ndim() - 2) != P || u.shape(u.ndim() - 1) != 3)
-          throw nnp::Error("u must be a (P, 3) or (K, P, 3) array");
+        if (u.ndim() != 2 || u.shape(0) != P || u.shape(1) != 3) throw nnp::Error("u must be a (P, 3) array");
         if (R < 0) throw nnp::Error("R must be >= 0");
         const py::ssize_t M = dG_dr.shape(1);
-        py::array_t<double> g_hat = members ? py::array_t<double>({K, R, M}) : py::array_t<double>({R, M});
+        py::array_t<double> g_hat({R, M});
         {
           py::gil_scoped_release release;
-          nnp::contract_pairs_adjoint<Real>(u.data(), K, dG_dr.data(), center.data(), P, R, M, g_hat.mutable_data());
+          nnp::contract_pairs_adjoint<Real>(u.data(), dG_dr.data(), center.data(), P, R, M, g_hat.mutable_data());
         }
         return g_hat;
       },
       py::arg("u"), py::arg("dG_dr"), py::arg("center"), py::arg("R"),
-      "g_hat[c, mu] = sum_{p: center[p] = c} u[p] . dG_dr[p, mu, :]  (R, M).\n"
-      "With u (K, P, 3), the same for each of K members: g_hat (K, R, M).");
+      "g_hat[c, mu] = sum_{p: center[p] = c} u[p] . dG_dr[p, mu, :]  (R, M).");
 }
 
 }  // namespace

@@ -35,103 +35,56 @@ void check_centers(const std::int64_t* center, std::int64_t P, std::int64_t R) {
 // stride 3 and ran scalar (compute-bound at about half the memory bandwidth).
 constexpr std::int64_t kBlock = 12;
 
-// Pair p for members k0 … k0+N−1 (N known at compile time, so that their
-// accumulators stay in registers): each derivative is loaded and converted
-// once and multiplied by every member's dE/dG.
-template <int N, typename Real>
-inline void contract_pair(const double* g3, std::int64_t R, std::int64_t L, std::int64_t blocked, std::int64_t P,
-                          std::int64_t k0, std::int64_t p, std::int64_t c, const Real* d, double* v) {
-  const double* gc[N];
-  for (int k = 0; k < N; ++k) gc[k] = g3 + ((k0 + k) * R + c) * L;
-  double acc[N][kBlock] = {};
-  for (std::int64_t b = 0; b < blocked; b += kBlock)
-    for (std::int64_t j = 0; j < kBlock; ++j) {
-      const double dv = static_cast<double>(d[b + j]);
-      for (int k = 0; k < N; ++k) acc[k][j] += gc[k][b + j] * dv;
-    }
-  for (int k = 0; k < N; ++k) {
+template <typename Real>
+void contract_pairs(const double* g, std::int64_t R, std::int64_t M, const Real* dG_dr, const std::int64_t* center,
+                    std::int64_t P, double* v) {
+  check_centers(center, P, R);
+  const std::int64_t L = 3 * M, blocked = L - L % kBlock;
+  // g of every row repeated per component: g3[c, 3μ + a] = g[c, μ].
+  std::vector<double> g3(static_cast<std::size_t>(R * L));
+  for (std::int64_t i = 0; i < R * M; ++i) g3[3 * i] = g3[3 * i + 1] = g3[3 * i + 2] = g[i];
+  for (std::int64_t p = 0; p < P; ++p) {
+    const double* gc = g3.data() + center[p] * L;
+    const Real* d = dG_dr + p * L;
+    double acc[kBlock] = {};
+    for (std::int64_t k = 0; k < blocked; k += kBlock)
+      for (std::int64_t j = 0; j < kBlock; ++j) acc[j] += gc[k + j] * static_cast<double>(d[k + j]);
     double sum[3] = {0.0, 0.0, 0.0};
-    for (std::int64_t j = 0; j < kBlock; ++j) sum[j % 3] += acc[k][j];
-    for (std::int64_t b = blocked; b < L; ++b) sum[b % 3] += gc[k][b] * static_cast<double>(d[b]);
-    double* out = v + 3 * ((k0 + k) * P + p);
-    out[0] = sum[0];
-    out[1] = sum[1];
-    out[2] = sum[2];
-  }
-}
-
-template <int N, typename Real>
-inline void contract_pair_adjoint(double* g3, const double* u, std::int64_t R, std::int64_t L, std::int64_t blocked,
-                                  std::int64_t P, std::int64_t k0, std::int64_t p, std::int64_t c, const Real* d) {
-  double* out[N];
-  double pattern[N][kBlock];
-  for (int k = 0; k < N; ++k) {
-    out[k] = g3 + ((k0 + k) * R + c) * L;
-    const double* up = u + 3 * ((k0 + k) * P + p);
-    for (std::int64_t j = 0; j < kBlock; ++j) pattern[k][j] = up[j % 3];
-  }
-  for (std::int64_t b = 0; b < blocked; b += kBlock)
-    for (std::int64_t j = 0; j < kBlock; ++j) {
-      const double dv = static_cast<double>(d[b + j]);
-      for (int k = 0; k < N; ++k) out[k][b + j] += pattern[k][j] * dv;
-    }
-  for (int k = 0; k < N; ++k)
-    for (std::int64_t b = blocked; b < L; ++b) out[k][b] += pattern[k][b % 3] * static_cast<double>(d[b]);
-}
-
-// Members in groups of up to four per pass over a pair.
-constexpr std::int64_t kMaxGroup = 4;
-
-template <typename Real>
-void contract_pairs(const double* g, std::int64_t K, std::int64_t R, std::int64_t M, const Real* dG_dr,
-                    const std::int64_t* center, std::int64_t P, double* v) {
-  check_centers(center, P, R);
-  const std::int64_t L = 3 * M, blocked = L - L % kBlock;
-  // g of every row repeated per component: g3[k, c, 3μ + a] = g[k, c, μ].
-  std::vector<double> g3(static_cast<std::size_t>(K * R * L));
-  for (std::int64_t i = 0; i < K * R * M; ++i) g3[3 * i] = g3[3 * i + 1] = g3[3 * i + 2] = g[i];
-  for (std::int64_t p = 0; p < P; ++p) {
-    const Real* d = dG_dr + p * L;
-    for (std::int64_t k0 = 0; k0 < K; k0 += kMaxGroup) {
-      switch (std::min(K - k0, kMaxGroup)) {
-        case 1: contract_pair<1>(g3.data(), R, L, blocked, P, k0, p, center[p], d, v); break;
-        case 2: contract_pair<2>(g3.data(), R, L, blocked, P, k0, p, center[p], d, v); break;
-        case 3: contract_pair<3>(g3.data(), R, L, blocked, P, k0, p, center[p], d, v); break;
-        default: contract_pair<4>(g3.data(), R, L, blocked, P, k0, p, center[p], d, v); break;
-      }
-    }
+    for (std::int64_t j = 0; j < kBlock; ++j) sum[j % 3] += acc[j];
+    for (std::int64_t k = blocked; k < L; ++k) sum[k % 3] += gc[k] * static_cast<double>(d[k]);
+    v[3 * p] = sum[0];
+    v[3 * p + 1] = sum[1];
+    v[3 * p + 2] = sum[2];
   }
 }
 
 template <typename Real>
-void contract_pairs_adjoint(const double* u, std::int64_t K, const Real* dG_dr, const std::int64_t* center,
-                            std::int64_t P, std::int64_t R, std::int64_t M, double* g_hat) {
+void contract_pairs_adjoint(const double* u, const Real* dG_dr, const std::int64_t* center, std::int64_t P,
+                            std::int64_t R, std::int64_t M, double* g_hat) {
   check_centers(center, P, R);
   const std::int64_t L = 3 * M, blocked = L - L % kBlock;
-  // Per-component partial sums ĝ3[k, c, 3μ + a], folded into ĝ[k, c, μ] at the end.
-  std::vector<double> g3(static_cast<std::size_t>(K * R * L), 0.0);
+  // Per-component partial sums ĝ3[c, 3μ + a], folded into ĝ[c, μ] at the end.
+  std::vector<double> g3(static_cast<std::size_t>(R * L), 0.0);
   for (std::int64_t p = 0; p < P; ++p) {
+    double* out = g3.data() + center[p] * L;
     const Real* d = dG_dr + p * L;
-    for (std::int64_t k0 = 0; k0 < K; k0 += kMaxGroup) {
-      switch (std::min(K - k0, kMaxGroup)) {
-        case 1: contract_pair_adjoint<1>(g3.data(), u, R, L, blocked, P, k0, p, center[p], d); break;
-        case 2: contract_pair_adjoint<2>(g3.data(), u, R, L, blocked, P, k0, p, center[p], d); break;
-        case 3: contract_pair_adjoint<3>(g3.data(), u, R, L, blocked, P, k0, p, center[p], d); break;
-        default: contract_pair_adjoint<4>(g3.data(), u, R, L, blocked, P, k0, p, center[p], d); break;
-      }
-    }
+    double pattern[kBlock];
+    for (std::int64_t j = 0; j < kBlock; ++j) pattern[j] = u[3 * p + j % 3];
+    for (std::int64_t k = 0; k < blocked; k += kBlock)
+      for (std::int64_t j = 0; j < kBlock; ++j) out[k + j] += pattern[j] * static_cast<double>(d[k + j]);
+    for (std::int64_t k = blocked; k < L; ++k) out[k] += pattern[k % 3] * static_cast<double>(d[k]);
   }
-  for (std::int64_t i = 0; i < K * R * M; ++i) g_hat[i] = g3[3 * i] + g3[3 * i + 1] + g3[3 * i + 2];
+  for (std::int64_t i = 0; i < R * M; ++i) g_hat[i] = g3[3 * i] + g3[3 * i + 1] + g3[3 * i + 2];
 }
 
-template void contract_pairs<double>(const double*, std::int64_t, std::int64_t, std::int64_t, const double*,
-                                     const std::int64_t*, std::int64_t, double*);
-template void contract_pairs<float>(const double*, std::int64_t, std::int64_t, std::int64_t, const float*,
-                                    const std::int64_t*, std::int64_t, double*);
-template void contract_pairs_adjoint<double>(const double*, std::int64_t, const double*, const std::int64_t*,
-                                             std::int64_t, std::int64_t, std::int64_t, double*);
-template void contract_pairs_adjoint<float>(const double*, std::int64_t, const float*, const std::int64_t*,
-                                            std::int64_t, std::int64_t, std::int64_t, double*);
+template void contract_pairs<double>(const double*, std::int64_t, std::int64_t, const double*, const std::int64_t*,
+                                     std::int64_t, double*);
+template void contract_pairs<float>(const double*, std::int64_t, std::int64_t, const float*, const std::int64_t*,
+                                    std::int64_t, double*);
+template void contract_pairs_adjoint<double>(const double*, const double*, const std::int64_t*, std::int64_t,
+                                             std::int64_t, std::int64_t, double*);
+template void contract_pairs_adjoint<float>(const double*, const float*, const std::int64_t*, std::int64_t,
+                                            std::int64_t, std::int64_t, double*);
 
 void scatter_pairs(const double* v, const std::int64_t* center_atom, const std::int64_t* neighbor,
                    const double* pair_vector, const std::int64_t* pair_struct, std::int64_t P, std::int64_t N,

@@ -87,7 +87,7 @@ class _PairContraction(torch.autograd.Function):
     def forward(ctx, g: torch.Tensor, dG_dr: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
         dG_dr, center = dG_dr.detach().contiguous(), center.contiguous()
         ctx.save_for_backward(dG_dr, center)
-        ctx.rows = g.shape[-2]
+        ctx.rows = g.shape[0]
         return torch.from_numpy(_core.contract_pairs(g.detach().contiguous().numpy(), dG_dr.numpy(), center.numpy()))
 
     @staticmethod
@@ -99,12 +99,9 @@ class _PairContraction(torch.autograd.Function):
 
 
 def contract_pairs(g: torch.Tensor, dG_dr: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
-    """v_p = Σ_μ g[center[p], μ] dG_dr[p, μ, :], (P, 3); differentiable in g.
-    With g (K, R, M), one such contraction per committee member: (K, P, 3)."""
+    """v_p = Σ_μ g[center[p], μ] dG_dr[p, μ, :], (P, 3); differentiable in g."""
     if g.device.type == "cpu" and g.dtype == torch.float64 and dG_dr.dtype in (torch.float64, torch.float32):
         return _PairContraction.apply(g, dG_dr, center)
-    if g.dim() == 3:
-        return torch.stack([contract_pairs(gk, dG_dr, center) for gk in g])
     return torch.bmm(g[center].unsqueeze(1), dG_dr.to(g.dtype)).squeeze(1)
 
 
@@ -208,46 +205,6 @@ class ElementNetwork(nn.Module):
         return x.squeeze(-1)
 
 
-class Committee(nn.Module):
-    """K networks of the same shape, trained side by side, each on its own
-    loss (an ensemble, not one wide network; NNPModel runs each member on its
-    own copy of the inputs). Their mean is exactly a network of K times the
-    width whose weights are block-diagonal (`merged_layers`), which is what
-    the potential file stores."""
-
-    def __init__(self, size: int, n_inputs: int, sizes: Sequence[int], activations: Sequence[str]):
-        super().__init__()
-        if size < 2:
-            raise ValueError(f"a committee needs at least 2 members, got {size}")
-        self.members = nn.ModuleList(ElementNetwork(n_inputs, sizes, activations) for _ in range(size))
-
-    def merged_layers(self) -> list[tuple[np.ndarray, np.ndarray, str]]:
-        """(weights, biases, activation) per layer of the one network whose
-        output is the members' mean: inputs feed every member's first layer
-        (stacked rows), hidden layers are block-diagonal, and the output
-        layer averages (weights and bias divided by K)."""
-        K = len(self.members)
-        layers = []
-        n_layers = len(self.members[0].linears)
-        for l in range(n_layers):
-            W = [net.linears[l].weight.detach().numpy() for net in self.members]
-            b = [net.linears[l].bias.detach().numpy() for net in self.members]
-            act = self.members[0].activations[l]
-            if n_layers == 1:  # no hidden layer: linear models, whose mean is linear
-                layers.append((sum(W) / K, np.array([sum(float(x[0]) for x in b) / K]), act))
-            elif l == n_layers - 1:  # scalar output: the mean
-                layers.append((np.hstack(W) / K, np.array([sum(float(x[0]) for x in b) / K]), act))
-            elif l == 0:
-                layers.append((np.vstack(W), np.concatenate(b), act))
-            else:
-                rows, cols = W[0].shape
-                block = np.zeros((K * rows, K * cols))
-                for k, w in enumerate(W):
-                    block[k * rows : (k + 1) * rows, k * cols : (k + 1) * cols] = w
-                layers.append((block, np.concatenate(b), act))
-        return layers
-
-
 class NNPModel(nn.Module):
     """Per-element networks, descriptor scaling and reference energies."""
 
@@ -259,20 +216,12 @@ class NNPModel(nn.Module):
         *,
         architectures: dict[str, tuple[list[int], list[str]]] | None = None,
         repulsion: Sequence[Repulsion] = (),
-        members: int = 1,
     ):
         """`hidden` and `activation` give every element the same hidden layers
         and a linear output; `architectures` (element -> (sizes incl. output,
         activations)) overrides that per element (used when reading a file).
-        `repulsion`: optional ZBL cores (fixed, not trained). `members` > 1:
-        a committee of that many networks per element (`Committee`); the
-        predictions are their mean, and forward also returns each member's."""
+        `repulsion`: optional ZBL cores (fixed, not trained)."""
         super().__init__()
-        if members < 1:
-            raise ValueError(f"members must be >= 1, got {members}")
-        if members > 1 and architectures is not None:
-            raise ValueError("a committee is built from hidden/activation, not from a file's architectures")
-        self.members = int(members)
         self.descriptors = descriptors
         self.elements = tuple(descriptors.elements)
         self.repulsion = list(repulsion)
@@ -287,8 +236,8 @@ class NNPModel(nn.Module):
             else:
                 sizes = [int(h) for h in hidden] + [1]
                 acts = [activation] * len(hidden) + ["linear"]
+            nets[e] = ElementNetwork(descriptors.size(e), sizes, acts)
             M = descriptors.size(e)
-            nets[e] = ElementNetwork(M, sizes, acts) if members == 1 else Committee(members, M, sizes, acts)
             self.register_buffer(f"center_{e}", torch.zeros(M, dtype=DTYPE))
             self.register_buffer(f"width_{e}", torch.ones(M, dtype=DTYPE))
             self.register_buffer(f"gmin_{e}", torch.zeros(M, dtype=DTYPE))
@@ -306,13 +255,9 @@ class NNPModel(nn.Module):
         return getattr(self, f"e0_{e}")
 
     def init_weights(self, seed: int) -> None:
-        """Every network from one generator. A committee draws member by
-        member, so that its first member starts where a single model from
-        the same seed would."""
         g = torch.Generator().manual_seed(int(seed))
-        for k in range(self.members):
-            for e in self.elements:
-                (self.nets[e] if self.members == 1 else self.nets[e].members[k]).reset_parameters(g)
+        for e in self.elements:
+            self.nets[e].reset_parameters(g)
 
     @torch.no_grad()
     def fit_scaling(self, data: FeaturizedDataset, structures: Sequence[int] | None = None, mode: str = "standard") -> None:
@@ -374,84 +319,59 @@ class NNPModel(nn.Module):
         """Predictions for a batch: energy (S,), atom_energy (N,), and with
         `forces` forces (N, 3); with `stress` also virial (S, 3, 3) and
         stress (S, 3, 3) (NaN for non-periodic structures). `create_graph`
-        keeps the graph of the forces for training on them. A committee
-        predicts its members' mean, and adds "members": each member's energy
-        (K, S), and as asked forces (K, N, 3) and virial (K, S, 3, 3)."""
-        S, N, K = batch.n_structures, batch.n_total_atoms, self.members
+        keeps the graph of the forces for training on them."""
+        S, N = batch.n_structures, batch.n_total_atoms
         derivatives = forces or stress
         with torch.set_grad_enabled(derivatives or torch.is_grad_enabled()):
             device = batch.atom_struct.device
-            # Per member: atom energies; and for dE/dG the descriptor leaves
-            # and energy sums, element by element, members innermost.
-            atom_energy = [torch.zeros(N, dtype=DTYPE, device=device) for _ in range(K)]
+            atom_energy = torch.zeros(N, dtype=DTYPE, device=device)
             inputs, outputs = [], []
             for e in self.elements:
                 b = batch.blocks[e]
                 if b.G.shape[0] == 0:
                     continue
+                G = b.G.detach().requires_grad_(True) if derivatives else b.G  # (R, M)
                 center, width, _, _ = self.scaling(e)
-                # One leaf per member, so that dE/dG comes out per member.
-                G = [b.G.detach().requires_grad_(True) if K == 1 else b.G.detach().clone().requires_grad_(True)
-                     for _ in range(K)] if derivatives else [b.G] * K  # (R, M) each
-                nets = [self.nets[e]] if K == 1 else self.nets[e].members
-                for k, (net, G_k) in enumerate(zip(nets, G)):
-                    E_i = self.reference_energy(e) + net((G_k - center) / width)  # (R,)
-                    atom_energy[k] = atom_energy[k].index_add(0, b.atom, E_i)
-                    inputs.append(G_k)
-                    outputs.append(E_i.sum())
+                E_i = self.reference_energy(e) + self.nets[e]((G - center) / width)  # (R,)
+                atom_energy = atom_energy.index_add(0, b.atom, E_i)
+                inputs.append(G)
+                outputs.append(E_i.sum())
             rep = self._repulsion(batch) if self.repulsion else {}
             for e, (E_p, _) in rep.items():
-                where = batch.blocks[e].atom[batch.blocks[e].pair_center]
-                atom_energy = [a.index_add(0, where, E_p) for a in atom_energy]
-            energy = [torch.zeros(S, dtype=DTYPE, device=device).index_add(0, batch.atom_struct, a)
-                      for a in atom_energy]
+                atom_energy = atom_energy.index_add(0, batch.blocks[e].atom[batch.blocks[e].pair_center], E_p)
+            energy = torch.zeros(S, dtype=DTYPE, device=device).index_add(0, batch.atom_struct, atom_energy)
+            out = {"energy": energy, "atom_energy": atom_energy}
             if not derivatives:
-                return self._committee_mean({"energy": energy, "atom_energy": atom_energy})
+                return out
             # dE/dG_i for every atom; E = Σ E_i and E_i depends on G_i only.
             grads = torch.autograd.grad(sum(outputs), inputs, create_graph=create_graph) if inputs else []
-        F = [torch.zeros((N, 3), dtype=DTYPE, device=device) for _ in range(K)]
-        W = [torch.zeros((S, 3, 3), dtype=DTYPE, device=device) for _ in range(K)]
-        k0 = 0
+        F = torch.zeros((N, 3), dtype=DTYPE, device=device)
+        W = torch.zeros((S, 3, 3), dtype=DTYPE, device=device)
+        k = 0
         for e in self.elements:
             b = batch.blocks[e]
             if b.G.shape[0] == 0:
                 continue
-            # dE/dG (R, M), or (K, R, M) for a committee: the members share
-            # the pass over the stored derivatives.
-            dE_dG = grads[k0] if K == 1 else torch.stack(grads[k0 : k0 + K])
-            k0 += K
+            dE_dG = grads[k]  # (R, M)
+            k += 1
             P, M = b.dG_dr.shape[0], b.G.shape[1]
             assert b.dG_dr.shape == (P, M, 3) and b.pair_vector.shape == (P, 3), "inconsistent batch"
             # v_p = Σ_μ dE/dG[centre(p), μ] · dG_dr[p, μ, :]   (P, 3)
             v = contract_pairs(dE_dG, b.dG_dr, b.pair_center)
-            for k in range(K):
-                v_k = v if K == 1 else v[k]
-                if e in rep:
-                    v_k = v_k + rep[e][1]
-                # F_i += v_p (centre), F_j −= v_p (neighbour), as r_ij = r_j − r_i;
-                # W = −Σ_p r_p ⊗ v_p.
-                F_e, W_e = scatter_pairs(v_k, b.atom[b.pair_center], b.pair_neighbor, b.pair_vector, b.pair_struct,
-                                         N, S, with_virial=stress)
-                F[k] = F[k] + F_e
-                if stress:
-                    W[k] = W[k] + W_e
-        out = {"energy": energy, "atom_energy": atom_energy}
+            if e in rep:
+                v = v + rep[e][1]
+            # F_i += v_p (centre), F_j −= v_p (neighbour), as r_ij = r_j − r_i;
+            # W = −Σ_p r_p ⊗ v_p.
+            F_e, W_e = scatter_pairs(v, b.atom[b.pair_center], b.pair_neighbor, b.pair_vector, b.pair_struct, N, S,
+                                     with_virial=stress)
+            F = F + F_e
+            if stress:
+                W = W + W_e
         if forces:
             out["forces"] = F
         if stress:
             out["virial"] = W
-        out = self._committee_mean(out)
-        if stress:
-            out["stress"] = -out["virial"] / batch.volume.view(-1, 1, 1)
-        return out
-
-    def _committee_mean(self, per_member: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """The prediction from per-member lists: the one entry of a single
-        model, or the members' mean plus "members" (each stacked, K first)."""
-        if self.members == 1:
-            return {key: values[0] for key, values in per_member.items()}
-        out: dict = {key: torch.stack(values).mean(0) for key, values in per_member.items()}
-        out["members"] = {key: torch.stack(values) for key, values in per_member.items() if key != "atom_energy"}
+            out["stress"] = -W / batch.volume.view(-1, 1, 1)
         return out
 
     def _repulsion(self, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -496,13 +416,10 @@ class NNPModel(nn.Module):
         for e in self.elements:
             center, width, gmin, gmax = (t.detach().numpy().copy() for t in self.scaling(e))
             net = self.nets[e]
-            if isinstance(net, Committee):  # their mean, as one block-diagonal network
-                layers = [Layer(w, b, act) for w, b, act in net.merged_layers()]
-            else:
-                layers = [
-                    Layer(lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy(), act)
-                    for lin, act in zip(net.linears, net.activations)
-                ]
+            layers = [
+                Layer(lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy(), act)
+                for lin, act in zip(net.linears, net.activations)
+            ]
             models[e] = ElementModel(float(self.reference_energy(e)), Scaling(center, width, gmin, gmax), layers)
         pot = PotentialData(self.descriptors, models, list(comments), list(self.repulsion))
         pot.check()

@@ -72,12 +72,6 @@ class TrainConfig:
     hidden_layers: int = 2
     hidden_nodes: int = 30
     activation: str = "tanh"  # hidden layers; the output layer is linear
-    # Networks per element trained side by side from different initial
-    # weights, each on its own loss (a committee in one model); the model
-    # predicts their mean, and the file stores it as one network of
-    # averaged_networks × hidden_nodes with block-diagonal weights. They share
-    # the pass over the descriptor derivatives that dominates a training step.
-    averaged_networks: int = 1
     scaling: str = "minmax"  # minmax (robust to outlying frames, e.g. close contacts) or standard (mean/std)
     # Defaults chosen on a 10 % validation split of the Si data (214
     # structures; docs/accuracy.md): 200 Adam epochs (~0.5 s each on one
@@ -149,7 +143,6 @@ class TrainConfig:
             )
         need(self.hidden_layers >= 0, "hidden_layers must be >= 0")
         need(self.hidden_nodes >= 1, "hidden_nodes must be >= 1")
-        need(self.averaged_networks >= 1, "averaged_networks must be >= 1")
         need(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}")
         need(self.scaling in SCALING_MODES, f"scaling must be one of {SCALING_MODES}")
         need(self.epochs >= 0, "epochs must be >= 0")
@@ -260,27 +253,18 @@ class TrainResult:
 class _Errors:
     """Per-batch error tensors: energy per atom (S,), force components (3N,),
     virial per atom (S', 6) eV/atom and stress (S', 6) eV/Å³ of the S'
-    structures with a stress label. Per-member errors of a committee carry a
-    leading member axis on energy, force and virial (`members` of them):
-    sums over them are `members` times a single model's."""
+    structures with a stress label."""
 
     energy: torch.Tensor
     force: torch.Tensor
     virial: torch.Tensor
     stress: torch.Tensor
-    members: int = 1
 
 
-def _errors(model: NNPModel, batch: Batch, with_stress: bool, create_graph: bool,
-            per_member: bool = False) -> _Errors:
-    """Errors of the model's prediction (a committee's mean), or with
-    `per_member` each committee member's own (what training minimises: every
-    member learns on its own, and the mean gains from their independence)."""
+def _errors(model: NNPModel, batch: Batch, with_stress: bool, create_graph: bool) -> _Errors:
     out = model(batch, forces=True, stress=with_stress, create_graph=create_graph)
-    members = model.members if per_member and model.members > 1 else 1
-    pred = out["members"] if members > 1 else out
-    de = (pred["energy"] - batch.energy) / batch.n_atoms
-    df = (pred["forces"] - batch.forces).reshape(*de.shape[:-1], -1)
+    de = (out["energy"] - batch.energy) / batch.n_atoms
+    df = (out["forces"] - batch.forces).reshape(-1)
     if with_stress:
         # NaN stress: no label, or not a periodic cell (no volume).
         ok = torch.isfinite(batch.stress[:, 0, 0]) & torch.isfinite(batch.volume)
@@ -288,11 +272,11 @@ def _errors(model: NNPModel, batch: Batch, with_stress: bool, create_graph: bool
         # The loss uses the virial per atom, W/N = −σV/N (eV/atom, the scale
         # of the energy term); the metrics use the stress itself.
         w_ref = -batch.stress[ok] * vol
-        dw = ((pred["virial"][..., ok, :, :] - w_ref) / batch.n_atoms[ok].view(-1, 1, 1))[..., _VOIGT_I, _VOIGT_J]
+        dw = ((out["virial"][ok] - w_ref) / batch.n_atoms[ok].view(-1, 1, 1))[:, _VOIGT_I, _VOIGT_J]
         ds = (out["stress"][ok] - batch.stress[ok])[:, _VOIGT_I, _VOIGT_J]
     else:
         dw = ds = torch.zeros((0, 6), dtype=de.dtype, device=de.device)
-    return _Errors(de, df, dw, ds, members)
+    return _Errors(de, df, dw, ds)
 
 
 def _device_of(model: NNPModel) -> torch.device:
@@ -310,7 +294,7 @@ def evaluate(model: NNPModel, data: FeaturizedDataset, indices, config: TrainCon
     sums = dict(se=0.0, ae=0.0, sf=0.0, af=0.0, nf=0, sw=0.0, ss=0.0, as_=0.0, ns=0)
     for batch in batches:
         err = _errors(model, batch, with_stress=True, create_graph=False)
-        err = dataclasses.replace(err, **{k: v.detach() for k, v in vars(err).items() if torch.is_tensor(v)})
+        err = _Errors(*(t.detach() for t in vars(err).values()))
         sums["se"] += float((err.energy**2).sum())
         sums["ae"] += float(err.energy.abs().sum())
         sums["sf"] += float((err.force**2).sum())
@@ -404,7 +388,7 @@ def build_model(data: FeaturizedDataset, descriptors, config: TrainConfig, train
     """Initialised weights, scaling and reference energies from the training
     set, and the repulsive core (fixed; the network learns E − E_core)."""
     model = NNPModel(descriptors, [config.hidden_nodes] * config.hidden_layers, config.activation,
-                     repulsion=core_repulsion(data, descriptors, config), members=config.averaged_networks)
+                     repulsion=core_repulsion(data, descriptors, config))
     model.init_weights(config.seed)
     model.fit_scaling(data, train_idx, config.scaling)
     model.fit_reference_energies(data, train_idx)
@@ -429,18 +413,17 @@ class _Objective:
         self._cached: tuple[int, list[Batch]] | None = None  # (chunk size, batches)
 
     def loss(self, err: _Errors) -> torch.Tensor:
-        """A committee's loss is its members' mean loss."""
-        c, K = self.config, err.members
-        loss = c.energy_weight * (err.energy**2).sum() / (K * self.n_structures)
-        loss = loss + c.force_weight * (err.force**2).sum() / (K * self.n_force)
+        c = self.config
+        loss = c.energy_weight * (err.energy**2).sum() / self.n_structures
+        loss = loss + c.force_weight * (err.force**2).sum() / self.n_force
         if self.with_stress and self.n_stress:
-            loss = loss + c.stress_weight * (err.virial**2).sum() / (K * self.n_stress)
+            loss = loss + c.stress_weight * (err.virial**2).sum() / self.n_stress
         return loss
 
     def batch_loss(self, model: NNPModel, indices) -> tuple[torch.Tensor, _Errors]:
         """The loss of a minibatch, normalised by its own counts."""
         batch = self.data.collate(indices).to(self.device)
-        err = _errors(model, batch, self.with_stress, create_graph=True, per_member=True)
+        err = _errors(model, batch, self.with_stress, create_graph=True)
         c = self.config
         loss = c.energy_weight * (err.energy**2).mean() + c.force_weight * (err.force**2).mean()
         if self.with_stress and err.virial.numel():
@@ -467,16 +450,15 @@ class _Objective:
     def full_batch(self, model: NNPModel, chunk: int = 32) -> float:
         """Gradient of the full-set loss accumulated into .grad (chunked
         backward passes); returns the loss. Squared-error sums of this
-        evaluation are kept in `last_sums` (energy, force; a committee's
-        member mean) for the log."""
+        evaluation are kept in `last_sums` (energy, force) for the log."""
         total = sum_e = sum_f = 0.0
         for batch in self.chunks(chunk):
-            err = _errors(model, batch, self.with_stress, create_graph=True, per_member=True)
+            err = _errors(model, batch, self.with_stress, create_graph=True)
             loss = self.loss(err)
             loss.backward()
             total += float(loss.detach())
-            sum_e += float((err.energy.detach() ** 2).sum()) / err.members
-            sum_f += float((err.force.detach() ** 2).sum()) / err.members
+            sum_e += float((err.energy.detach() ** 2).sum())
+            sum_f += float((err.force.detach() ** 2).sum())
         self.last_sums = (sum_e, sum_f)
         return total
 
@@ -623,8 +605,8 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                sum_e += float((err.energy.detach() ** 2).sum()) / err.members
-                sum_f += float((err.force.detach() ** 2).sum()) / err.members
+                sum_e += float((err.energy.detach() ** 2).sum())
+                sum_f += float((err.force.detach() ** 2).sum())
             train_rmse_e = math.sqrt(sum_e / objective.n_structures)
             train_rmse_f = math.sqrt(sum_f / objective.n_force)
             train_loss = config.energy_weight * train_rmse_e**2 + config.force_weight * train_rmse_f**2
@@ -985,8 +967,7 @@ def _run(args: argparse.Namespace) -> int:
     data = featurize(structures, descriptors, config)
     _print(f"featurised in {_fmt_time(time.perf_counter() - t)} ({data.nbytes() / 2**20:.0f} MiB)")
     n_adam, n_lbfgs = _phase_lengths(config)
-    averaged = f", the mean of {config.averaged_networks}" if config.averaged_networks > 1 else ""
-    _print(f"network: {config.hidden_layers} x {config.hidden_nodes} {config.activation}{averaged}; {config.epochs} epochs "
+    _print(f"network: {config.hidden_layers} x {config.hidden_nodes} {config.activation}; {config.epochs} epochs "
            f"(Adam {n_adam}, batch {config.batch_size} structures, lr {config.learning_rate:g} {config.lr_schedule}; "
            f"L-BFGS {n_lbfgs}), weights E {config.energy_weight:g} F {config.force_weight:g} "
            f"S {config.stress_weight:g}, seed {config.seed}, device {config.device}")
@@ -1000,7 +981,7 @@ def _run(args: argparse.Namespace) -> int:
     for k, out in enumerate(outputs):
         member = config if len(outputs) == 1 else config.updated({"seed": config.seed + k})
         if len(outputs) > 1:
-            _print(f"ensemble member {k + 1}/{len(outputs)}: seed {member.seed} -> {out}")
+            _print(f"committee member {k + 1}/{len(outputs)}: seed {member.seed} -> {out}")
         if args.resume and out.exists() and not any(p.exists() for p in checkpoint_paths(out)):
             _print(f"{out} is finished; skipping it")
             results.append(Member(out, member, None, None))

@@ -15,20 +15,18 @@
 
 namespace nnp {
 
-// g: (K, R, M), one (R, M) block per committee member (K = 1: a single
-// model); dG_dr: (P, M, 3); center: (P,) rows of g; v: (K, P, 3), overwritten.
-// The members share the pass over dG_dr, which is what costs (memory-bound).
+// g: (R, M); dG_dr: (P, M, 3); center: (P,) rows of g; v: (P, 3), overwritten.
 // Throws nnp::Error naming the first centre index outside [0, R).
 // Real: double, or float for derivatives stored in single precision (half
 // the memory traffic of these bandwidth-bound loops); sums are in double.
 template <typename Real>
-void contract_pairs(const double* g, std::int64_t K, std::int64_t R, std::int64_t M, const Real* dG_dr,
-                    const std::int64_t* center, std::int64_t P, double* v);
+void contract_pairs(const double* g, std::int64_t R, std::int64_t M, const Real* dG_dr, const std::int64_t* center,
+                    std::int64_t P, double* v);
 
-// u: (K, P, 3); g_hat: (K, R, M), overwritten.
+// u: (P, 3); g_hat: (R, M), overwritten.
 template <typename Real>
-void contract_pairs_adjoint(const double* u, std::int64_t K, const Real* dG_dr, const std::int64_t* center,
-                            std::int64_t P, std::int64_t R, std::int64_t M, double* g_hat);
+void contract_pairs_adjoint(const double* u, const Real* dG_dr, const std::int64_t* center, std::int64_t P,
+                            std::int64_t R, std::int64_t M, double* g_hat);
 
 // v, pair_vector: (P, 3); center_atom, neighbor: (P,) atoms in [0, N);
 // pair_struct: (P,) in [0, S). forces (N, 3) and virial (S, 3, 3) are
