@@ -19,7 +19,10 @@ every style N times, in turns (sw, tersoff, …, sw, tersoff, …), and keeps ea
 one's fastest run.
 
     python benchmarks/md_speed.py [--cells 8] [--steps 50] [--presets A52 A52-wide] [--np 1 2]
-                                  [--repeat 3]
+                                  [--repeat 3] [--potentials Si.nnp other.nnp]
+
+--potentials adds potential files of your own (e.g. a model trained with
+`averaged_networks: 2`, whose networks are twice as wide).
 """
 
 from __future__ import annotations
@@ -114,9 +117,14 @@ def main(argv=None) -> int:
     p.add_argument("--np", type=int, nargs="*", default=[1], help="MPI rank counts (default 1)")
     p.add_argument("--no-reference", action="store_true", help="skip tersoff and snap (sw is always run)")
     p.add_argument("--repeat", type=int, default=1, help="runs per style, in turns; the fastest is kept")
+    p.add_argument("--potentials", nargs="*", default=[], metavar="FILE",
+                   help="Si potential files to time as well (after the presets)")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
+    for f in args.potentials:
+        if not Path(f).is_file():
+            p.error(f"potential file {f} does not exist")
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -129,6 +137,8 @@ def main(argv=None) -> int:
         for preset in args.presets:
             path = untrained_potential(preset, workdir)
             styles.append((f"nnp {preset}", f"pair_style nnp\npair_coeff * * {path} Si"))
+        for f in args.potentials:
+            styles.append((f"nnp {Path(f).name}", f"pair_style nnp\npair_coeff * * {Path(f).resolve()} Si"))
 
         cpu = _cpu_name()
         print(f"{cpu}; {args.cells}^3 cubic cells ({8 * args.cells**3} atoms), {args.steps} steps, 600 K, "

@@ -326,11 +326,35 @@ def test_ensemble_writes_members_and_their_disagreement(tmp_path, data_file, cap
         assert v["energy_std_meV_per_atom"] > 0 and v["force_std_eV_per_A"] > 0
     texts = [without_date(m) for m in members]
     assert texts[0] != texts[1] != texts[2]
+    # Their mean, as one potential: what the members predict on average.
+    from nnp.calculator import NNPCalculator
+
+    assert info["mean"] == str(tmp_path / "Si.mean.nnp")
+    for atoms in frames_of(data_file)[:3]:
+        got = []
+        for path in [*members, tmp_path / "Si.mean.nnp"]:
+            atoms.calc = NNPCalculator(str(path))
+            got.append((atoms.get_potential_energy(), atoms.get_forces().copy()))
+        assert got[3][0] == pytest.approx(np.mean([g[0] for g in got[:3]]), rel=1e-13, abs=1e-12)
+        np.testing.assert_allclose(got[3][1], np.mean([g[1] for g in got[:3]], axis=0), rtol=0, atol=1e-12)
     # Member 0 is the plain run with the same seed.
     single = tmp_path / "single.nnp"
     assert main(["--data", str(data_file), "--output", str(single), "--config", str(config)]) == 0
     strip = lambda lines: [x for x in lines if not x.startswith("# data")]  # noqa: E731
     assert strip(without_date(single)) == strip(texts[0])
+
+
+def frames_of(path: Path) -> list:
+    return read_structures(path)
+
+
+def test_ensemble_refuses_to_overwrite_an_earlier_mean(tmp_path, data_file, capsys):
+    config = write_config(tmp_path / "cfg.yaml", epochs=2)
+    (tmp_path / "Si.mean.nnp").write_text("mine")
+    args = ["--data", str(data_file), "--output", str(tmp_path / "Si.nnp"), "--config", str(config), "--ensemble", "2"]
+    assert main(args) == 1
+    assert "Si.mean.nnp exists" in capsys.readouterr().err
+    assert (tmp_path / "Si.mean.nnp").read_text() == "mine" and not (tmp_path / "Si.0.nnp").exists()
 
 
 def test_report_directory_is_checked_before_training(tmp_path, data_file, capsys):

@@ -870,7 +870,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ensemble", type=int, default=1, metavar="N",
                    help="train a committee of N models (seeds seed..seed+N-1, each with its own validation split, "
                         "which with refit is its holdout twin's); "
-                        "writes OUTPUT's stem .0 ... .N-1 and a .committee.json with their disagreement")
+                        "writes OUTPUT's stem .0 ... .N-1, their mean as one potential (.mean) and a "
+                        ".committee.json with their disagreement")
     p.add_argument("--report", metavar="DIR", help="write metrics (JSON), parity plots and the learning curve to DIR")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its checkpoint (OUTPUT.ckpt), same settings and data")
@@ -912,8 +913,19 @@ def member_outputs(output: Path, n: int) -> list[Path]:
     return [output.with_name(f"{output.stem}.{k}{output.suffix}") for k in range(n)]
 
 
+def mean_output(output: Path) -> Path:
+    """The committee's mean as one potential file: Si.nnp -> Si.mean.nnp."""
+    return output.with_name(f"{output.stem}.mean{output.suffix}")
+
+
 def _check_outputs(args: argparse.Namespace, outputs: list[Path]) -> None:
     """Refuse, before any work is done, to overwrite anything without --force."""
+    if len(outputs) > 1:
+        mean = mean_output(Path(args.output))
+        if mean.is_dir():
+            raise ValueError(f"{mean} is a directory")
+        if mean.exists() and not (args.force or args.resume):
+            raise FileExistsError(f"{mean} exists; refusing to overwrite it (use --force)")
     for out in outputs:
         if out.is_dir():
             raise ValueError(f"{out} is a directory")
@@ -1057,7 +1069,11 @@ def _write_report(directory: Path, member, data: FeaturizedDataset, overwrite: b
 
 def _write_committee(output: Path, results, data: FeaturizedDataset, digest: str) -> None:
     """Disagreement of the committee on every structure, and what later
-    uncertainty estimates need: member files, seeds, splits."""
+    uncertainty estimates need: member files, seeds, splits; and the
+    members' mean as one potential file (`nnp.committee`)."""
+    from nnp import committee
+
+    mean = committee.write_mean([m.output for m in results], mean_output(output), overwrite=True)
     models = [NNPModel.from_potential_data(potential_file.read(m.output)) for m in results]
     per_type: dict[str, list[tuple[float, float]]] = {}
     for start in range(0, len(data), 32):
@@ -1079,6 +1095,7 @@ def _write_committee(output: Path, results, data: FeaturizedDataset, digest: str
     }
     info = {
         "members": [str(m.output) for m in results],
+        "mean": str(mean),
         "seeds": [m.config.seed for m in results],
         "validation_fraction": results[0].config.validation_fraction,
         "refit": refits(results[0].config),
@@ -1093,6 +1110,7 @@ def _write_committee(output: Path, results, data: FeaturizedDataset, digest: str
     for ct, v in summary.items():
         _print(f"  {ct:16s} E {v['energy_std_meV_per_atom']:6.2f} meV/atom  F {v['force_std_eV_per_A']:.4f} eV/Å")
     _print(f"wrote {path}")
+    _print(f"wrote {mean}: the mean of the {len(results)} members as one potential (one wider network per element)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""The mean of several potentials, written as one potential file.
+
+Models trained with the same settings from different initial weights (e.g.
+`python -m nnp.train --ensemble K`) make partly independent errors, and
+their mean is more accurate than a typical member: on the Si validation
+split, the mean of two such models had a 2.4 % lower force MAE than its
+members on average (docs/accuracy.md, "How much the initial weights
+matter").
+
+That mean is itself a Behler–Parrinello potential with one, wider network
+per element, so LAMMPS, `NNPCalculator` and `nnp.evaluate` run it unchanged:
+
+    mean_k [e0_k + NN_k((G − c_k)/w_k)] = ē0 + NN((G − c)/w)
+
+where NN's first layer stacks the members' first layers (rewritten for the
+common scaling c, w: member 0's), its hidden-to-hidden layers are
+block-diagonal (the members stay independent), and its output layer adds the
+members' outputs divided by K. The descriptors are computed once, so MD pays
+only for the wider network. The members must share descriptors, repulsive
+cores, depth and activations; their widths may differ.
+
+    python -m nnp.committee --output Si.mean.nnp Si.0.nnp Si.1.nnp
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from nnp import potential_file
+from nnp.potential_file import ElementModel, Layer, PotentialData, Scaling
+
+
+def _check_compatible(pots: Sequence[PotentialData], names: Sequence[str]) -> None:
+    first, name0 = pots[0], names[0]
+    for pot, name in zip(pots[1:], names[1:]):
+        if pot.elements != first.elements:
+            raise ValueError(f"{name} has elements {list(pot.elements)}, {name0} {list(first.elements)}: "
+                             "only potentials of the same elements can be averaged")
+        if pot.descriptors != first.descriptors:
+            raise ValueError(f"{name} and {name0} have different symmetry functions (or cutoff function or "
+                             "angular sum): their networks see different inputs")
+        if set(pot.repulsion) != set(first.repulsion):
+            raise ValueError(f"{name} and {name0} have different repulsive cores")
+        for e in first.elements:
+            acts, acts0 = [l.activation for l in pot.models[e].layers], [l.activation for l in first.models[e].layers]
+            if acts != acts0:
+                raise ValueError(f"{e}: the networks of {name} ({len(acts)} layers: {' '.join(acts)}) and {name0} "
+                                 f"({len(acts0)} layers: {' '.join(acts0)}) differ in depth or activations")
+
+
+def _rescaled_first_layer(layer: Layer, scaling: Scaling, common: Scaling) -> tuple[np.ndarray, np.ndarray]:
+    """(W', b') with W' x + b' = W x_own + b for x = (G − common.center)/common.width
+    and x_own = (G − scaling.center)/scaling.width; exactly (W, b) when the
+    scalings agree."""
+    if np.array_equal(scaling.center, common.center) and np.array_equal(scaling.width, common.width):
+        return layer.weights, layer.biases
+    ratio = common.width / scaling.width
+    shift = (common.center - scaling.center) / scaling.width
+    return layer.weights * ratio, layer.biases + layer.weights @ shift
+
+
+def _mean_element(models: Sequence[ElementModel]) -> ElementModel:
+    K = len(models)
+    s0 = models[0].scaling
+    # The range seen in training by any member (extrapolation warnings).
+    scaling = Scaling(s0.center.copy(), s0.width.copy(), np.min([m.scaling.min for m in models], axis=0),
+                      np.max([m.scaling.max for m in models], axis=0))
+    first = [_rescaled_first_layer(m.layers[0], m.scaling, s0) for m in models]
+    n_layers = len(models[0].layers)
+    acts = [layer.activation for layer in models[0].layers]
+    if n_layers == 1:  # linear models: their mean is linear
+        W = sum(w for w, _ in first) / K
+        b = sum(b for _, b in first) / K
+        return ElementModel(float(np.mean([m.reference_energy for m in models])), scaling, [Layer(W, b, acts[0])])
+    layers = [Layer(np.vstack([w for w, _ in first]), np.concatenate([b for _, b in first]), acts[0])]
+    for i in range(1, n_layers - 1):
+        blocks = [m.layers[i].weights for m in models]
+        W = np.zeros((sum(w.shape[0] for w in blocks), sum(w.shape[1] for w in blocks)))
+        r = c = 0
+        for w in blocks:
+            W[r : r + w.shape[0], c : c + w.shape[1]] = w
+            r, c = r + w.shape[0], c + w.shape[1]
+        layers.append(Layer(W, np.concatenate([m.layers[i].biases for m in models]), acts[i]))
+    last = [m.layers[-1] for m in models]
+    layers.append(Layer(np.hstack([l.weights for l in last]) / K, sum(l.biases for l in last) / K, acts[-1]))
+    return ElementModel(float(np.mean([m.reference_energy for m in models])), scaling, layers)
+
+
+def mean_potential(pots: Sequence[PotentialData], names: Sequence[str] | None = None,
+                   comments: Sequence[str] = ()) -> PotentialData:
+    """One potential whose energy, forces and virial are the mean of `pots`'
+    (to rounding); `names` label the inputs in error messages."""
+    pots = list(pots)
+    if not pots:
+        raise ValueError("no potentials to average")
+    names = list(names) if names is not None else [f"potential {k}" for k in range(len(pots))]
+    for pot in pots:
+        pot.check()
+    _check_compatible(pots, names)
+    models = {e: _mean_element([p.models[e] for p in pots]) for e in pots[0].elements}
+    mean = PotentialData(pots[0].descriptors, models, list(comments), list(pots[0].repulsion))
+    mean.check()
+    return mean
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_mean(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> Path:
+    """Read `inputs`, write their mean to `output` (atomically; an existing
+    file only with `overwrite`), with the inputs and their digests in its
+    comments."""
+    inputs = [Path(p) for p in inputs]
+    for p in inputs:
+        if not p.is_file():
+            raise FileNotFoundError(f"potential file {p} does not exist")
+    comments = [f"the mean of {len(inputs)} potentials (python -m nnp.committee): one network per element, "
+                "the members' hidden layers side by side (block-diagonal), their outputs averaged"]
+    comments += [f"member {k}: {p.resolve()} sha256 {_sha256(p)}" for k, p in enumerate(inputs)]
+    mean = mean_potential([potential_file.read(p) for p in inputs], [str(p) for p in inputs], comments)
+    return potential_file.write(mean, output, overwrite=overwrite)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nnp.committee",
+        description="Write the mean of several potentials (same descriptors; e.g. the members of "
+        "python -m nnp.train --ensemble K) as one potential file, for LAMMPS and everything else.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="FILE", help="potential files (.nnp), at least two")
+    parser.add_argument("--output", required=True, metavar="FILE", help="potential file to write")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    args = parser.parse_args(argv)
+    try:
+        if len(args.inputs) < 2:
+            raise ValueError("give at least two potential files to average")
+        if any(Path(p).resolve() == Path(args.output).resolve() for p in args.inputs):
+            raise ValueError(f"{args.output} is one of the inputs: write the mean to another file")
+        if Path(args.output).exists() and not args.force:
+            raise FileExistsError(f"{args.output} exists; refusing to overwrite it (use --force)")
+        path = write_mean(args.inputs, Path(args.output), overwrite=args.force)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: the mean of {len(args.inputs)} potentials")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
