@@ -294,6 +294,10 @@ def test_resume_refuses_other_settings_or_data(tmp_path, data_file, frames, caps
     ase.io.write(other, frames[::-1], format="extxyz")
     assert main(["--data", str(other), "--output", str(out), "--config", str(config), "--resume"]) == 1
     assert "training data changed" in capsys.readouterr().err
+    # A checkpoint written before a setting existed resumes as if it had its default.
+    state = torch.load(ckpt, weights_only=True)
+    del state["config"]["split_seed"]
+    torch.save(state, ckpt)
     # The same settings and data: resumes (nothing left to do) and writes the model.
     assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--resume"]) == 0
     assert out.exists() and not ckpt.exists()
@@ -346,6 +350,46 @@ def test_ensemble_writes_members_and_their_disagreement(tmp_path, data_file, cap
 
 def frames_of(path: Path) -> list:
     return read_structures(path)
+
+
+@pytest.mark.parametrize("refit", [False, True], ids=["members", "refit"])
+def test_ensemble_with_a_shared_split_measures_its_mean(tmp_path, data_file, refit, capsys):
+    """split_seed fixed: the members share the validation split, and the
+    validation errors of their mean (of the models that did not see it) are
+    printed and stored; without it the splits differ and nothing is claimed."""
+    from nnp.model import NNPModel
+    from nnp.committee import mean_potential
+    from nnp.train import evaluate
+
+    config = write_config(tmp_path / "cfg.yaml", epochs=4, split_seed=7, refit=refit)
+    out = tmp_path / "Si.nnp"
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--ensemble", "2"]) == 0
+    stdout = capsys.readouterr().out
+    info = json.loads((tmp_path / "Si.committee.json").read_text())
+    got = info["mean_validation"]
+    assert got is not None and "validation of the mean" in stdout
+    cfg = TrainConfig.from_yaml(config)
+    frames = read_structures(data_file)
+    ds = preset("A16")
+    data = nnp_train.featurize(frames, ds, cfg)  # as the CLI does (float32 derivatives)
+    _, val = split(len(frames), cfg.validation_fraction, 7)
+    if not refit:  # the members themselves did not see the split: their mean is the written mean
+        mean = NNPModel.from_potential_data(potential_file.read(tmp_path / "Si.mean.nnp"))
+        want = evaluate(mean, data, val, cfg)
+        assert got["force_mae_eV_per_A"] == pytest.approx(want.force_mae, rel=1e-9)
+        assert got["energy_rmse_meV_per_atom"] == pytest.approx(1000 * want.energy_rmse, rel=1e-9)
+        singles = [evaluate(NNPModel.from_potential_data(potential_file.read(tmp_path / f"Si.{k}.nnp")), data, val,
+                            cfg) for k in range(2)]
+        assert all(s.loss != pytest.approx(want.loss, rel=1e-9) for s in singles)
+    else:
+        assert "holdout models' mean" in stdout
+    # Each member keeps its own seed (initial weights), only the split is shared.
+    assert info["seeds"] == [0, 1]
+    shared = write_config(tmp_path / "own.yaml", epochs=2, refit=refit)
+    assert main(["--data", str(data_file), "--output", str(tmp_path / "B.nnp"), "--config", str(shared),
+                 "--ensemble", "2"]) == 0
+    assert json.loads((tmp_path / "B.committee.json").read_text())["mean_validation"] is None
+    assert "different validation splits" in capsys.readouterr().out
 
 
 def test_ensemble_refuses_to_overwrite_an_earlier_mean(tmp_path, data_file, capsys):

@@ -68,7 +68,8 @@ def load(path: str | os.PathLike, config, data_digest: str, device: torch.device
         raise ValueError(f"{path}: not a readable nnp checkpoint ({err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not an nnp checkpoint (expected format {FORMAT!r})")
-    saved, now = dict(state["config"]), config.as_dict()
+    # A setting added after the checkpoint was written counts as its default.
+    saved, now = {**type(config)().as_dict(), **state["config"]}, config.as_dict()
     for key in MAY_DIFFER:
         saved.pop(key, None), now.pop(key, None)
     changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))

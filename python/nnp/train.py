@@ -96,6 +96,11 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 penalty 0.5·wd·|w|² on all weights and biases (Adam and L-BFGS)
     validation_fraction: float = 0.1
     seed: int = 0
+    # Seed of the validation split alone; -1: `seed`. --ensemble gives its
+    # members seeds seed … seed+N−1, so by default each has its own split;
+    # with a fixed split_seed they share one, and the validation errors of
+    # their mean are measured too.
+    split_seed: int = -1
     # torch intra-op threads (0 = all cores). One by default: on a busy 2-core
     # machine two threads ran 10-60x slower than one (on an idle one, 1.6x faster).
     threads: int = 1
@@ -170,6 +175,7 @@ class TrainConfig:
         need(self.energy_weight + self.force_weight + self.stress_weight > 0, "the loss weights cannot all be 0")
         need(self.weight_decay >= 0, "weight_decay must be >= 0")
         need(0 <= self.validation_fraction < 1, "validation_fraction must be in [0, 1)")
+        need(self.split_seed >= -1, "split_seed must be >= 0 (or -1: the same as seed)")
         need(self.threads >= 0, "threads must be >= 0")
         need(self.checkpoint_every >= 0 and math.isfinite(self.checkpoint_every),
              "checkpoint_every must be >= 0 seconds (0: every epoch)")
@@ -180,6 +186,11 @@ class TrainConfig:
             need(element in chemical_symbols[1:], f"isolated_atom_energies: {element!r} is not an element symbol")
             need(isinstance(energy, (int, float)) and not isinstance(energy, bool) and math.isfinite(energy),
                  f"isolated_atom_energies: the energy of {element} must be a finite number of eV, got {energy!r}")
+
+    @property
+    def split_seed_used(self) -> int:
+        """The seed that draws the validation split."""
+        return self.seed if self.split_seed < 0 else self.split_seed
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
@@ -547,7 +558,7 @@ def train(
     condensed = np.setdiff1d(np.arange(len(data)), isolated)
     if len(condensed) == 0:
         raise ValueError("every structure is an isolated atom: nothing to learn interactions from")
-    train_sub, val_sub = split(len(condensed), config.validation_fraction, config.seed)
+    train_sub, val_sub = split(len(condensed), config.validation_fraction, config.split_seed_used)
     model = build_model(data, descriptors, config, condensed[train_sub]).to(device)
     train_idx, val_idx = np.concatenate([condensed[train_sub], isolated]), condensed[val_sub]
     for core in model.repulsion:
@@ -1068,6 +1079,30 @@ def _write_report(directory: Path, member, data: FeaturizedDataset, overwrite: b
     _print(f"wrote the report to {directory}")
 
 
+def _mean_validation(results, data: FeaturizedDataset) -> Metrics | None:
+    """Validation errors of the members' mean, when they share one split:
+    the mean of the models that did not see it (the holdout twins with
+    refit, else the members themselves). None when the splits differ, or a
+    member was finished by an earlier run (its holdout model is gone)."""
+    from nnp import committee
+
+    if any(m.holdout is None for m in results):
+        return None
+    val = results[0].holdout.validation_indices
+    if len(val) == 0 or any(not np.array_equal(m.holdout.validation_indices, val) for m in results):
+        return None
+    mean = committee.mean_potential([m.holdout.model.to_potential_data() for m in results])
+    return evaluate(NNPModel.from_potential_data(mean), data, val, results[0].config)
+
+
+def _metrics_json(m: Metrics) -> dict[str, float | None]:
+    """Metrics in report units, NaN (no stress labels) as null."""
+    values = {"energy_mae_meV_per_atom": 1000 * m.energy_mae, "energy_rmse_meV_per_atom": 1000 * m.energy_rmse,
+              "force_mae_eV_per_A": m.force_mae, "force_rmse_eV_per_A": m.force_rmse,
+              "stress_mae_GPa": GPA * m.stress_mae, "stress_rmse_GPa": GPA * m.stress_rmse}
+    return {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+
+
 def _write_committee(output: Path, results, data: FeaturizedDataset, digest: str) -> None:
     """Disagreement of the committee on every structure, and what later
     uncertainty estimates need: member files, seeds, splits; and the
@@ -1075,6 +1110,7 @@ def _write_committee(output: Path, results, data: FeaturizedDataset, digest: str
     from nnp import committee
 
     mean = committee.write_mean([m.output for m in results], mean_output(output), overwrite=True)
+    mean_validation = _mean_validation(results, data)
     models = [NNPModel.from_potential_data(potential_file.read(m.output)) for m in results]
     per_type: dict[str, list[tuple[float, float]]] = {}
     for start in range(0, len(data), 32):
@@ -1102,6 +1138,7 @@ def _write_committee(output: Path, results, data: FeaturizedDataset, digest: str
         "refit": refits(results[0].config),
         "data_sha256": digest,
         "disagreement_by_config_type": summary,
+        "mean_validation": _metrics_json(mean_validation) if mean_validation is not None else None,
     }
     path = output.with_name(f"{output.stem}.committee.json")
     tmp = path.with_name(f".{path.name}.tmp")
@@ -1112,6 +1149,13 @@ def _write_committee(output: Path, results, data: FeaturizedDataset, digest: str
         _print(f"  {ct:16s} E {v['energy_std_meV_per_atom']:6.2f} meV/atom  F {v['force_std_eV_per_A']:.4f} eV/Å")
     _print(f"wrote {path}")
     _print(f"wrote {mean}: the mean of the {len(results)} members as one potential (one wider network per element)")
+    if mean_validation is not None:
+        twins = "holdout models'" if refits(results[0].config) else "members'"
+        _print(f"validation of the mean (the {twins} mean on their shared split): RMSE {mean_validation}  "
+               f"MAE: {mean_validation.mae_str()}")
+    else:
+        _print("  its validation errors are not measured: the members have different validation splits "
+               "(set split_seed to share one)")
 
 
 if __name__ == "__main__":
