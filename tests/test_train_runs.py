@@ -283,9 +283,7 @@ def test_resume_refuses_other_settings_or_data(tmp_path, data_file, frames, caps
     data = FeaturizedDataset.from_structures(read_structures(data_file), ds)
     cfg = TrainConfig.from_yaml(config)
     # A checkpoint as an interrupted CLI run leaves it (digest of the data file).
-    from nnp.train import _sha256
-
-    train(data, ds, cfg, log=lambda line: None, checkpoint=ckpt, data_digest=_sha256(data_file))
+    train(data, ds, cfg, log=lambda line: None, checkpoint=ckpt, data_digest=potential_file.file_sha256(data_file))
     assert ckpt.exists()
     assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--epochs", "5",
                  "--resume"]) == 1
@@ -384,11 +382,12 @@ def test_ensemble_with_a_shared_split_measures_its_mean(tmp_path, data_file, ref
     else:
         assert "holdout models' mean" in stdout
     # Each member keeps its own seed (initial weights), only the split is shared.
-    assert info["seeds"] == [0, 1]
+    assert info["seeds"] == [0, 1] and info["split_seeds"] == [7, 7]
     shared = write_config(tmp_path / "own.yaml", epochs=2, refit=refit)
     assert main(["--data", str(data_file), "--output", str(tmp_path / "B.nnp"), "--config", str(shared),
                  "--ensemble", "2"]) == 0
-    assert json.loads((tmp_path / "B.committee.json").read_text())["mean_validation"] is None
+    own = json.loads((tmp_path / "B.committee.json").read_text())
+    assert own["mean_validation"] is None and own["split_seeds"] == [0, 1]
     assert "different validation splits" in capsys.readouterr().out
 
 

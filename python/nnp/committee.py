@@ -25,7 +25,6 @@ cores, depth and activations; their widths may differ.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -109,10 +108,6 @@ def mean_potential(pots: Sequence[PotentialData], names: Sequence[str] | None = 
     return mean
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_mean(inputs: Sequence[Path], output: Path, overwrite: bool = False) -> Path:
     """Read `inputs`, write their mean to `output` (atomically; an existing
     file only with `overwrite`), with the inputs and their digests in its
@@ -123,7 +118,7 @@ def write_mean(inputs: Sequence[Path], output: Path, overwrite: bool = False) ->
             raise FileNotFoundError(f"potential file {p} does not exist")
     comments = [f"the mean of {len(inputs)} potentials (python -m nnp.committee): one network per element, "
                 "the members' hidden layers side by side (block-diagonal), their outputs averaged"]
-    comments += [f"member {k}: {p.resolve()} sha256 {_sha256(p)}" for k, p in enumerate(inputs)]
+    comments += [f"member {k}: {p.resolve()} sha256 {potential_file.file_sha256(p)}" for k, p in enumerate(inputs)]
     mean = mean_potential([potential_file.read(p) for p in inputs], [str(p) for p in inputs], comments)
     return potential_file.write(mean, output, overwrite=overwrite)
 

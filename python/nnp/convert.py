@@ -56,7 +56,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import enum
-import hashlib
 import math
 import sys
 from dataclasses import dataclass, field
@@ -732,7 +731,7 @@ def _provenance(directory: Path, files: list[Path], settings: N2p2Settings, unit
         f"source directory: {directory.resolve()}",
     ]
     for f in files:
-        lines.append(f"  {f.name} sha256 {hashlib.sha256(f.read_bytes()).hexdigest()}")
+        lines.append(f"  {f.name} sha256 {pf.file_sha256(f)}")
     lines.append(f"units: cflength {units.cflength!r} (model length per Å), cfenergy {units.cfenergy!r} "
                  "(model energy per eV), as in n2p2's pair_style hdnnp")
     s = settings.scaling

@@ -6,6 +6,7 @@ check that both read what this module writes, bit for bit.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -225,6 +226,16 @@ def write(pot: PotentialData, path: str | os.PathLike, *, overwrite: bool = Fals
         raise FileExistsError(f"{path} exists; refusing to overwrite it (use --force / overwrite=True)")
     atomic_write_text(path, text)
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks): the provenance
+    digest of data and potential files."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

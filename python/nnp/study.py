@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -53,6 +52,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from nnp import properties as props
+from nnp.potential_file import file_sha256
 from nnp.report import json_clean
 from nnp.study_config import STAGE_SETTINGS, StudyConfig
 
@@ -90,14 +90,6 @@ def fmt_time(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -803,7 +795,7 @@ def _run(args: argparse.Namespace) -> int:
         raise StudyError(f"{sdir.root} exists and is not a directory")
     structures = load_structures(data_path, config.max_structures)
     element, mass = _element(structures)
-    ident = identity(config, sha256(data_path), len(structures))
+    ident = identity(config, file_sha256(data_path), len(structures))
     extra = {"data": str(data_path.resolve()),
              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     prepare_directory(sdir, ident, extra, args.restart, args.force, args.update)

@@ -30,7 +30,6 @@ import argparse
 import copy
 import dataclasses
 import datetime
-import hashlib
 import json
 import math
 import multiprocessing
@@ -812,14 +811,6 @@ def _holdout_process(sender, *args) -> None:
 # ----------------------------------------------------------------------- CLI
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -880,8 +871,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "trained on as a one-atom structure so the model binds with the right cohesive energy "
                         "(repeat for several elements)")
     p.add_argument("--ensemble", type=int, default=1, metavar="N",
-                   help="train a committee of N models (seeds seed..seed+N-1, each with its own validation split, "
-                        "which with refit is its holdout twin's); "
+                   help="train a committee of N models (seeds seed..seed+N-1, each with its own validation split "
+                        "unless split_seed is set, which with refit is its holdout twin's); "
                         "writes OUTPUT's stem .0 ... .N-1, their mean as one potential (.mean) and a "
                         ".committee.json with their disagreement")
     p.add_argument("--report", metavar="DIR", help="write metrics (JSON), parity plots and the learning curve to DIR")
@@ -977,7 +968,7 @@ def _run(args: argparse.Namespace) -> int:
 
     data_path = Path(args.data)
     structures = read_structures(data_path)
-    digest = _sha256(data_path)
+    digest = potential_file.file_sha256(data_path)
     elements = _elements_of(structures)
     descriptors = descriptors_mod.resolve(config.descriptor, elements, structures)
     _print(f"data: {data_path} ({len(structures)} structures, {sum(len(a) for a in structures)} atoms, "
@@ -1079,20 +1070,21 @@ def _write_report(directory: Path, member, data: FeaturizedDataset, overwrite: b
     _print(f"wrote the report to {directory}")
 
 
-def _mean_validation(results, data: FeaturizedDataset) -> Metrics | None:
-    """Validation errors of the members' mean, when they share one split:
+def _mean_validation(results, data: FeaturizedDataset) -> tuple[Metrics | None, str]:
+    """Validation errors of the members' mean when they share one split:
     the mean of the models that did not see it (the holdout twins with
-    refit, else the members themselves). None when the splits differ, or a
-    member was finished by an earlier run (its holdout model is gone)."""
+    refit, else the members themselves); else None and the reason."""
     from nnp import committee
 
     if any(m.holdout is None for m in results):
-        return None
+        return None, "a member was finished by an earlier run, whose holdout model is gone"
     val = results[0].holdout.validation_indices
-    if len(val) == 0 or any(not np.array_equal(m.holdout.validation_indices, val) for m in results):
-        return None
+    if len(val) == 0:
+        return None, "nothing was held out (validation_fraction 0)"
+    if any(not np.array_equal(m.holdout.validation_indices, val) for m in results):
+        return None, "the members have different validation splits (set split_seed to share one)"
     mean = committee.mean_potential([m.holdout.model.to_potential_data() for m in results])
-    return evaluate(NNPModel.from_potential_data(mean), data, val, results[0].config)
+    return evaluate(NNPModel.from_potential_data(mean), data, val, results[0].config), ""
 
 
 def _metrics_json(m: Metrics) -> dict[str, float | None]:
@@ -1110,7 +1102,7 @@ def _write_committee(output: Path, results, data: FeaturizedDataset, digest: str
     from nnp import committee
 
     mean = committee.write_mean([m.output for m in results], mean_output(output), overwrite=True)
-    mean_validation = _mean_validation(results, data)
+    mean_validation, why_not = _mean_validation(results, data)
     models = [NNPModel.from_potential_data(potential_file.read(m.output)) for m in results]
     per_type: dict[str, list[tuple[float, float]]] = {}
     for start in range(0, len(data), 32):
@@ -1134,6 +1126,7 @@ def _write_committee(output: Path, results, data: FeaturizedDataset, digest: str
         "members": [str(m.output) for m in results],
         "mean": str(mean),
         "seeds": [m.config.seed for m in results],
+        "split_seeds": [m.config.split_seed_used for m in results],
         "validation_fraction": results[0].config.validation_fraction,
         "refit": refits(results[0].config),
         "data_sha256": digest,
@@ -1154,8 +1147,7 @@ def _write_committee(output: Path, results, data: FeaturizedDataset, digest: str
         _print(f"validation of the mean (the {twins} mean on their shared split): RMSE {mean_validation}  "
                f"MAE: {mean_validation.mae_str()}")
     else:
-        _print("  its validation errors are not measured: the members have different validation splits "
-               "(set split_seed to share one)")
+        _print(f"  the validation errors of the mean are not measured: {why_not}")
 
 
 if __name__ == "__main__":
