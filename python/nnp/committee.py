@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from scipy.linalg import block_diag
 
 from nnp import potential_file
 from nnp.potential_file import ElementModel, Layer, PotentialData, Scaling
@@ -70,25 +71,18 @@ def _mean_element(models: Sequence[ElementModel]) -> ElementModel:
     # The range seen in training by any member (extrapolation warnings).
     scaling = Scaling(s0.center.copy(), s0.width.copy(), np.min([m.scaling.min for m in models], axis=0),
                       np.max([m.scaling.max for m in models], axis=0))
+    e0 = float(np.mean([m.reference_energy for m in models]))
     first = [_rescaled_first_layer(m.layers[0], m.scaling, s0) for m in models]
-    n_layers = len(models[0].layers)
     acts = [layer.activation for layer in models[0].layers]
-    if n_layers == 1:  # linear models: their mean is linear
-        W = sum(w for w, _ in first) / K
-        b = sum(b for _, b in first) / K
-        return ElementModel(float(np.mean([m.reference_energy for m in models])), scaling, [Layer(W, b, acts[0])])
+    if len(acts) == 1:  # linear models: their mean is linear
+        return ElementModel(e0, scaling, [Layer(sum(w for w, _ in first) / K, sum(b for _, b in first) / K, acts[0])])
     layers = [Layer(np.vstack([w for w, _ in first]), np.concatenate([b for _, b in first]), acts[0])]
-    for i in range(1, n_layers - 1):
-        blocks = [m.layers[i].weights for m in models]
-        W = np.zeros((sum(w.shape[0] for w in blocks), sum(w.shape[1] for w in blocks)))
-        r = c = 0
-        for w in blocks:
-            W[r : r + w.shape[0], c : c + w.shape[1]] = w
-            r, c = r + w.shape[0], c + w.shape[1]
-        layers.append(Layer(W, np.concatenate([m.layers[i].biases for m in models]), acts[i]))
+    for i in range(1, len(acts) - 1):
+        layers.append(Layer(block_diag(*(m.layers[i].weights for m in models)),
+                            np.concatenate([m.layers[i].biases for m in models]), acts[i]))
     last = [m.layers[-1] for m in models]
     layers.append(Layer(np.hstack([l.weights for l in last]) / K, sum(l.biases for l in last) / K, acts[-1]))
-    return ElementModel(float(np.mean([m.reference_energy for m in models])), scaling, layers)
+    return ElementModel(e0, scaling, layers)
 
 
 def mean_potential(pots: Sequence[PotentialData], names: Sequence[str] | None = None,
