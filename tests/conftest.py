@@ -71,8 +71,9 @@ test_descriptor.__test__ = False  # a factory, not a test
 
 
 def random_potential(descriptors: DescriptorSet, structures, hidden=(8, 6), activation="tanh",
-                     seed=0) -> pf.PotentialData:
-    """A potential with random weights and scaling fitted to `structures`.
+                     seed=0, quadratic: bool = False) -> pf.PotentialData:
+    """A potential with random weights and scaling fitted to `structures`
+    (and, with `quadratic`, a random quadratic term for every element).
 
     The networks are random but smooth and O(1), so energies and forces have
     realistic magnitudes: a demanding fixture for agreement tests.
@@ -91,7 +92,12 @@ def random_potential(descriptors: DescriptorSet, structures, hidden=(8, 6), acti
             w = rng.normal(0.0, 1.0 / np.sqrt(n_in), (n_out, n_in)) * (0.3 if last else 1.0)
             b = rng.normal(0.0, 0.1, n_out)
             layers.append(pf.Layer(w, b, "linear" if last else activation))
-        models[e] = pf.ElementModel(-5.4 + 0.1 * rng.normal(), scaling, layers)
+        q = None
+        if quadratic:
+            M = descriptors.size(e)
+            A = rng.normal(0.0, 0.05, (M, M))
+            q = pf.QuadraticTerm(rng.normal(0.0, 0.1, M), 0.5 * (A + A.T))
+        models[e] = pf.ElementModel(-5.4 + 0.1 * rng.normal(), scaling, layers, q)
     return pf.PotentialData(descriptors, models, ["random test potential"])
 
 
@@ -105,6 +111,15 @@ def si_potential(tmp_path_factory, si_structures) -> Path:
     """Path of a random Si potential (every function type) written by nnp.potential_file."""
     pot = random_potential(test_descriptor(), si_structures)
     path = tmp_path_factory.mktemp("pot") / "Si_random.nnp"
+    pf.write(pot, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def si_quadratic_potential(tmp_path_factory, si_structures) -> Path:
+    """As si_potential, with a quadratic term (format version 3)."""
+    pot = random_potential(test_descriptor(), si_structures, seed=4, quadratic=True)
+    path = tmp_path_factory.mktemp("pot") / "Si_random_quadratic.nnp"
     pf.write(pot, path)
     return path
 

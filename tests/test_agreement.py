@@ -97,12 +97,14 @@ def assert_agree(a: dict, b: dict, label: str) -> dict:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_three_layers_agree_single_element(si_potential, seed):
+@pytest.mark.parametrize("which", ["network", "network + quadratic term"])
+def test_three_layers_agree_single_element(si_potential, si_quadratic_potential, seed, which):
+    potential = si_potential if which == "network" else si_quadratic_potential
     atoms = lammps_cell_structure(seed)
-    core = core_results(si_potential, atoms)
-    assert_agree(torch_results(si_potential, atoms), core, "torch vs core")
-    assert_agree(lammps_results(si_potential, atoms, ["Si"]), core, "LAMMPS vs core")
-    assert_agree(lammps_results(si_potential, atoms, ["Si"], newton="off"), core, "LAMMPS newton off vs core")
+    core = core_results(potential, atoms)
+    assert_agree(torch_results(potential, atoms), core, "torch vs core")
+    assert_agree(lammps_results(potential, atoms, ["Si"]), core, "LAMMPS vs core")
+    assert_agree(lammps_results(potential, atoms, ["Si"], newton="off"), core, "LAMMPS newton off vs core")
 
 
 def test_three_layers_agree_two_elements(sic_potential):

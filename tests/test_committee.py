@@ -60,6 +60,33 @@ def test_the_mean_predicts_the_mean_of_the_members(hidden):
             np.testing.assert_allclose(np.asarray(got[s][key]), want, rtol=0, atol=1e-11)
 
 
+def with_quadratic_term(pot: potential_file.PotentialData, seed: int, elements=("Si", "C")):
+    rng = np.random.default_rng(seed)
+    for e in elements:
+        M = pot.descriptors.size(e)
+        A = rng.normal(0.0, 0.05, (M, M))
+        pot.models[e].quadratic = potential_file.QuadraticTerm(rng.normal(0.0, 0.1, M), 0.5 * (A + A.T))
+    return pot
+
+
+def test_the_mean_of_members_with_quadratic_terms():
+    """Quadratic terms are rewritten for the common scaling and averaged
+    (a member without one counts as 0): the mean still predicts the mean."""
+    members = [with_quadratic_term(member(0), 10), member(1, shift=0.3),
+               with_quadratic_term(member(2, shift=-0.2), 11, elements=("Si",))]
+    mean = mean_potential(members)
+    assert mean.models["Si"].quadratic is not None and mean.models["C"].quadratic is not None
+    assert mean.format_version == 3
+    got = evaluate(mean)
+    each = [evaluate(m) for m in members]
+    for s in range(len(STRUCTURES)):
+        assert got[s]["energy"] == pytest.approx(np.mean([r[s]["energy"] for r in each]), rel=1e-13, abs=1e-11)
+        for key in ("forces", "virial"):
+            want = np.mean([np.asarray(r[s][key]) for r in each], axis=0)
+            np.testing.assert_allclose(np.asarray(got[s][key]), want, rtol=0, atol=1e-10)
+    assert mean_potential([member(0), member(1)]).models["Si"].quadratic is None
+
+
 def test_members_with_the_same_scaling_are_copied_exactly_and_may_differ_in_width():
     a, b = member(0, (8, 6)), member(1, (5, 4))
     mean = mean_potential([a, b])

@@ -316,7 +316,11 @@ def test_file_errors_version_and_duplicates(si_repulsive, tmp_path):
     # The same pair twice.
     text, k = _replace_line(rep, "end", "repulsion zbl Si Si 0.5 1.0\nend")
     _both_reject(text, tmp_path, "second 'repulsion' line for Si Si", k)
-    _both_reject(plain.replace("nnp-potential 1", "nnp-potential 3", 1), tmp_path, "unsupported format version", 1)
+    _both_reject(plain.replace("nnp-potential 1", "nnp-potential 3", 1), tmp_path,
+                 "without 'quadratic' sections must be written as version 1", 1)
+    _both_reject(rep.replace("nnp-potential 2", "nnp-potential 3", 1), tmp_path,
+                 "without 'quadratic' sections must be written as version 2", 1)
+    _both_reject(plain.replace("nnp-potential 1", "nnp-potential 4", 1), tmp_path, "unsupported format version", 1)
 
 
 def test_element_that_is_not_a_chemical_symbol(tmp_path, si_structures):

@@ -208,7 +208,10 @@ def test_cli_refuses_to_overwrite_before_any_work(tmp_path, capsys):
 
 def test_cli_epochs_zero_writes_untrained_model(tmp_path, data_file, capsys):
     out = tmp_path / "Si.nnp"
-    assert main(["--data", str(data_file), "--output", str(out), "--epochs", "0", "--descriptor", "A16"]) == 0
+    network_only = tmp_path / "network.yaml"
+    network_only.write_text("quadratic_weight: 0.0\n")
+    assert main(["--data", str(data_file), "--output", str(out), "--epochs", "0", "--descriptor", "A16",
+                 "--config", str(network_only)]) == 0
     pot = potential_file.read(out)
     assert pot.descriptors.size("Si") == 16
     frames = read_structures(data_file)
@@ -227,7 +230,10 @@ def test_cli_epochs_zero_writes_untrained_model(tmp_path, data_file, capsys):
     # --force overwrites; without it the second run is refused.
     assert main(["--data", str(data_file), "--output", str(out), "--epochs", "0", "--descriptor", "A16"]) == 1
     assert main(["--data", str(data_file), "--output", str(out), "--epochs", "0", "--descriptor", "A28", "--force"]) == 0
-    assert potential_file.read(out).descriptors.size("Si") == 28
+    pot = potential_file.read(out)
+    assert pot.descriptors.size("Si") == 28
+    # By default the model written is the blend with the quadratic term.
+    assert pot.models["Si"].quadratic is not None and out.read_text().startswith("nnp-potential 3\n")
 
 
 def _losses(stdout: str) -> list[float]:
@@ -339,8 +345,10 @@ def test_isolated_atoms_always_train_and_leave_the_split_alone(data_file):
     frames = read_structures(data_file)
     desc = descriptors_mod.preset("A16", ("Si",))
     e_iso = float(np.mean([a.get_potential_energy() / len(a) for a in frames])) + 2.0  # 2 eV above the crystal
+    # The network alone: the blend's e0 and quadratic term are fitted to the
+    # anchor too (checked at the end).
     base = TrainConfig(descriptor="A16", hidden_layers=1, hidden_nodes=8, epochs=200, batch_size=4,
-                       validation_fraction=0.25, lbfgs_fraction=0.5, log_every=1000)
+                       validation_fraction=0.25, lbfgs_fraction=0.5, log_every=1000, quadratic_weight=0.0)
     anchored = base.updated({"isolated_atom_energies": {"Si": e_iso}})
     plain_data = FeaturizedDataset.from_structures(frames, desc)
     data = featurize(frames, desc, anchored)  # as python -m nnp.train does: float32 derivatives
@@ -359,3 +367,6 @@ def test_isolated_atoms_always_train_and_leave_the_split_alone(data_file):
     before = untrained.model.predict([lone])[0]["energy"]
     after = res.model.predict([lone])[0]["energy"]
     assert abs(after - e_iso) < 0.1 * abs(before - e_iso), (before, after, e_iso)
+    blend = train(data, desc, anchored.updated({"quadratic_weight": 0.5}), log=log.append)
+    assert blend.model.quadratic_elements == ("Si",)
+    assert abs(blend.model.predict([lone])[0]["energy"] - e_iso) < 0.1 * abs(before - e_iso)

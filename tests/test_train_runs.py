@@ -296,6 +296,14 @@ def test_resume_refuses_other_settings_or_data(tmp_path, data_file, frames, caps
     state = torch.load(ckpt, weights_only=True)
     del state["config"]["split_seed"]
     torch.save(state, ckpt)
+    # ...except a setting whose absence meant something else: a checkpoint from
+    # before the quadratic term trained the network alone.
+    del state["config"]["quadratic_weight"]
+    torch.save(state, ckpt)
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--resume"]) == 1
+    assert "quadratic_weight: 0.0 -> 0.5" in capsys.readouterr().err
+    state["config"]["quadratic_weight"] = 0.5
+    torch.save(state, ckpt)
     # The same settings and data: resumes (nothing left to do) and writes the model.
     assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--resume"]) == 0
     assert out.exists() and not ckpt.exists()
@@ -551,3 +559,34 @@ def test_the_twin_runs_alongside_only_with_one_thread_per_core(monkeypatch):
     assert not nnp_train._twin_in_parallel(TrainConfig(device="cuda"))
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert not nnp_train._twin_in_parallel(TrainConfig())
+
+
+# ------------------------------------------------------- the quadratic term
+
+
+def test_the_written_model_is_the_blend_and_its_best_epoch_is_the_blends(dataset):
+    """With quadratic_weight w, train() returns (1 − w)·network + w·quadratic
+    model; the validation loss of every epoch in the history is the blend's,
+    and the best epoch is where it is lowest; `parts` holds the two alone."""
+    ds, data = dataset
+    config = TrainConfig(**SMALL, epochs=6)
+    result = train(data, ds, config, log=lambda line: None)
+    assert result.model.quadratic_elements == ("Si",)
+    losses = [h["val_loss"] for h in result.history]
+    assert result.best_epoch == 1 + int(np.argmin(losses))
+    assert result.validation.loss == pytest.approx(min(losses), rel=1e-9)
+    network, quad = result.parts["network"], result.parts["quadratic"]
+    assert network.loss != pytest.approx(result.validation.loss, rel=1e-3)
+    assert quad.loss != pytest.approx(result.validation.loss, rel=1e-3)
+    # The network alone is what the same training without the term gives.
+    alone = train(data, ds, dataclasses.replace(config, quadratic_weight=0.0), log=lambda line: None)
+    assert alone.model.quadratic_elements == () and not alone.parts
+    pot = result.model.to_potential_data()
+    assert pot.format_version == 3
+
+
+def test_quadratic_settings_are_checked():
+    for bad in (dict(quadratic_weight=-0.1), dict(quadratic_weight=1.5), dict(quadratic_ridge=-1.0),
+                dict(quadratic_ridge=math.inf)):
+        with pytest.raises(ValueError, match="quadratic"):
+            TrainConfig(**bad).check()

@@ -9,7 +9,7 @@ namespace nnp {
 
 std::size_t AtomWorkspace::bytes() const {
   return descriptor.bytes() + network.bytes() +
-         sizeof(double) * (G.capacity() + x.capacity() + dE_dx.capacity() + dE_dG.capacity());
+         sizeof(double) * (G.capacity() + x.capacity() + dE_dx.capacity() + dE_dG.capacity() + quadratic.capacity());
 }
 
 Potential::Potential(std::vector<ElementModel> elements, std::vector<RepulsionPair> repulsion)
@@ -28,6 +28,9 @@ Potential::Potential(std::vector<ElementModel> elements, std::vector<RepulsionPa
     if (m.network.n_inputs() != static_cast<int>(M))
       throw Error("element " + m.symbol + ": the network takes " + std::to_string(m.network.n_inputs()) +
                   " inputs but the descriptor has " + std::to_string(M) + " functions");
+    if (!m.quadratic.empty() && m.quadratic.size() != static_cast<int>(M))
+      throw Error("element " + m.symbol + ": the quadratic term has " + std::to_string(m.quadratic.size()) +
+                  " coefficients but the descriptor has " + std::to_string(M) + " functions");
     cutoff_ = std::max(cutoff_, m.descriptor.max_cutoff());
   }
   std::vector<int> z;
@@ -95,7 +98,8 @@ double Potential::atom_energy(int element, const NeighborView& nb, double* dE_dr
   m.descriptor.compute(nb, ws.G.data(), ws.descriptor);
   const bool outside = scale_inputs(m.scaling, ws.G, ws.x);
   if (extrapolating) *extrapolating = outside;
-  const double e = m.network.forward_backward(ws.x.data(), ws.dE_dx.data(), ws.network);
+  double e = m.network.forward_backward(ws.x.data(), ws.dE_dx.data(), ws.network);
+  if (!m.quadratic.empty()) e += m.quadratic.value_and_gradient(ws.x.data(), ws.dE_dx.data(), ws.quadratic);
   for (int k = 0; k < M; ++k) ws.dE_dG[k] = ws.dE_dx[k] / m.scaling.width[k];
   m.descriptor.accumulate_gradient(nb, ws.dE_dG.data(), dE_dr, ws.descriptor, /*prepared=*/true);
   const double rep = repulsion_.empty() ? 0.0 : repulsion_energy(element, nb, dE_dr);
@@ -110,7 +114,8 @@ double Potential::atom_energy(int element, const NeighborView& nb, AtomWorkspace
   m.descriptor.compute(nb, ws.G.data(), ws.descriptor);
   scale_inputs(m.scaling, ws.G, ws.x);
   const double rep = repulsion_.empty() ? 0.0 : repulsion_energy(element, nb, nullptr);
-  return m.reference_energy + m.network.forward(ws.x.data(), ws.network) + rep;
+  const double q = m.quadratic.empty() ? 0.0 : m.quadratic.value(ws.x.data(), ws.quadratic);
+  return m.reference_energy + m.network.forward(ws.x.data(), ws.network) + q + rep;
 }
 
 }  // namespace nnp

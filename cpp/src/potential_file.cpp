@@ -239,7 +239,9 @@ SymmetryFunction read_function(Lines& lines, const std::vector<std::string>& ele
 }
 
 struct PendingElement {
-  bool has_reference = false, has_scaling = false, has_network = false;
+  bool has_reference = false, has_scaling = false, has_network = false, has_quadratic = false;
+  int quadratic_line = 0;
+  std::vector<double> quadratic_linear, quadratic_matrix;
   double reference_energy = 0;
   std::vector<SymmetryFunction> functions;
   bool has_descriptor = false;
@@ -253,13 +255,14 @@ Potential parse_potential(const std::string& text, const std::string& source) {
   Lines lines(text, source);
   int version = 0, version_line = 0;
   {
-    const Line& l = lines.next(std::string("'") + kFormatName + " 1' or '" + kFormatName + " 2'");
+    const std::string name = kFormatName;
+    const Line& l = lines.next("'" + name + " 1', '" + name + " 2' or '" + name + " 3'");
     if (l.tokens[0] != kFormatName)
-      throw lines.error(l.number, std::string("not an nnp potential file: line 1 must be '") + kFormatName +
-                                      " 1' or '" + kFormatName + " 2'");
-    if (l.tokens.size() != 2 || (l.tokens[1] != "1" && l.tokens[1] != "2"))
-      throw lines.error(l.number, "unsupported format version; this reader knows versions 1 and 2");
-    version = l.tokens[1] == "1" ? 1 : 2;
+      throw lines.error(l.number, "not an nnp potential file: line 1 must be '" + name + " 1', '" + name + " 2' or '" +
+                                      name + " 3'");
+    if (l.tokens.size() != 2 || (l.tokens[1] != "1" && l.tokens[1] != "2" && l.tokens[1] != "3"))
+      throw lines.error(l.number, "unsupported format version; this reader knows versions 1, 2 and 3");
+    version = l.tokens[1][0] - '0';
     version_line = l.number;
   }
   {
@@ -331,8 +334,10 @@ Potential parse_potential(const std::string& text, const std::string& source) {
       repulsion_lines.push_back(l.number);
       continue;
     }
-    if (key != "reference_energy" && key != "descriptor" && key != "scaling" && key != "network")
-      throw lines.error(l.number, "expected a section keyword (reference_energy, descriptor, scaling, network, repulsion, end), found '" + key + "'");
+    if (key != "reference_energy" && key != "descriptor" && key != "scaling" && key != "network" &&
+        key != "quadratic")
+      throw lines.error(l.number, "expected a section keyword (reference_energy, descriptor, scaling, network, "
+                                  "quadratic, repulsion, end), found '" + key + "'");
     if (l.tokens.size() < 3) throw lines.error(l.number, "'" + key + "' needs an element and a value");
     const int e = element_of(lines, l, 1, elements);
     PendingElement& p = pending[e];
@@ -375,6 +380,32 @@ Potential parse_potential(const std::string& text, const std::string& source) {
         p.scaling.max.push_back(row[3]);
       }
       p.has_scaling = true;
+    } else if (key == "quadratic") {
+      if (version < 3)
+        throw lines.error(l.number, "'quadratic' needs format version 3 (line 1: '" + std::string(kFormatName) + " 3')");
+      if (p.has_quadratic) throw lines.error(l.number, "second 'quadratic' section for " + sym);
+      if (l.tokens.size() != 3) throw lines.error(l.number, "expected 'quadratic element count'");
+      if (!p.has_descriptor)
+        throw lines.error(l.number, "'quadratic " + sym + "' must follow 'descriptor " + sym + "'");
+      const long m = lines.integer(l, 2, "the number of functions", 1, kMaxCount);
+      if (m != static_cast<long>(p.functions.size()))
+        throw lines.error(l.number, "quadratic has " + std::to_string(m) + " coefficients but descriptor " + sym +
+                                        " has " + std::to_string(p.functions.size()) + " functions");
+      p.quadratic_linear = lines.numbers(static_cast<std::size_t>(m), "the linear coefficients of the quadratic term");
+      std::vector<int> row_lines(m);
+      for (long r = 0; r < m; ++r) {
+        const std::vector<double> row =
+            lines.numbers(static_cast<std::size_t>(m), "row " + std::to_string(r + 1) + " of the quadratic matrix",
+                          &row_lines[r]);
+        p.quadratic_matrix.insert(p.quadratic_matrix.end(), row.begin(), row.end());
+      }
+      for (long r = 0; r < m; ++r)
+        for (long c = 0; c < r; ++c)
+          if (p.quadratic_matrix[r * m + c] != p.quadratic_matrix[c * m + r])
+            throw lines.error(row_lines[r], "quadratic " + sym + ": the matrix is not symmetric (row " +
+                                                std::to_string(r + 1) + ", column " + std::to_string(c + 1) + ")");
+      p.quadratic_line = l.number;
+      p.has_quadratic = true;
     } else {
       if (p.has_network) throw lines.error(l.number, "second 'network' section for " + sym);
       if (!p.has_descriptor) throw lines.error(l.number, "'network " + sym + "' must follow 'descriptor " + sym + "'");
@@ -437,12 +468,19 @@ Potential parse_potential(const std::string& text, const std::string& source) {
     try {
       m.descriptor = Descriptor(std::move(p.functions), cutoff, full_sum, static_cast<int>(elements.size()));
       m.network = Network(std::move(p.layers));
+      if (p.has_quadratic) m.quadratic = QuadraticTerm(std::move(p.quadratic_linear), std::move(p.quadratic_matrix));
     } catch (const Error& err) {
       throw Error(source + ": element " + elements[e] + ": " + err.what());
     }
     m.scaling = std::move(p.scaling);
     models.push_back(std::move(m));
   }
+  // A file carries the lowest version that can express it.
+  bool any_quadratic = false;
+  for (const PendingElement& p : pending) any_quadratic |= p.has_quadratic;
+  if (version == 3 && !any_quadratic)
+    throw lines.error(version_line, std::string("a version-3 file without 'quadratic' sections must be written as version ") +
+                                        (repulsion.empty() ? "1" : "2"));
   if (version == 2 && repulsion.empty())
     throw lines.error(version_line, "a version-2 file without 'repulsion' lines must be written as version 1");
   for (std::size_t q = 0; q < repulsion.size(); ++q) {

@@ -20,6 +20,9 @@ FORMAT = "nnp-checkpoint 1"
 # Settings that may change between the interrupted run and its resumption:
 # they do not change the numbers.
 MAY_DIFFER = ("threads", "log_every", "device", "checkpoint_every")
+# Settings added after checkpoints without them were written, with the value
+# that gives what the writing version did (others count as their default).
+ADDED_LATER = {"quadratic_weight": 0.0}
 
 
 def path_for(output: str | os.PathLike) -> Path:
@@ -68,8 +71,10 @@ def load(path: str | os.PathLike, config, data_digest: str, device: torch.device
         raise ValueError(f"{path}: not a readable nnp checkpoint ({err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not an nnp checkpoint (expected format {FORMAT!r})")
-    # A setting added after the checkpoint was written counts as its default.
-    saved, now = {**type(config)().as_dict(), **state["config"]}, config.as_dict()
+    # A setting added after the checkpoint was written counts as what the
+    # writing version did: ADDED_LATER, else its default.
+    saved = {**type(config)().as_dict(), **ADDED_LATER, **state["config"]}
+    now = config.as_dict()
     for key in MAY_DIFFER:
         saved.pop(key, None), now.pop(key, None)
     changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))

@@ -10,12 +10,13 @@ matter").
 That mean is itself a Behler–Parrinello potential with one, wider network
 per element, so LAMMPS, `NNPCalculator` and `nnp.evaluate` run it unchanged:
 
-    mean_k [e0_k + NN_k((G − c_k)/w_k)] = ē0 + NN((G − c)/w)
+    mean_k [e0_k + NN_k((G − c_k)/w_k) + Q_k((G − c_k)/w_k)] = ē0 + NN((G − c)/w) + Q((G − c)/w)
 
 where NN's first layer stacks the members' first layers (rewritten for the
 common scaling c, w: member 0's), its hidden-to-hidden layers are
 block-diagonal (the members stay independent), and its output layer adds the
-members' outputs divided by K. The descriptors are computed once, so MD pays
+members' outputs divided by K; the quadratic terms Q_k (where members have
+one) are rewritten for the common scaling and averaged. The descriptors are computed once, so MD pays
 only for the wider network. The members must share descriptors, repulsive
 cores, depth and activations; their widths may differ.
 
@@ -33,7 +34,7 @@ import numpy as np
 from scipy.linalg import block_diag
 
 from nnp import potential_file
-from nnp.potential_file import ElementModel, Layer, PotentialData, Scaling
+from nnp.potential_file import ElementModel, Layer, PotentialData, QuadraticTerm, Scaling
 
 
 def _check_compatible(pots: Sequence[PotentialData], names: Sequence[str]) -> None:
@@ -65,24 +66,50 @@ def _rescaled_first_layer(layer: Layer, scaling: Scaling, common: Scaling) -> tu
     return layer.weights * ratio, layer.biases + layer.weights @ shift
 
 
+def _rescaled_quadratic(q: QuadraticTerm, scaling: Scaling, common: Scaling) -> tuple[float, np.ndarray, np.ndarray]:
+    """(c, b', A') with c + b'·x + xᵀA'x = Q(x_own) for x and x_own as in
+    `_rescaled_first_layer`: x_own = r ⊙ x + t, r = common.width/scaling.width,
+    t = (common.center − scaling.center)/scaling.width."""
+    if np.array_equal(scaling.center, common.center) and np.array_equal(scaling.width, common.width):
+        return 0.0, q.linear, q.matrix
+    r = common.width / scaling.width
+    t = (common.center - scaling.center) / scaling.width
+    matrix = r[:, None] * q.matrix * r[None, :]
+    matrix = 0.5 * (matrix + matrix.T)  # exactly symmetric again after rounding
+    return float(q.linear @ t + t @ q.matrix @ t), r * (q.linear + 2.0 * (q.matrix @ t)), matrix
+
+
+def _mean_quadratic(models: Sequence[ElementModel], common: Scaling) -> tuple[float, QuadraticTerm | None]:
+    """The members' mean quadratic term in the common scaling (members
+    without one count as 0) and the constant it leaves for e0."""
+    terms = [_rescaled_quadratic(m.quadratic, m.scaling, common) for m in models if m.quadratic is not None]
+    if not terms:
+        return 0.0, None
+    K = len(models)
+    return (sum(c for c, _, _ in terms) / K,
+            QuadraticTerm(sum(b for _, b, _ in terms) / K, sum(A for _, _, A in terms) / K))
+
+
 def _mean_element(models: Sequence[ElementModel]) -> ElementModel:
     K = len(models)
     s0 = models[0].scaling
     # The range seen in training by any member (extrapolation warnings).
     scaling = Scaling(s0.center.copy(), s0.width.copy(), np.min([m.scaling.min for m in models], axis=0),
                       np.max([m.scaling.max for m in models], axis=0))
-    e0 = float(np.mean([m.reference_energy for m in models]))
+    shift, quadratic = _mean_quadratic(models, s0)
+    e0 = float(np.mean([m.reference_energy for m in models])) + shift
     first = [_rescaled_first_layer(m.layers[0], m.scaling, s0) for m in models]
     acts = [layer.activation for layer in models[0].layers]
     if len(acts) == 1:  # linear models: their mean is linear
-        return ElementModel(e0, scaling, [Layer(sum(w for w, _ in first) / K, sum(b for _, b in first) / K, acts[0])])
+        return ElementModel(e0, scaling, [Layer(sum(w for w, _ in first) / K, sum(b for _, b in first) / K, acts[0])],
+                            quadratic)
     layers = [Layer(np.vstack([w for w, _ in first]), np.concatenate([b for _, b in first]), acts[0])]
     for i in range(1, len(acts) - 1):
         layers.append(Layer(block_diag(*(m.layers[i].weights for m in models)),
                             np.concatenate([m.layers[i].biases for m in models]), acts[i]))
     last = [m.layers[-1] for m in models]
     layers.append(Layer(np.hstack([l.weights for l in last]) / K, sum(l.biases for l in last) / K, acts[-1]))
-    return ElementModel(e0, scaling, layers)
+    return ElementModel(e0, scaling, layers, quadratic)
 
 
 def mean_potential(pots: Sequence[PotentialData], names: Sequence[str] | None = None,

@@ -35,7 +35,7 @@ from torch.autograd.function import once_differentiable
 from nnp import _core
 from nnp.data import Batch, FeaturizedDataset
 from nnp.descriptors import DescriptorSet
-from nnp.potential_file import ElementModel, Layer, PotentialData, Repulsion, Scaling, atomic_number
+from nnp.potential_file import ElementModel, Layer, PotentialData, QuadraticTerm, Repulsion, Scaling, atomic_number
 
 DTYPE = torch.float64
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "silu", "linear")
@@ -216,11 +216,15 @@ class NNPModel(nn.Module):
         *,
         architectures: dict[str, tuple[list[int], list[str]]] | None = None,
         repulsion: Sequence[Repulsion] = (),
+        quadratic: bool | Sequence[str] = False,
     ):
         """`hidden` and `activation` give every element the same hidden layers
         and a linear output; `architectures` (element -> (sizes incl. output,
         activations)) overrides that per element (used when reading a file).
-        `repulsion`: optional ZBL cores (fixed, not trained)."""
+        `repulsion`: optional ZBL cores (fixed, not trained). `quadratic`:
+        True (every element) or the elements that also have a quadratic term
+        Q(x) = b·x + xᵀAx of the scaled descriptor (nnp.quadratic; buffers,
+        zero until set)."""
         super().__init__()
         self.descriptors = descriptors
         self.elements = tuple(descriptors.elements)
@@ -229,6 +233,13 @@ class NNPModel(nn.Module):
         PotentialData(descriptors, {}, repulsion=self.repulsion).check_repulsion()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose from {ACTIVATIONS}")
+        if isinstance(quadratic, bool):
+            self.quadratic_elements = self.elements if quadratic else ()
+        else:
+            unknown = sorted(set(quadratic) - set(self.elements))
+            if unknown:
+                raise ValueError(f"quadratic terms for {unknown}, not among the elements {list(self.elements)}")
+            self.quadratic_elements = tuple(e for e in self.elements if e in set(quadratic))
         nets = {}
         for e in self.elements:
             if architectures is not None:
@@ -243,6 +254,9 @@ class NNPModel(nn.Module):
             self.register_buffer(f"gmin_{e}", torch.zeros(M, dtype=DTYPE))
             self.register_buffer(f"gmax_{e}", torch.zeros(M, dtype=DTYPE))
             self.register_buffer(f"e0_{e}", torch.zeros((), dtype=DTYPE))
+            if e in self.quadratic_elements:
+                self.register_buffer(f"qlinear_{e}", torch.zeros(M, dtype=DTYPE))
+                self.register_buffer(f"qmatrix_{e}", torch.zeros((M, M), dtype=DTYPE))
         self.nets = nn.ModuleDict(nets)
 
     # -------------------------------------------------------------- set-up
@@ -253,6 +267,19 @@ class NNPModel(nn.Module):
 
     def reference_energy(self, e: str) -> torch.Tensor:
         return getattr(self, f"e0_{e}")
+
+    def quadratic_term(self, e: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b (M,), A (M, M)) of element e's quadratic term."""
+        return getattr(self, f"qlinear_{e}"), getattr(self, f"qmatrix_{e}")
+
+    def atomic_energy(self, e: str, x: torch.Tensor) -> torch.Tensor:
+        """E_i − e0 of atoms of element e with scaled descriptors x (R, M): the
+        network, plus the quadratic term when the model has one."""
+        out = self.nets[e](x)
+        if e in self.quadratic_elements:
+            b, A = self.quadratic_term(e)
+            out = out + x @ b + ((x @ A) * x).sum(-1)
+        return out
 
     def init_weights(self, seed: int) -> None:
         g = torch.Generator().manual_seed(int(seed))
@@ -332,7 +359,7 @@ class NNPModel(nn.Module):
                     continue
                 G = b.G.detach().requires_grad_(True) if derivatives else b.G  # (R, M)
                 center, width, _, _ = self.scaling(e)
-                E_i = self.reference_energy(e) + self.nets[e]((G - center) / width)  # (R,)
+                E_i = self.reference_energy(e) + self.atomic_energy(e, (G - center) / width)  # (R,)
                 atom_energy = atom_energy.index_add(0, b.atom, E_i)
                 inputs.append(G)
                 outputs.append(E_i.sum())
@@ -420,7 +447,12 @@ class NNPModel(nn.Module):
                 Layer(lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy(), act)
                 for lin, act in zip(net.linears, net.activations)
             ]
-            models[e] = ElementModel(float(self.reference_energy(e)), Scaling(center, width, gmin, gmax), layers)
+            quadratic = None
+            if e in self.quadratic_elements:
+                b, A = (t.detach().numpy().copy() for t in self.quadratic_term(e))
+                quadratic = QuadraticTerm(b, A)
+            models[e] = ElementModel(float(self.reference_energy(e)), Scaling(center, width, gmin, gmax), layers,
+                                     quadratic)
         pot = PotentialData(self.descriptors, models, list(comments), list(self.repulsion))
         pot.check()
         return pot
@@ -432,7 +464,8 @@ class NNPModel(nn.Module):
             e: ([layer.weights.shape[0] for layer in m.layers], [layer.activation for layer in m.layers])
             for e, m in pot.models.items()
         }
-        model = cls(pot.descriptors, architectures=arch, repulsion=pot.repulsion)
+        model = cls(pot.descriptors, architectures=arch, repulsion=pot.repulsion,
+                    quadratic=[e for e, m in pot.models.items() if m.quadratic is not None])
         with torch.no_grad():
             for e, m in pot.models.items():
                 for lin, layer in zip(model.nets[e].linears, m.layers):
@@ -442,6 +475,10 @@ class NNPModel(nn.Module):
                 for buf, arr in zip(model.scaling(e), (s.center, s.width, s.min, s.max)):
                     buf.copy_(torch.from_numpy(np.asarray(arr, dtype=np.float64)))
                 model.reference_energy(e).fill_(m.reference_energy)
+                if m.quadratic is not None:
+                    b, A = model.quadratic_term(e)
+                    b.copy_(torch.from_numpy(m.quadratic.linear))
+                    A.copy_(torch.from_numpy(m.quadratic.matrix))
         return model
 
     # ------------------------------------------------------------- helpers

@@ -18,11 +18,12 @@ import numpy as np
 from nnp.descriptors import G2, G4, G5, DescriptorSet, SymmetryFunction
 
 FORMAT_NAME = "nnp-potential"
-# Newest version. Version 2 is version 1 plus `repulsion` lines; a file is
-# version 2 exactly when it has them, so every file without a repulsive core
-# stays readable by version-1 readers. Both versions are read.
-FORMAT_VERSION = 2
-FORMAT_VERSIONS = (1, 2)
+# Newest version. Version 2 is version 1 plus `repulsion` lines, version 3
+# adds `quadratic` sections. A file carries the lowest version that can
+# express it (3 with a quadratic section, else 2 with a repulsive core, else
+# 1), so older readers keep reading every file they can. All three are read.
+FORMAT_VERSION = 3
+FORMAT_VERSIONS = (1, 2, 3)
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "silu", "linear")
 
 
@@ -48,10 +49,42 @@ class Scaling:
 
 
 @dataclass
+class QuadraticTerm:
+    """Q(x) = linear·x + xᵀ matrix x of the scaled descriptor x, added to the
+    network's output (matrix symmetric, (M, M)); see nnp.quadratic."""
+
+    linear: np.ndarray  # (M,)
+    matrix: np.ndarray  # (M, M)
+
+    def __post_init__(self) -> None:
+        self.linear = np.asarray(self.linear, dtype=np.float64)
+        self.matrix = np.asarray(self.matrix, dtype=np.float64)
+
+    @property
+    def size(self) -> int:
+        return int(self.linear.shape[0])
+
+    def check(self, n: int, where: str) -> None:
+        if self.linear.shape != (n,) or self.matrix.shape != (n, n):
+            raise ValueError(f"{where}: the quadratic term needs {n} linear coefficients and a {n} x {n} matrix, "
+                             f"got {self.linear.shape} and {self.matrix.shape}")
+        if not (np.all(np.isfinite(self.linear)) and np.all(np.isfinite(self.matrix))):
+            raise ValueError(f"{where}: the quadratic term has non-finite coefficients")
+        if not np.array_equal(self.matrix, self.matrix.T):
+            raise ValueError(f"{where}: the quadratic matrix must be symmetric")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Q of every row of x, (n, M) -> (n,)."""
+        x = np.asarray(x, dtype=np.float64)
+        return x @ self.linear + np.einsum("nm,mk,nk->n", x, self.matrix, x)
+
+
+@dataclass
 class ElementModel:
     reference_energy: float  # eV per atom
     scaling: Scaling
     layers: list[Layer]
+    quadratic: QuadraticTerm | None = None  # E_i = e0 + NN(x) + Q(x)
 
 
 # Chemical symbols by atomic number (the table of cpp/src/repulsion.cpp):
@@ -121,7 +154,10 @@ class PotentialData:
 
     @property
     def format_version(self) -> int:
-        """1 without a repulsive core (readable by version-1 readers), else 2."""
+        """The lowest version that can express this potential: 3 with a
+        quadratic term, else 2 with a repulsive core, else 1."""
+        if any(m.quadratic is not None for m in self.models.values()):
+            return 3
         return 2 if self.repulsion else 1
 
     def check_repulsion(self) -> None:
@@ -164,6 +200,8 @@ class PotentialData:
                 n_in = layer.weights.shape[0]
             if not math.isfinite(m.reference_energy):
                 raise ValueError(f"{e}: reference energy is not finite")
+            if m.quadratic is not None:
+                m.quadratic.check(n, e)
 
 
 # --------------------------------------------------------------------- writing
@@ -212,6 +250,10 @@ def dumps(pot: PotentialData) -> str:
             out.append(f"layer {i} {n_out} {n_in}")
             out += [_nums(row) for row in layer.weights]
             out.append(_nums(layer.biases))
+        if m.quadratic is not None:
+            out.append(f"quadratic {e} {d.size(e)}")
+            out.append(_nums(m.quadratic.linear))
+            out += [_nums(row) for row in m.quadratic.matrix]
     out += [f"repulsion zbl {r.element_a} {r.element_b} {_num(r.r_inner)} {_num(r.r_outer)}" for r in pot.repulsion]
     out.append("end")
     return "\n".join(out) + "\n"
@@ -393,11 +435,12 @@ def _read_function(lines: _Lines, elements) -> tuple[int, SymmetryFunction]:
 
 def loads(text: str, source: str = "<string>") -> PotentialData:
     lines = _Lines(text, source)
-    line, tok = lines.next(f"'{FORMAT_NAME} 1' or '{FORMAT_NAME} 2'")
+    first = f"'{FORMAT_NAME} 1', '{FORMAT_NAME} 2' or '{FORMAT_NAME} 3'"
+    line, tok = lines.next(first)
     if tok[:1] != [FORMAT_NAME]:
-        raise lines.error(line, f"not an nnp potential file: line 1 must be '{FORMAT_NAME} 1' or '{FORMAT_NAME} 2'")
-    if tok[1:] not in (["1"], ["2"]):
-        raise lines.error(line, f"unsupported format version {' '.join(tok[1:])!r}; this reader knows versions 1 and 2")
+        raise lines.error(line, f"not an nnp potential file: line 1 must be {first}")
+    if tok[1:] not in (["1"], ["2"], ["3"]):
+        raise lines.error(line, f"unsupported format version {' '.join(tok[1:])!r}; this reader knows versions 1, 2 and 3")
     version, version_line = int(tok[1]), line
     line, tok = lines.keyword("units", 1)
     if tok[0] != "metal":
@@ -420,6 +463,7 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
     funcs: dict[str, tuple] = {}
     scal: dict[str, Scaling] = {}
     nets: dict[str, list[Layer]] = {}
+    quads: dict[str, QuadraticTerm] = {}
     repulsion: dict[frozenset, tuple[int, Repulsion]] = {}  # pair -> (line, core), in file order
     while lines.peek_keyword() not in ("end", None):
         line, tok = lines.next("a section")
@@ -443,9 +487,13 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
                 raise lines.error(line, f"second 'repulsion' line for {a} {b} (first on line {repulsion[core.key][0]})")
             repulsion[core.key] = (line, core)
             continue
-        seen = {"reference_energy": ref, "descriptor": funcs, "scaling": scal, "network": nets}.get(key)
+        seen = {"reference_energy": ref, "descriptor": funcs, "scaling": scal, "network": nets,
+                "quadratic": quads}.get(key)
         if seen is None:
-            raise lines.error(line, f"expected a section keyword (reference_energy, descriptor, scaling, network, repulsion, end), found '{key}'")
+            raise lines.error(line, "expected a section keyword (reference_energy, descriptor, scaling, network, "
+                              f"quadratic, repulsion, end), found '{key}'")
+        if key == "quadratic" and version < 3:
+            raise lines.error(line, f"'quadratic' needs format version 3 (line 1: '{FORMAT_NAME} 3')")
         if len(tok) < 3:
             raise lines.error(line, f"'{key}' needs an element and a value")
         e = _element(lines, line, tok[1], elements)
@@ -484,6 +532,26 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
                 rows.append(row)
             table = np.array(rows)
             scal[e] = Scaling(*(table[:, k].copy() for k in range(4)))
+        elif key == "quadratic":
+            if len(tok) != 3:
+                raise lines.error(line, "expected 'quadratic element count'")
+            if e not in funcs:
+                raise lines.error(line, f"'quadratic {e}' must follow 'descriptor {e}'")
+            m = _int(lines, line, tok[2], "the number of functions", 1, 100_000)
+            if m != len(funcs[e]):
+                raise lines.error(line, f"quadratic has {m} coefficients but descriptor {e} has {len(funcs[e])} functions")
+            linear = _floats(lines, m, "the linear coefficients of the quadratic term")
+            rows, row_lines = [], []
+            for r in range(m):
+                row_line, row = _floats(lines, m, f"row {r + 1} of the quadratic matrix", with_line=True)
+                rows.append(row)
+                row_lines.append(row_line)
+            matrix = np.array(rows)
+            asym = np.argwhere(np.tril(matrix != matrix.T, -1))
+            if len(asym):
+                r, c = (int(v) for v in asym[0])
+                raise lines.error(row_lines[r], f"quadratic {e}: the matrix is not symmetric (row {r + 1}, column {c + 1})")
+            quads[e] = QuadraticTerm(linear, matrix)
         else:
             if e not in funcs:
                 raise lines.error(line, f"'network {e}' must follow 'descriptor {e}'")
@@ -521,6 +589,9 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
         descriptors = DescriptorSet(elements, funcs, cutoff_function, angular_sum)
     except ValueError as err:
         raise PotentialFileError(f"{source}: {err}") from None
+    if version == 3 and not quads:
+        raise lines.error(version_line, "a version-3 file without 'quadratic' sections must be written as version "
+                          f"{2 if repulsion else 1}")
     if version == 2 and not repulsion:
         raise lines.error(version_line, "a version-2 file without 'repulsion' lines must be written as version 1")
     cutoffs = element_cutoffs(descriptors)
@@ -528,7 +599,7 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
         for e in (core.element_a, core.element_b):
             if not core.r_outer <= cutoffs[e]:
                 raise lines.error(line, f"repulsion: r_outer {core.r_outer!r} exceeds the cutoff {cutoffs[e]!r} of {e}")
-    models = {e: ElementModel(ref[e], scal[e], nets[e]) for e in elements}
+    models = {e: ElementModel(ref[e], scal[e], nets[e], quads.get(e)) for e in elements}
     return PotentialData(descriptors, models, lines.comments, [core for _, core in repulsion.values()])
 
 

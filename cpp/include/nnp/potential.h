@@ -1,5 +1,6 @@
 // A complete potential: per element a descriptor, its scaling, a network and a
-// reference energy. E = Σ_i E_i with E_i = e0(Z_i) + NN_Z((G_i − center)/width)
+// reference energy. E = Σ_i E_i with E_i = e0(Z_i) + NN_Z(x_i) (+ Q_Z(x_i) when
+// the element has a quadratic term, nnp/quadratic.h), x_i = (G_i − center)/width
 // (+ ½ Σ_j E_rep(r_ij) when the potential has a repulsive core, nnp/repulsion.h).
 #pragma once
 #include <string>
@@ -7,6 +8,7 @@
 
 #include "nnp/descriptor.h"
 #include "nnp/network.h"
+#include "nnp/quadratic.h"
 #include "nnp/repulsion.h"
 
 namespace nnp {
@@ -22,12 +24,13 @@ struct ElementModel {
   Descriptor descriptor;
   Scaling scaling;
   Network network;
+  QuadraticTerm quadratic;  // empty: none
 };
 
 struct AtomWorkspace {
   DescriptorWorkspace descriptor;
   NetworkWorkspace network;
-  std::vector<double> G, x, dE_dx, dE_dG;
+  std::vector<double> G, x, dE_dx, dE_dG, quadratic;
   std::size_t bytes() const;
 };
 

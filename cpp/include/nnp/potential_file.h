@@ -7,9 +7,11 @@
 namespace nnp {
 
 constexpr const char* kFormatName = "nnp-potential";
-// Newest version written and read. Version 2 adds `repulsion` lines; a file
-// is version 2 exactly when it has them, version 1 otherwise (both are read).
-constexpr int kFormatVersion = 2;
+// Newest version written and read. Version 2 adds `repulsion` lines,
+// version 3 `quadratic` sections. A file carries the lowest version that can
+// express it: 3 with a quadratic section, else 2 with repulsion lines, else 1
+// (all three are read).
+constexpr int kFormatVersion = 3;
 
 // Read a file; errors name the file, the line and what was expected.
 Potential read_potential_file(const std::string& path);

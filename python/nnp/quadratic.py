@@ -1,0 +1,292 @@
+"""The quadratic term of an atomic energy, fitted by ridge regression.
+
+    E_i = e0[Z_i] + NN_{Z_i}(x_i) + Q_{Z_i}(x_i),   Q(x) = b·x + xᵀ A x
+
+with x the scaled descriptor of atom i (x = (G − center)/width, the network's
+input) and A symmetric. Q is linear in its parameters, so a model made of
+Q alone (plus e0) is fitted to energies, forces and virials in closed form:
+the loss of `nnp.train` (per-atom energy, force components, per-atom virial,
+with the same weights) is a quadratic form in (e0, b, A), minimised by one
+linear solve. On the Si data, with the descriptor C64, such a model alone is
+about as accurate as the 2 × 30 network, and its errors are only loosely
+correlated with the network's, so that their mean is better than either
+(docs/accuracy.md): `nnp.train` writes that mean as one potential,
+E_i = e0 + (1 − w) NN(x) + w Q(x), with `quadratic_weight` w.
+
+The design matrix of one structure has one row for its energy per atom, one
+per force component and one per virial component per atom; its columns are,
+per element e, [n_e, Σ_i x_iμ, Σ_i x_iμ x_iν (μ ≤ ν)]. The force columns come
+from the same precomputed descriptor Jacobian that training uses: for a
+neighbour entry p (centre i, neighbour j, r_ij = r_j − r_i) and feature φ(x_i),
+∂φ/∂r_ij = Σ_μ ∂φ/∂x_μ · dG_dr[p, μ, :]/width_μ enters F_i with + and F_j with
+− (F = −∂E/∂r), and the virial as W −= r_ij ⊗ ∂φ/∂r_ij; the same conventions
+as nnp.model. The normal equations are accumulated one structure at a time,
+so memory does not grow with the data set (D² for D parameters: 37 MB for
+64 functions and one element).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from nnp.data import FeaturizedDataset
+from nnp.potential_file import QuadraticTerm
+
+DTYPE = torch.float64
+ROW_BLOCK = 4096  # design-matrix rows per product X^T X
+
+
+@dataclass
+class QuadraticFit:
+    """What `fit` returns: per element the constant (eV per atom) and Q."""
+
+    constants: dict[str, float]
+    terms: dict[str, QuadraticTerm]
+
+
+def _upper(M: int) -> tuple[torch.Tensor, torch.Tensor]:
+    iu = torch.triu_indices(M, M)
+    return iu[0], iu[1]
+
+
+def terms_from_coefficients(coef: np.ndarray, M: int) -> QuadraticTerm:
+    """[b (M), a_μν for μ ≤ ν] -> Q with A = A^T: xᵀAx = Σ_{μ≤ν} a_μν x_μ x_ν."""
+    K = M * (M + 1) // 2
+    if coef.shape != (M + K,):
+        raise ValueError(f"expected {M + K} coefficients, got {coef.shape}")
+    iu0, iu1 = (t.numpy() for t in _upper(M))
+    A = np.zeros((M, M))
+    A[iu0, iu1] = coef[M:]
+    A = 0.5 * (A + A.T)  # off-diagonal a_μν split over (μ, ν) and (ν, μ); the diagonal stays
+    return QuadraticTerm(coef[:M].copy(), A)
+
+
+class _Design:
+    """Design-matrix rows of single structures (energy per atom, forces, virial per atom)."""
+
+    def __init__(self, data: FeaturizedDataset, centers: dict[str, torch.Tensor], widths: dict[str, torch.Tensor]):
+        self.data = data
+        self.elements = data.elements
+        self.centers, self.widths = centers, widths
+        self.sizes = {e: int(centers[e].shape[0]) for e in self.elements}
+        self.upper = {e: _upper(M) for e, M in self.sizes.items()}
+        # Column blocks per element: [count, linear (M), upper triangle (K)].
+        self.offsets = {}
+        col = 0
+        for e in self.elements:
+            self.offsets[e] = col
+            M = self.sizes[e]
+            col += 1 + M + M * (M + 1) // 2
+        self.n_columns = col
+
+    def rows(self, s: int, with_virial: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(energy row (D,), force rows (3N, D), virial rows (6, D) or None) of
+        structure s, energy and virial not yet divided by the atom count."""
+        data = self.data
+        a0 = int(data.atom_offsets[s])
+        N = int(data.n_atoms[s])
+        D = self.n_columns
+        energy = torch.zeros(D, dtype=DTYPE)
+        forces = torch.zeros((N, 3, D), dtype=DTYPE)
+        virial = torch.zeros((3, 3, D), dtype=DTYPE) if with_virial else None
+        for e in self.elements:
+            b = data.blocks[e]
+            r0, r1 = int(data.row_offsets[e][s]), int(data.row_offsets[e][s + 1])
+            if r1 == r0:
+                continue
+            M, off = self.sizes[e], self.offsets[e]
+            iu0, iu1 = self.upper[e]
+            x = (b.G[r0:r1] - self.centers[e]) / self.widths[e]  # (R, M)
+            energy[off] = r1 - r0
+            energy[off + 1 : off + 1 + M] = x.sum(0)
+            energy[off + 1 + M : off + 1 + M + len(iu0)] = (x[:, iu0] * x[:, iu1]).sum(0)
+            p0, p1 = int(data.pair_offsets[e][s]), int(data.pair_offsets[e][s + 1])
+            if p1 == p0:
+                continue
+            K = len(iu0)
+            dx = b.dG_dr[p0:p1].to(DTYPE) / self.widths[e].view(1, M, 1)  # (P, M, 3)
+            row = b.pair_center[p0:p1] - r0  # centre row of each entry, local
+            centre = b.atom[b.pair_center[p0:p1]] - a0  # local atom indices
+            neigh = b.pair_neighbor[p0:p1] - a0
+            # Centre side: Σ_{p of i} ∂φ(x_i)/∂r_p, from the summed Jacobian.
+            dc = torch.zeros((r1 - r0, M, 3), dtype=DTYPE).index_add_(0, row, dx)  # (R, M, 3)
+            # Neighbour side: T[j, μ, ν, c] = Σ_{p with neighbour j} x_centre(p),μ dx_p,νc, as one
+            # batched product over the entries of each neighbour (padded), so that the
+            # per-entry outer products (P × M² × 3) are never stored.
+            order = torch.argsort(neigh, stable=True)
+            counts = torch.bincount(neigh, minlength=N)
+            starts = torch.cumsum(counts, 0) - counts
+            slot = torch.arange(p1 - p0) - starts[neigh[order]]
+            width = int(counts.max())
+            xpad = torch.zeros((N, width, M), dtype=DTYPE)
+            xpad[neigh[order], slot] = x[row[order]]
+            dpad = torch.zeros((N, width, 3 * M), dtype=DTYPE)
+            dpad[neigh[order], slot] = dx[order].reshape(-1, 3 * M)
+            T = torch.bmm(xpad.transpose(1, 2), dpad).view(N, M, M, 3)
+            S = -T
+            atoms = b.atom[r0:r1] - a0
+            S[atoms] += x[:, :, None, None] * dc[:, None, :, :]
+            lin = torch.zeros((N, M, 3), dtype=DTYPE)
+            lin[atoms] += dc
+            lin.index_add_(0, neigh, -dx)
+            quad = S[:, iu0, iu1, :] + S[:, iu1, iu0, :]  # (N, K, 3): ∂(x_μ x_ν) = x_μ dx_ν + x_ν dx_μ
+            forces[:, :, off + 1 : off + 1 + M] += lin.transpose(1, 2)
+            forces[:, :, off + 1 + M : off + 1 + M + K] += quad.transpose(1, 2)
+            if virial is not None:
+                # R_i[a, ν, b] = Σ_{p of i} r_p,a dx_p,νb;  W −= Σ_p r_p ⊗ ∂φ/∂r_p
+                R = torch.zeros((r1 - r0, 3, M, 3), dtype=DTYPE).index_add_(
+                    0, row, b.pair_vector[p0:p1, :, None, None] * dx[:, None, :, :])
+                virial[:, :, off + 1 : off + 1 + M] -= R.sum(0).permute(0, 2, 1)
+                VQ = torch.einsum("im,ianb->abmn", x, R)  # Σ_i x_iμ R_i[a, ν, b]
+                virial[:, :, off + 1 + M : off + 1 + M + K] -= VQ[:, :, iu0, iu1] + VQ[:, :, iu1, iu0]
+        return energy, forces.reshape(3 * N, D), (virial[_VOIGT_I, _VOIGT_J] if virial is not None else None)
+
+
+# Voigt order xx yy zz yz xz xy, as nnp.train.
+_VOIGT_I = (0, 1, 2, 1, 0, 0)
+_VOIGT_J = (0, 1, 2, 2, 2, 1)
+
+
+def fit(
+    data: FeaturizedDataset,
+    indices: Sequence[int],
+    centers: dict[str, torch.Tensor],
+    widths: dict[str, torch.Tensor],
+    energy_weight: float,
+    force_weight: float,
+    stress_weight: float,
+    ridge: float,
+    baseline=None,
+) -> QuadraticFit:
+    """The (e0, Q) per element that minimise the training loss over the
+    structures `indices`, plus ridge · mean(diag) · |θ|² on the non-constant
+    coefficients θ (relative, so it does not depend on the units of the loss).
+
+    `centers`, `widths`: the descriptor scaling per element (the model's).
+    `baseline(batch)`, when given, returns the energy, forces and virial of
+    fixed terms (the repulsive core), which are subtracted from the labels.
+    """
+    if ridge < 0 or not math.isfinite(ridge):
+        raise ValueError("ridge must be >= 0")
+    idx = np.asarray(indices, dtype=np.int64)
+    design = _Design(data, {e: centers[e].to(DTYPE) for e in data.elements},
+                     {e: widths[e].to(DTYPE) for e in data.elements})
+    D = design.n_columns
+    stress_ok = torch.isfinite(data.stress[:, 0, 0]) & torch.isfinite(data.volume)
+    n_structures = len(idx)
+    n_force = 3 * int(data.n_atoms[torch.as_tensor(idx)].sum())
+    n_stress = 6 * int(stress_ok[torch.as_tensor(idx)].sum())
+    # Weighted rows (√weight · row) are stacked and multiplied in blocks of
+    # ROW_BLOCK: one large product per block instead of one per structure.
+    normal = np.zeros((D, D))
+    rhs = np.zeros(D)
+    block_rows: list[torch.Tensor] = []
+    block_targets: list[torch.Tensor] = []
+    pending = 0
+
+    def flush() -> None:
+        nonlocal pending
+        if not block_rows:
+            return
+        X = torch.cat(block_rows).numpy()
+        y = torch.cat(block_targets).numpy()
+        normal[...] += X.T @ X  # numpy's BLAS: 2x torch's (MKL) on the AMD machines measured
+        rhs[...] += X.T @ y
+        block_rows.clear()
+        block_targets.clear()
+        pending = 0
+
+    for s in idx:
+        s = int(s)
+        N = int(data.n_atoms[s])
+        with_virial = bool(stress_ok[s]) and stress_weight > 0 and n_stress > 0
+        e_row, f_rows, w_rows = design.rows(s, with_virial)
+        a0, a1 = int(data.atom_offsets[s]), int(data.atom_offsets[s + 1])
+        energy = data.energy[s].to(DTYPE)
+        forces = data.forces[a0:a1].to(DTYPE).reshape(-1)
+        virial = None
+        if with_virial:
+            virial = (-data.stress[s] * data.volume[s]).to(DTYPE)[_VOIGT_I, _VOIGT_J]
+        if baseline is not None:
+            base = baseline(data.collate([s]))
+            energy = energy - base["energy"][0]
+            forces = forces - base["forces"].reshape(-1)
+            if with_virial:
+                virial = virial - base["virial"][0][_VOIGT_I, _VOIGT_J]
+        if math.isfinite(float(energy)) and energy_weight > 0:
+            w = math.sqrt(energy_weight / n_structures) / N  # per-atom energy
+            block_rows.append(w * e_row[None])
+            block_targets.append(w * energy.view(1))
+        if force_weight > 0 and n_force:
+            w = math.sqrt(force_weight / n_force)
+            block_rows.append(w * f_rows)
+            block_targets.append(w * forces)
+        if virial is not None:
+            w = math.sqrt(stress_weight / n_stress) / N  # per-atom virial
+            block_rows.append(w * w_rows)
+            block_targets.append(w * virial)
+        pending += 1 + 3 * N + 6
+        if pending >= ROW_BLOCK:
+            flush()
+    flush()
+    normal = torch.from_numpy(normal)
+    rhs = torch.from_numpy(rhs)
+    constant_cols = [design.offsets[e] for e in data.elements]
+    penalised = torch.ones(D, dtype=torch.bool)
+    penalised[constant_cols] = False
+    diag = torch.diagonal(normal)
+    scale = float(diag[penalised].mean()) if bool(penalised.any()) else 0.0
+    # Columns no structure touches (an element absent from the training set)
+    # get a unit diagonal, so that they solve to 0.
+    untouched = diag == 0
+    reg = torch.where(penalised, torch.full((D,), ridge * scale, dtype=DTYPE), torch.zeros(D, dtype=DTYPE))
+    reg = reg + untouched.to(DTYPE)
+    theta = torch.linalg.solve(normal + torch.diag(reg), rhs).numpy()
+    constants, terms = {}, {}
+    for e in data.elements:
+        off, M = design.offsets[e], design.sizes[e]
+        constants[e] = float(theta[off])
+        terms[e] = terms_from_coefficients(theta[off + 1 : off + 1 + M + M * (M + 1) // 2], M)
+    return QuadraticFit(constants, terms)
+
+
+def core_baseline(model):
+    """The repulsive core of `model` alone, as `fit` wants its `baseline`
+    (a function of a batch: energy, forces, virial), or None without a core."""
+    if not model.repulsion:
+        return None
+    from nnp.model import NNPModel
+
+    core = NNPModel(model.descriptors, architectures={
+        e: ([lin.weight.shape[0] for lin in model.nets[e].linears], list(model.nets[e].activations))
+        for e in model.elements}, repulsion=model.repulsion)
+    with torch.no_grad():
+        for p in core.parameters():
+            p.zero_()  # the networks give 0, e0 is 0: only the core is left
+    return lambda batch: {k: v.detach() for k, v in core(batch, forces=True, stress=True).items()}
+
+
+def blend(model, fitted: QuadraticFit, weight: float):
+    """The potential E_i = (1 − w)(e0 + NN(x)) + w (c + Q(x)): `model`'s
+    network and the fitted quadratic model averaged with weight w on the
+    latter, as one model (the network's output layer scaled by 1 − w, its
+    reference energy mixed with Q's constant)."""
+    from nnp.model import NNPModel
+
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the weight of the quadratic term must be in [0, 1], got {weight}")
+    pot = model.to_potential_data()
+    for e, m in pot.models.items():
+        if m.quadratic is not None:
+            raise ValueError(f"element {e} has a quadratic term already")
+        last = m.layers[-1]
+        last.weights = (1.0 - weight) * last.weights
+        last.biases = (1.0 - weight) * last.biases
+        m.reference_energy = (1.0 - weight) * m.reference_energy + weight * fitted.constants[e]
+        m.quadratic = QuadraticTerm(weight * fitted.terms[e].linear, weight * fitted.terms[e].matrix)
+    return NNPModel.from_potential_data(pot)
