@@ -14,7 +14,7 @@ from nnp.data import FeaturizedDataset
 from nnp.model import NNPModel
 from nnp.potential_file import QuadraticTerm, Repulsion
 from nnp.train import TrainConfig, _Objective
-from test_model import core_featurizer, make_model, mixed_descriptors, si_c_cluster, si_triclinic, sic
+from test_model import ds, featurize, make_model, si_c_cluster, si_triclinic, sic  # noqa: F401 (fixtures)
 
 torch.set_num_threads(1)
 
@@ -53,16 +53,6 @@ def labelled(structures, model: NNPModel, featurize) -> list:
 
 def scalings(model: NNPModel):
     return ({e: model.scaling(e)[0] for e in model.elements}, {e: model.scaling(e)[1] for e in model.elements})
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return mixed_descriptors()
-
-
-@pytest.fixture(scope="module")
-def featurize(ds):
-    return core_featurizer(ds)
 
 
 @pytest.mark.parametrize("weights", [(1.0, 0.06, 0.01), (1.0, 0.06, 0.0), (0.0, 1.0, 0.0)],

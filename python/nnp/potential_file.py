@@ -433,6 +433,20 @@ def _read_function(lines: _Lines, elements) -> tuple[int, SymmetryFunction]:
     return line, sf
 
 
+def _per_function_count(lines: _Lines, line: int, tok: list[str], funcs: dict, noun: str) -> int:
+    """The count of a `KEY element count` section with one entry per symmetry
+    function (scaling, quadratic), after that element's descriptor."""
+    key, e = tok[0], tok[1]
+    if len(tok) != 3:
+        raise lines.error(line, f"expected '{key} element count'")
+    if e not in funcs:
+        raise lines.error(line, f"'{key} {e}' must follow 'descriptor {e}'")
+    m = _int(lines, line, tok[2], "the number of functions", 1, 100_000)
+    if m != len(funcs[e]):
+        raise lines.error(line, f"{key} has {m} {noun} but descriptor {e} has {len(funcs[e])} functions")
+    return m
+
+
 def loads(text: str, source: str = "<string>") -> PotentialData:
     lines = _Lines(text, source)
     first = f"'{FORMAT_NAME} 1', '{FORMAT_NAME} 2' or '{FORMAT_NAME} 3'"
@@ -517,13 +531,7 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
                 functions[sf] = len(functions) + 1
             funcs[e] = tuple(functions)
         elif key == "scaling":
-            if len(tok) != 3:
-                raise lines.error(line, "expected 'scaling element count'")
-            if e not in funcs:
-                raise lines.error(line, f"'scaling {e}' must follow 'descriptor {e}'")
-            m = _int(lines, line, tok[2], "the number of functions", 1, 100_000)
-            if m != len(funcs[e]):
-                raise lines.error(line, f"scaling has {m} rows but descriptor {e} has {len(funcs[e])} functions")
+            m = _per_function_count(lines, line, tok, funcs, "rows")
             rows = []
             for _ in range(m):
                 row_line, row = _floats(lines, 4, "center width min max", with_line=True)
@@ -533,13 +541,7 @@ def loads(text: str, source: str = "<string>") -> PotentialData:
             table = np.array(rows)
             scal[e] = Scaling(*(table[:, k].copy() for k in range(4)))
         elif key == "quadratic":
-            if len(tok) != 3:
-                raise lines.error(line, "expected 'quadratic element count'")
-            if e not in funcs:
-                raise lines.error(line, f"'quadratic {e}' must follow 'descriptor {e}'")
-            m = _int(lines, line, tok[2], "the number of functions", 1, 100_000)
-            if m != len(funcs[e]):
-                raise lines.error(line, f"quadratic has {m} coefficients but descriptor {e} has {len(funcs[e])} functions")
+            m = _per_function_count(lines, line, tok, funcs, "coefficients")
             linear = _floats(lines, m, "the linear coefficients of the quadratic term")
             rows, row_lines = [], []
             for r in range(m):
