@@ -51,8 +51,9 @@ MAX_RUN_CUTOFF = 12.0  # Å: `run 0` in LAMMPS only below this (a mutated r_c ca
 
 
 def base_files() -> dict[str, str]:
-    """Valid files to mutate: tiny.nnp, and a two-element file (Si, Ge) with
-    sections grouped by kind, tanh3 cutoff and full angular sum."""
+    """Valid files to mutate: tiny.nnp, a two-element file (Si, Ge) with
+    sections grouped by kind, tanh3 cutoff and full angular sum, and tiny.nnp
+    with a quadratic section (format version 3)."""
     tiny = TINY.read_text()
     lines = tiny.splitlines()
     head_end = next(k for k, line in enumerate(lines) if line.startswith("reference_energy"))
@@ -79,7 +80,26 @@ def base_files() -> dict[str, str]:
             ge = ["reference_energy Ge -4.5"]
         two += ["# " + key + " sections", *si, *ge]
     two.append("end")
-    return {"tiny": tiny, "sige": "\n".join(two) + "\n"}
+    return {"tiny": tiny, "sige": "\n".join(two) + "\n", "quadratic": _with_quadratic_section(tiny)}
+
+
+def _with_quadratic_section(text: str) -> str:
+    """`text` (one element) as format version 3, with a quadratic section of
+    fixed pseudo-random coefficients (an exactly symmetric matrix)."""
+    lines = text.splitlines()
+    M = int(next(line for line in lines if line.startswith("descriptor Si")).split()[2])
+    rng = random.Random(7)
+    b = [rng.uniform(-0.1, 0.1) for _ in range(M)]
+    A = [[0.0] * M for _ in range(M)]
+    for r in range(M):
+        for c in range(r, M):
+            A[r][c] = A[c][r] = rng.uniform(-0.05, 0.05)
+    row = lambda values: " ".join("%.17g" % v for v in values)  # noqa: E731
+    section = [f"quadratic Si {M}", row(b), *(row(r) for r in A)]
+    end = len(lines) - 1 - lines[::-1].index("end")
+    lines = lines[:end] + section + lines[end:]
+    lines[0] = "nnp-potential 3"
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------
@@ -87,9 +107,10 @@ def base_files() -> dict[str, str]:
 
 DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 KEYWORDS = {"nnp-potential", "units", "elements", "cutoff_function", "angular_sum", "reference_energy",
-            "descriptor", "scaling", "network", "activations", "layer", "end", "G2", "G4", "G5"}
+            "descriptor", "scaling", "network", "activations", "layer", "end", "G2", "G4", "G5", "quadratic"}
 # Token positions holding counts (the file's structure), per keyword.
-COUNT_FIELDS = {"elements": [1], "descriptor": [2], "scaling": [2], "network": None, "layer": [1, 2, 3]}
+COUNT_FIELDS = {"elements": [1], "descriptor": [2], "scaling": [2], "network": None, "layer": [1, 2, 3],
+                "quadratic": [2]}
 NOT_NUMBERS = ["abc", "1.2.3", "--1", "+-1", "0x1p3", "0x10", "1_000", "1e", "e5", ".", "+", "-", "1,5",
                "1..2", "\u0661", "\u00bd", "1e5e5", "nan(1)", "0b1", "1d0", "1.0f", "(1)", "'1'", "1e+",
                "\uff11", "#1", "infinit", "1/2", "2**3", "0o7", "i", "j", "1j", "None"]
@@ -155,7 +176,7 @@ class _Text:
     def sections(self) -> list[tuple[int, int]]:
         """[start, stop) line ranges of the sections (reference_energy ... network)."""
         starts = [k for k in self.content if self.tokens(k)[0] in
-                  ("reference_energy", "descriptor", "scaling", "network")]
+                  ("reference_energy", "descriptor", "scaling", "network", "quadratic")]
         bounds = starts + [self.end]
         return list(zip(bounds[:-1], bounds[1:]))
 
@@ -695,7 +716,8 @@ def test_base_files_are_valid():
     from nnp import potential_file as pf
 
     for name, text in base_files().items():
-        assert pf.loads(text, name).elements == (("Si",) if name == "tiny" else ("Si", "Ge"))
+        assert pf.loads(text, name).elements == (("Si", "Ge") if name == "sige" else ("Si",))
+        assert (pf.loads(text, name).models["Si"].quadratic is not None) == (name == "quadratic")
         assert _core.Potential.from_string(text, name).elements == list(pf.loads(text).elements)
 
 
