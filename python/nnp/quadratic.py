@@ -20,9 +20,10 @@ from the same precomputed descriptor Jacobian that training uses: for a
 neighbour entry p (centre i, neighbour j, r_ij = r_j − r_i) and feature φ(x_i),
 ∂φ/∂r_ij = Σ_μ ∂φ/∂x_μ · dG_dr[p, μ, :]/width_μ enters F_i with + and F_j with
 − (F = −∂E/∂r), and the virial as W −= r_ij ⊗ ∂φ/∂r_ij; the same conventions
-as nnp.model. The normal equations are accumulated one structure at a time,
-so memory does not grow with the data set (D² for D parameters: 37 MB for
-64 functions and one element).
+as nnp.model. The normal equations are accumulated over blocks of a few
+thousand rows, so memory does not grow with the data set (D² for D
+parameters: 37 MB for 64 functions and one element). On the Si data (193
+structures, 64 functions) a fit takes about 15 s on one core.
 """
 
 from __future__ import annotations
@@ -111,7 +112,6 @@ class _Design:
             K = len(iu0)
             dx = b.dG_dr[p0:p1].to(DTYPE) / self.widths[e].view(1, M, 1)  # (P, M, 3)
             row = b.pair_center[p0:p1] - r0  # centre row of each entry, local
-            centre = b.atom[b.pair_center[p0:p1]] - a0  # local atom indices
             neigh = b.pair_neighbor[p0:p1] - a0
             # Centre side: Σ_{p of i} ∂φ(x_i)/∂r_p, from the summed Jacobian.
             dc = torch.zeros((r1 - r0, M, 3), dtype=DTYPE).index_add_(0, row, dx)  # (R, M, 3)
