@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     from ase.build import bulk
 
     from nnp import NNPCalculator
-    from nnp import properties as props
+    from nnp.analysis import properties as props
     from nnp.data import isolated_atom
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

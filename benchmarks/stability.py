@@ -393,7 +393,7 @@ def close_contacts(result: RunResult, r_close: float) -> float:
 
 def core_end(potential: str) -> float:
     """r_outer of the potential's repulsive core (largest over element pairs); NaN without one."""
-    from nnp import potential_file
+    from nnp.io import potential_file
 
     cores = potential_file.read(potential).repulsion
     return max((c.r_outer for c in cores), default=math.nan)

@@ -11,7 +11,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from nnp import potential_file as pf
+from nnp.io import potential_file as pf
 from nnp.descriptors import G2, G4, G5, DescriptorSet
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -108,7 +108,7 @@ def si_structures():
 
 @pytest.fixture(scope="session")
 def si_potential(tmp_path_factory, si_structures) -> Path:
-    """Path of a random Si potential (every function type) written by nnp.potential_file."""
+    """Path of a random Si potential (every function type) written by nnp.io.potential_file."""
     pot = random_potential(test_descriptor(), si_structures)
     path = tmp_path_factory.mktemp("pot") / "Si_random.nnp"
     pf.write(pot, path)

@@ -11,8 +11,8 @@ from ase import Atoms
 from conftest import mixed_sic, rattled_si
 
 from nnp import NNPCalculator
-from nnp import potential_file as pf
-from nnp.model import NNPModel
+from nnp.io import potential_file as pf
+from nnp.model.network import NNPModel
 
 RTOL = 1e-10
 

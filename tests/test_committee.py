@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from nnp import _core, potential_file
+from nnp import _core
+from nnp.io import potential_file
 from nnp.committee import main, mean_potential
-from nnp.potential_file import Repulsion
+from nnp.io.potential_file import Repulsion
 from test_model import core_featurizer, make_model, mixed_descriptors, si_c_cluster, si_triclinic, sic
 
 STRUCTURES = [sic(), si_triclinic(), si_c_cluster()]

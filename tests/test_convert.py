@@ -23,7 +23,7 @@ import pytest
 
 from nnp import NNPCalculator
 from nnp import convert
-from nnp import potential_file as pf
+from nnp.io import potential_file as pf
 
 N2P2_DIR = Path(__file__).resolve().parent / "data" / "n2p2-si"
 N2P2_FILES = ("input.nn", "scaling.data", "weights.014.data")

@@ -23,7 +23,7 @@ import pytest
 from ase.build import bulk
 
 from nnp import dft
-from nnp import potential_file as pf
+from nnp.io import potential_file as pf
 
 TINY = ["--ecutwfc", "12", "--kpts", "1", "1", "1", "--timestep", "2", "--frame-interval", "2"]
 

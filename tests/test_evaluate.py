@@ -1,4 +1,4 @@
-"""Scoring a potential file through the C++ core (nnp.report.predict_potential,
+"""Scoring a potential file through the C++ core (nnp.analysis.report.predict_potential,
 python -m nnp.evaluate) against the torch model and NNPCalculator."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from conftest import random_potential, test_descriptor
 
 from nnp import NNPCalculator
-from nnp import potential_file as pf
+from nnp.io import potential_file as pf
 from nnp.data import read_structures
 from nnp.evaluate import evaluate, main
-from nnp.report import metrics, predict_model, predict_potential
+from nnp.analysis.report import metrics, predict_model, predict_potential
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def setup(tmp_path_factory, si_structures):
 
 def test_core_agrees_with_torch_model(setup):
     from nnp.data import FeaturizedDataset
-    from nnp.model import NNPModel
+    from nnp.model.network import NNPModel
 
     pot, path, frames, _ = setup
     core = predict_potential(path, frames)

@@ -1,5 +1,5 @@
 """Fuzz test of the potential-file readers: seeded mutations of valid files
-fed to the Python reader (nnp.potential_file.read), the C++ reader
+fed to the Python reader (nnp.io.potential_file.read), the C++ reader
 (nnp._core.Potential, also Potential.from_string) and LAMMPS (`pair_coeff`
 of `pair_style nnp`, then `run 0` when the file is accepted).
 
@@ -466,7 +466,7 @@ def worker(manifest: str, start: int) -> None:
     import numpy as np
 
     from nnp import _core
-    from nnp import potential_file as pf
+    from nnp.io import potential_file as pf
     import nnp.lammps
 
     items = json.loads(Path(manifest).read_text())
@@ -713,7 +713,7 @@ def campaign(n: int, seed: int, workdir: Path) -> tuple[list[Case], dict[int, tu
 
 def test_base_files_are_valid():
     from nnp import _core
-    from nnp import potential_file as pf
+    from nnp.io import potential_file as pf
 
     for name, text in base_files().items():
         assert pf.loads(text, name).elements == (("Si", "Ge") if name == "sige" else ("Si",))

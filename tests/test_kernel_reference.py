@@ -25,7 +25,7 @@ from conftest import mixed_sic, random_potential, rattled_si
 import reference_descriptors as ref
 from nnp import NNPCalculator
 from nnp import descriptors as D
-from nnp import potential_file as pf
+from nnp.io import potential_file as pf
 from nnp.descriptors import G2, G4, G5, DescriptorSet
 
 torch.set_num_threads(1)

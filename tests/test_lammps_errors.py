@@ -34,7 +34,7 @@ from test_lammps_plugin import TINY, diamond, ortho_box, write_data
 
 import nnp.lammps as nnp_lammps
 from nnp import NNPCalculator
-from nnp import potential_file as pf
+from nnp.io import potential_file as pf
 from nnp.descriptors import G2, DescriptorSet
 
 MPIRUN = Path(sys.executable).parent / "mpirun"

@@ -1,4 +1,4 @@
-"""Physics and bookkeeping of the torch model (nnp.model) and the training
+"""Physics and bookkeeping of the torch model (nnp.model.network) and the training
 features (nnp.data.FeaturizedDataset), on small fixtures.
 
 The descriptors come from the C++ core (`DescriptorSet.featurize`); the
@@ -18,10 +18,10 @@ from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 
 import reference_descriptors as ref
-from nnp import potential_file
+from nnp.io import potential_file
 from nnp.data import FeaturizedDataset
 from nnp.descriptors import G2, G4, G5, DescriptorSet
-from nnp.model import ACTIVATIONS, NNPModel, Softplus
+from nnp.model.network import ACTIVATIONS, NNPModel, Softplus
 
 # These tensors are tiny: one thread is fastest, and on a loaded 2-core machine
 # several threads are slower by an order of magnitude.
@@ -432,7 +432,7 @@ def test_activations():
 def test_pair_contraction_kernel_matches_torch_and_its_adjoint():
     """The fused C++ contraction (training's force path) equals the plain torch
     gather + bmm, and its backward is the exact adjoint (gradcheck)."""
-    from nnp.model import contract_pairs
+    from nnp.model.network import contract_pairs
 
     gen = torch.Generator().manual_seed(3)
     R, M, P = 7, 5, 40
@@ -452,7 +452,7 @@ def test_pair_contraction_kernel_matches_torch_and_its_adjoint():
 def test_pair_contraction_kernel_with_float32_derivatives():
     """Single-precision derivatives (as training stores them) take the float
     overload: float64 sums over the rounded values, exact to float64 rounding."""
-    from nnp.model import contract_pairs
+    from nnp.model.network import contract_pairs
 
     gen = torch.Generator().manual_seed(4)
     R, M, P = 6, 9, 50
@@ -469,7 +469,7 @@ def test_pair_contraction_kernel_with_float32_derivatives():
 def test_pair_scatter_kernel_matches_torch_and_its_adjoint():
     """Forces and virial from pair vectors in one C++ pass equal torch's
     index_add and outer products; the backward is the exact adjoint."""
-    from nnp.model import scatter_pairs
+    from nnp.model.network import scatter_pairs
 
     gen = torch.Generator().manual_seed(5)
     P, N, S = 60, 11, 3

@@ -10,7 +10,7 @@ import pytest
 from conftest import random_potential, rattled_si, test_descriptor
 
 from nnp import _core
-from nnp import potential_file as pf
+from nnp.io import potential_file as pf
 
 
 @pytest.fixture(scope="module")

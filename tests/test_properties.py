@@ -1,4 +1,4 @@
-"""Property calculators of nnp.properties, checked where the answer is known:
+"""Property calculators of nnp.analysis.properties, checked where the answer is known:
 LAMMPS's own Stillinger-Weber silicon (a = 5.431 Å, C11 = 151.4, C12 = 76.4,
 C44 = 56.4 GPa with internal relaxation: Stillinger & Weber, PRB 31, 5262
 (1985); Cowley, PRL 60, 2379 (1988)), an ideal gas (pair_style zero: g(r) = 1,
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnp import properties as props
+from nnp.analysis import properties as props
 
 BOLTZMANN = props.BOLTZMANN_EV
 

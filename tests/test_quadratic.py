@@ -1,4 +1,4 @@
-"""The quadratic term Q(x) = b·x + xᵀAx (nnp.quadratic): its closed-form fit,
+"""The quadratic term Q(x) = b·x + xᵀAx (nnp.model.quadratic): its closed-form fit,
 its blend with a network, and its evaluation in the torch model and the C++
 core (the LAMMPS layer is in test_agreement.py)."""
 
@@ -9,10 +9,12 @@ import pytest
 import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from nnp import _core, potential_file, quadratic
+from nnp import _core
+from nnp.io import potential_file
+from nnp.model import quadratic
 from nnp.data import FeaturizedDataset
-from nnp.model import NNPModel
-from nnp.potential_file import QuadraticTerm, Repulsion
+from nnp.model.network import NNPModel
+from nnp.io.potential_file import QuadraticTerm, Repulsion
 from nnp.train import TrainConfig, _Objective
 from test_model import ds, featurize, make_model, si_c_cluster, si_triclinic, sic  # noqa: F401 (fixtures)
 

@@ -1,4 +1,4 @@
-"""Error metrics, tables and report files (nnp.report), on hand-made numbers."""
+"""Error metrics, tables and report files (nnp.analysis.report), on hand-made numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from nnp.report import Predictions, format_table, metrics, write_report
+from nnp.analysis.report import Predictions, format_table, metrics, write_report
 
 GPA = 160.21766208  # GPa per eV/Å³
 

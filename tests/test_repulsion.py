@@ -20,7 +20,7 @@ from test_agreement import assert_agree, core_results, lammps_results, torch_res
 from test_lammps_plugin import MPI_SCRIPT, VENV_BIN, _subprocess_env, lammps_input, ortho_box, run, write_data
 
 from nnp import NNPCalculator, _core
-from nnp import potential_file as pf
+from nnp.io import potential_file as pf
 
 R_INNER, R_OUTER = 1.0, 2.2  # Å; the test descriptor's cutoff is 4.2 (3.5 for some functions)
 
@@ -265,7 +265,7 @@ def test_round_trip_and_versions(si_repulsive, sic_repulsive):
     assert _core.Potential(str(sic_repulsive)).repulsion == [("C", "Si", 0.9, 2.0), ("Si", "Si", 1.1, 2.3)]
     assert _core.Potential(str(plain)).repulsion == []
     # The torch model carries the core through.
-    from nnp.model import NNPModel
+    from nnp.model.network import NNPModel
 
     assert pf.dumps(NNPModel.from_potential_data(sic).to_potential_data(sic.comments)) == pf.dumps(sic)
 
@@ -349,7 +349,7 @@ def test_the_core_is_skipped_only_for_batches_beyond_it(si_repulsive):
     batches where no pair is inside it (every training batch), and only
     there: a close-pair structure keeps its core in a batch with others."""
     from nnp.data import FeaturizedDataset
-    from nnp.model import NNPModel
+    from nnp.model.network import NNPModel
 
     plain, rep = (NNPModel.from_potential_data(pf.read(p)) for p in si_repulsive)
     close, crystal = close_pair_si(0), rattled_si((2, 2, 2), 0.05, 3)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from nnp import study
-from nnp.study_config import StudyConfig
+from nnp.study.config import StudyConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SI_DATA = REPO / "examples" / "si" / "data" / "train.xyz"
@@ -116,7 +116,7 @@ def test_directory_rules(tmp_path):
 def test_every_setting_belongs_to_its_stages():
     """A new StudyConfig field must say which stages it changes, or --update
     would keep results computed without it."""
-    from nnp.study_config import POINT_SELECTION, STAGE_SETTINGS
+    from nnp.study.config import POINT_SELECTION, STAGE_SETTINGS
 
     classified = set(POINT_SELECTION).union(*STAGE_SETTINGS.values())
     assert {f for f in StudyConfig().as_dict()} == classified
@@ -178,7 +178,7 @@ def test_update_reruns_only_the_stages_a_change_affects(tmp_path, change, stale)
 
 
 def test_boiled_phase_is_flagged_and_left_out_of_the_rdf_plots(tmp_path):
-    from nnp import study_report
+    from nnp.study import report as study_report
 
     sdir = study.StudyDir(tmp_path)
     r = np.linspace(0.05, 5.95, 60)

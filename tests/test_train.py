@@ -17,9 +17,9 @@ from ase.build import bulk
 from ase.calculators.lj import LennardJones
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from nnp import potential_file
+from nnp.io import potential_file
 from nnp.data import FeaturizedDataset, read_structures, split
-from nnp.model import NNPModel
+from nnp.model.network import NNPModel
 from nnp.train import TrainConfig, main
 
 torch.set_num_threads(1)  # tiny tensors: one thread is fastest

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnp import checkpoints, potential_file
+from nnp.train import checkpoints
+from nnp.io import potential_file
 from nnp.data import FeaturizedDataset, read_structures, split
 from nnp.descriptors import preset
 import nnp.train as nnp_train
@@ -363,7 +364,7 @@ def test_ensemble_with_a_shared_split_measures_its_mean(tmp_path, data_file, ref
     """split_seed fixed: the members share the validation split, and the
     validation errors of their mean (of the models that did not see it) are
     printed and stored; without it the splits differ and nothing is claimed."""
-    from nnp.model import NNPModel
+    from nnp.model.network import NNPModel
     from nnp.committee import mean_potential
     from nnp.train import evaluate
 
@@ -421,7 +422,7 @@ def test_report_directory_is_checked_before_training(tmp_path, data_file, capsys
 
 
 def test_cli_writes_a_report(tmp_path, data_file):
-    pytest.importorskip("nnp.report")
+    pytest.importorskip("nnp.analysis.report")
     config = write_config(tmp_path / "cfg.yaml", epochs=3)
     out = tmp_path / "Si.nnp"
     assert main(["--data", str(data_file), "--output", str(out), "--config", str(config),

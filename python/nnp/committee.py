@@ -33,8 +33,8 @@ from typing import Sequence
 import numpy as np
 from scipy.linalg import block_diag
 
-from nnp import potential_file
-from nnp.potential_file import ElementModel, Layer, PotentialData, QuadraticTerm, Scaling
+from nnp.io import potential_file
+from nnp.io.potential_file import ElementModel, Layer, PotentialData, QuadraticTerm, Scaling
 
 
 def _check_compatible(pots: Sequence[PotentialData], names: Sequence[str]) -> None:

@@ -7,7 +7,7 @@ other ASE formats, n2p2 input.data, mlearn JSON; bad frames are refused with
 the file and frame named), predicts energies, forces and stress with the
 potential exactly as LAMMPS and NNPCalculator do, and prints energy (meV/atom),
 force (eV/Å) and stress (GPa) MAE and RMSE, overall and per config_type
-(`nnp.report`). With --report DIR it also writes metrics.json, parity plots
+(`nnp.analysis.report`). With --report DIR it also writes metrics.json, parity plots
 and report.md there (an existing non-empty DIR only with --force).
 
 Exit status: 0 on success, 2 on an error (message on stderr). torch is not
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from nnp import report
+from nnp.analysis import report
 from nnp.data import read_structures
 
 

@@ -65,7 +65,7 @@ from typing import Sequence
 import numpy as np
 
 import nnp
-from nnp import potential_file as pf
+from nnp.io import potential_file as pf
 from nnp.descriptors import G2, G4, G5, DescriptorSet, SymmetryFunction
 
 # ----------------------------------------------------------------------------

@@ -51,7 +51,7 @@ class Scaling:
 @dataclass
 class QuadraticTerm:
     """Q(x) = linear·x + xᵀ matrix x of the scaled descriptor x, added to the
-    network's output (matrix symmetric, (M, M)); see nnp.quadratic."""
+    network's output (matrix symmetric, (M, M)); see nnp.model.quadratic."""
 
     linear: np.ndarray  # (M,)
     matrix: np.ndarray  # (M, M)
@@ -165,7 +165,7 @@ class PotentialData:
         seen: set[frozenset] = set()
         for r in self.repulsion:
             if not isinstance(r, Repulsion):
-                raise TypeError(f"repulsion entries must be nnp.potential_file.Repulsion, got {type(r).__name__}")
+                raise TypeError(f"repulsion entries must be nnp.io.potential_file.Repulsion, got {type(r).__name__}")
             r.check(cutoffs)
             if r.key in seen:
                 raise ValueError(f"second repulsion for the pair {r.element_a} {r.element_b}")

@@ -148,7 +148,7 @@ class Predictions:
 
 
 def predict_model(model, data, indices, batch_size: int = 32) -> Predictions:
-    """Predictions of a `nnp.model.NNPModel` for the structures `indices` of a
+    """Predictions of a `nnp.model.network.NNPModel` for the structures `indices` of a
     `nnp.data.FeaturizedDataset`, in that order, `batch_size` structures at a
     time. Runs under torch.no_grad (the model's forward enables autograd only
     for dE/dG, which forces need); the model's mode is left as it is."""

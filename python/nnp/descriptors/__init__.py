@@ -486,7 +486,7 @@ def selected(count: int, elements: Iterable[str], structures, rc: float = STUDY_
 # CUR-selected from the training data (on the Si data: 27 G2 + 37 G4). A
 # quadratic model in these 64 functions fits the Si data about as well as the
 # 2 × 30 network (S64: 9 % worse in force), which the default model's
-# quadratic term needs (nnp.quadratic; docs/accuracy.md).
+# quadratic term needs (nnp.model.quadratic; docs/accuracy.md).
 DEFAULT_PRESET = "C64"
 
 

@@ -19,7 +19,7 @@ Like the C++ core, it gives each neighbour entry p half of its pair:
 E_i += ½ E_rep(|r_p|) and v_p += ½ E_rep'(|r_p|) r̂_p (every unordered pair
 appears twice among the entries), then enters forces and virial as above.
 
-The model converts exactly to and from `nnp.potential_file.PotentialData`:
+The model converts exactly to and from `nnp.io.potential_file.PotentialData`:
 the weights written are the weights used.
 """
 
@@ -35,7 +35,7 @@ from torch.autograd.function import once_differentiable
 from nnp import _core
 from nnp.data import Batch, FeaturizedDataset
 from nnp.descriptors import DescriptorSet
-from nnp.potential_file import ElementModel, Layer, PotentialData, QuadraticTerm, Repulsion, Scaling, atomic_number
+from nnp.io.potential_file import ElementModel, Layer, PotentialData, QuadraticTerm, Repulsion, Scaling, atomic_number
 
 DTYPE = torch.float64
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "silu", "linear")
@@ -223,7 +223,7 @@ class NNPModel(nn.Module):
         activations)) overrides that per element (used when reading a file).
         `repulsion`: optional ZBL cores (fixed, not trained). `quadratic`:
         True (every element) or the elements that also have a quadratic term
-        Q(x) = b·x + xᵀAx of the scaled descriptor (nnp.quadratic; buffers,
+        Q(x) = b·x + xᵀAx of the scaled descriptor (nnp.model.quadratic; buffers,
         zero until set)."""
         super().__init__()
         self.descriptors = descriptors

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nnp import descriptors as descriptors_mod
-from nnp import settings
+from nnp.io import settings
 
 SERIES = tuple(descriptors_mod.SERIES)  # ("A", "B")
 LENGTHS = tuple(descriptors_mod.LENGTHS)  # (16, 28, 40, 52, 64)

@@ -8,7 +8,7 @@ For every descriptor preset of series A and B at lengths 16, 28, 40, 52, 64
 (`StudyConfig.points`), with one data split and seed for all:
 
   train       a 2x30 potential (training defaults), DIR/points/P/potential.nnp
-  validation  energy/force/stress MAE and RMSE and parity plots (nnp.report)
+  validation  energy/force/stress MAE and RMSE and parity plots (nnp.analysis.report)
   zero_k      0 K lattice constant, C11, C12, C44 (relaxed and not), B = (C11+2C12)/3
   melt        melt -> liquid (g(r), pressure; NVT at liquid_density) -> NPT quench
               -> amorphous (g(r), density); a phase that boiled is flagged
@@ -51,10 +51,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from nnp import properties as props
-from nnp.potential_file import file_sha256
-from nnp.report import json_clean
-from nnp.study_config import STAGE_SETTINGS, StudyConfig
+from nnp.analysis import properties as props
+from nnp.io.potential_file import file_sha256
+from nnp.analysis.report import json_clean
+from nnp.study.config import STAGE_SETTINGS, StudyConfig
 
 FORMAT = "nnp-study 1"
 STAGES = ("train", "validation", "zero_k", "melt", "crystal")
@@ -178,7 +178,7 @@ class StudyDir:
 
     def remove_results(self) -> None:
         """Everything the study wrote (and nothing else)."""
-        from nnp import study_report
+        from nnp.study import report as study_report
 
         shutil.rmtree(self.root / "points", ignore_errors=True)
         for name in (self.CONFIG, *study_report.OUTPUT_FILES):
@@ -350,7 +350,7 @@ def _train_log(ctx: Context, point: str) -> Callable[[str], None]:
 
 def run_train(ctx: Context, point: str) -> dict:
     from nnp import descriptors as descriptors_mod
-    from nnp import potential_file
+    from nnp.io import potential_file
     from nnp.train import featurize, train
 
     config = ctx.config.train_config(point)
@@ -381,7 +381,7 @@ def run_train(ctx: Context, point: str) -> dict:
 
 
 def run_validation(ctx: Context, point: str) -> dict:
-    from nnp import report
+    from nnp.analysis import report
 
     trained = ctx.sdir.result(point, "train")
     pot = ctx.sdir.potential(point)
@@ -771,7 +771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from nnp import study_report
+    from nnp.study import report as study_report
 
     t0 = time.perf_counter()
     sdir = StudyDir(args.out)

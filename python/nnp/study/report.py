@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnp.data import atomic_open
-from nnp.study_config import StudyConfig
+from nnp.study.config import StudyConfig
 
 # docs/science.md, "Properties and how they are measured": diamond Si.
 DFT_PBE = {"a0": 5.469, "c11": 153.0, "c12": 56.5, "bulk_modulus": 88.7}
@@ -381,7 +381,7 @@ def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Seque
 
     L += ["## Validation errors", "",
           "Energy per atom (meV/atom) and force components (eV/Å) of the validation structures "
-          "(the same for every point), through the potential file (nnp.report); per-point parity plots "
+          "(the same for every point), through the potential file (nnp.analysis.report); per-point parity plots "
           "in `points/P/validation/`.", "",
           "| point | functions | E MAE | E RMSE | F MAE | F RMSE | σ RMSE (GPa) | train E RMSE | train F RMSE |",
           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

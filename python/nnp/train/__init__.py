@@ -44,11 +44,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from nnp import checkpoints, potential_file, settings
+from nnp.train import checkpoints
+from nnp.io import potential_file
+from nnp.io import settings
 from nnp import descriptors as descriptors_mod
 from nnp.data import Batch, FeaturizedDataset, isolated_atom, read_structures, split
-from nnp.model import ACTIVATIONS, SCALING_MODES, NNPModel
-from nnp.potential_file import Repulsion
+from nnp.model.network import ACTIVATIONS, SCALING_MODES, NNPModel
+from nnp.io.potential_file import Repulsion
 
 LR_SCHEDULES = ("plateau", "cosine")
 LBFGS_MAX_EVALUATIONS = 20  # loss evaluations per L-BFGS epoch, line search included
@@ -142,7 +144,7 @@ class TrainConfig:
     # with w = quadratic_weight (0: the network alone). Q(x) = b·x + xᵀAx is
     # fitted before the network is trained (it depends on the data and the
     # scaling only), in closed form, to the same loss on the same structures,
-    # with a relative ridge penalty quadratic_ridge (nnp.quadratic). The best
+    # with a relative ridge penalty quadratic_ridge (nnp.model.quadratic). The best
     # epoch is chosen on the mean. Its errors are only loosely correlated with
     # the network's: on the Si data the mean has ~7 % lower validation force
     # MAE than either model (docs/accuracy.md).
@@ -617,7 +619,7 @@ def train(
     model.to(device)
     mix = None
     if fitted is not None and len(val_idx):
-        from nnp import quadratic
+        from nnp.model import quadratic
 
         q_model = quadratic.blend(model.cpu(), fitted, 1.0).to(device)
         model.to(device)
@@ -726,7 +728,7 @@ def train(
     model.cpu()
     parts: dict[str, Metrics] = {}
     if fitted is not None:
-        from nnp import quadratic
+        from nnp.model import quadratic
 
         network = model
         model = quadratic.blend(network, fitted, config.quadratic_weight)
@@ -739,10 +741,10 @@ def train(
 
 
 def fit_quadratic_term(model: NNPModel, data: FeaturizedDataset, train_idx, config: TrainConfig, log=_print):
-    """The quadratic model (nnp.quadratic.QuadraticFit) fitted to the
+    """The quadratic model (nnp.model.quadratic.QuadraticFit) fitted to the
     structures `train_idx` with the config's loss weights, in `model`'s
     descriptor scaling, to the labels minus its repulsive core."""
-    from nnp import quadratic
+    from nnp.model import quadratic
 
     t = time.perf_counter()
     fitted = quadratic.fit(data, train_idx, {e: model.scaling(e)[0] for e in model.elements},
@@ -1119,7 +1121,7 @@ def _print_isolated_atoms(model: NNPModel, data: FeaturizedDataset) -> None:
 
 
 def _write_report(directory: Path, member, data: FeaturizedDataset, overwrite: bool) -> None:
-    from nnp import report
+    from nnp.analysis import report
 
     if member.final is None:
         _print(f"no report: {member.output} was finished by an earlier run")

@@ -20,7 +20,7 @@ from the same precomputed descriptor Jacobian that training uses: for a
 neighbour entry p (centre i, neighbour j, r_ij = r_j − r_i) and feature φ(x_i),
 ∂φ/∂r_ij = Σ_μ ∂φ/∂x_μ · dG_dr[p, μ, :]/width_μ enters F_i with + and F_j with
 − (F = −∂E/∂r), and the virial as W −= r_ij ⊗ ∂φ/∂r_ij; the same conventions
-as nnp.model. The normal equations are accumulated over blocks of a few
+as nnp.model.network (the torch model). The normal equations are accumulated over blocks of a few
 thousand rows, so memory does not grow with the data set (D² for D
 parameters: 37 MB for 64 functions and one element). On the Si data (193
 structures, 64 functions) a fit takes about 15 s on one core.
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from nnp.data import FeaturizedDataset
-from nnp.potential_file import QuadraticTerm
+from nnp.io.potential_file import QuadraticTerm
 
 DTYPE = torch.float64
 ROW_BLOCK = 4096  # design-matrix rows per product X^T X
@@ -260,7 +260,7 @@ def core_baseline(model):
     (a function of a batch: energy, forces, virial), or None without a core."""
     if not model.repulsion:
         return None
-    from nnp.model import NNPModel
+    from nnp.model.network import NNPModel
 
     core = NNPModel(model.descriptors, architectures={
         e: ([lin.weight.shape[0] for lin in model.nets[e].linears], list(model.nets[e].activations))
@@ -276,7 +276,7 @@ def blend(model, fitted: QuadraticFit, weight: float):
     network and the fitted quadratic model averaged with weight w on the
     latter, as one model (the network's output layer scaled by 1 − w, its
     reference energy mixed with Q's constant)."""
-    from nnp.model import NNPModel
+    from nnp.model.network import NNPModel
 
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"the weight of the quadratic term must be in [0, 1], got {weight}")

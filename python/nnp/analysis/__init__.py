@@ -1,0 +1,1 @@
+"""Scoring potentials: error metrics and reports, materials properties in LAMMPS."""

@@ -1,0 +1,5 @@
+import sys
+
+from nnp.convert import main
+
+sys.exit(main())

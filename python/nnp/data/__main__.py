@@ -1,0 +1,5 @@
+import sys
+
+from nnp.data import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Files: the potential file, configuration files, atomic writes."""

@@ -1,0 +1,5 @@
+import sys
+
+from nnp.study import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from nnp.train import main
+
+sys.exit(main())
