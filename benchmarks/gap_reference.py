@@ -32,7 +32,7 @@ import numpy as np
 from ase.io import write
 
 from nnp.data import DEFAULT_CONFIG_TYPE, labels, read_structures, split
-from nnp.analysis.report import Predictions, format_table, labelled_predictions, metrics
+from nnp.analysis.metrics import Predictions, format_table, labelled_predictions, metrics
 
 REPO = Path(__file__).resolve().parents[1]
 

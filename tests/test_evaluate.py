@@ -17,7 +17,7 @@ from nnp import NNPCalculator
 from nnp.io import potential_file as pf
 from nnp.data import read_structures
 from nnp.evaluate import evaluate, main
-from nnp.analysis.report import metrics, predict_model, predict_potential
+from nnp.analysis.metrics import metrics, predict_model, predict_potential
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from nnp.analysis.report import Predictions, format_table, metrics, write_report
+from nnp.analysis.metrics import Predictions, format_table, metrics
+from nnp.analysis.report import write_report
 
 GPA = 160.21766208  # GPa per eV/Å³
 

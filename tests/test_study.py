@@ -213,7 +213,7 @@ def test_a_stage_another_process_finished_is_not_run_again(tmp_path, monkeypatch
     lines = []
     ctx = study.Context(config, sdir, [], "Si", 28.0855, log=lines.append)
     todo = [t for t in study.pending(ctx, config.points, False) if t[0] == "zero_k"]
-    monkeypatch.setattr(study, "pending", lambda *a: todo)
+    monkeypatch.setattr(study.runner, "pending", lambda *a: todo)
     study.run_study(ctx, config.points)
     assert ran == ["A16"]
     assert sdir.result("A28", "zero_k")["a"] == 5.47

@@ -7,7 +7,7 @@ other ASE formats, n2p2 input.data, mlearn JSON; bad frames are refused with
 the file and frame named), predicts energies, forces and stress with the
 potential exactly as LAMMPS and NNPCalculator do, and prints energy (meV/atom),
 force (eV/Å) and stress (GPa) MAE and RMSE, overall and per config_type
-(`nnp.analysis.report`). With --report DIR it also writes metrics.json, parity plots
+(`nnp.analysis.metrics`). With --report DIR it also writes metrics.json, parity plots
 and report.md there (an existing non-empty DIR only with --force).
 
 Exit status: 0 on success, 2 on an error (message on stderr). torch is not
@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from nnp.analysis import report
+from nnp.analysis.metrics import Predictions, check_elements, format_table, load_potential, metrics, predict_potential
+from nnp.analysis.report import check_report_directory, write_report
 from nnp.data import read_structures
 
 
@@ -49,18 +50,18 @@ def evaluate(
     `report_dir`, the report is written. Returns {"sets": {name: metrics},
     "predictions": {name: Predictions}}."""
     if report_dir is not None:
-        report.check_report_directory(report_dir, overwrite)  # fail before the work
-    pot = report.load_potential(potential)
+        check_report_directory(report_dir, overwrite)  # fail before the work
+    pot = load_potential(potential)
     paths = [os.fspath(d) for d in data]
-    sets: dict[str, report.Predictions] = {}
+    sets: dict[str, Predictions] = {}
     for name, path in zip(_set_names(paths), paths):
         structures = read_structures(path, format=format)
-        report.check_elements(pot.elements, structures, f"{os.fspath(potential)} (used on {path})")
-        sets[name] = report.predict_potential(pot, structures)
+        check_elements(pot.elements, structures, f"{os.fspath(potential)} (used on {path})")
+        sets[name] = predict_potential(pot, structures)
     if report_dir is not None:
-        result = report.write_report(report_dir, sets, overwrite=overwrite)
+        result = write_report(report_dir, sets, overwrite=overwrite)
         return {"sets": result["sets"], "predictions": sets}
-    return {"sets": {name: report.metrics(p) for name, p in sets.items()}, "predictions": sets}
+    return {"sets": {name: metrics(p) for name, p in sets.items()}, "predictions": sets}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if k:
             print()
         print(f"{path}: {p.n_structures} structures, {int(p.n_atoms.sum())} atoms; potential {args.potential}")
-        print(report.format_table(out["sets"][name]))
+        print(format_table(out["sets"][name]))
         if p.extrapolating_atoms is not None and p.extrapolating_atoms.any():
             n = int((p.extrapolating_atoms > 0).sum())
             print(f"note: {n} of {p.n_structures} structures have atoms outside the descriptor range "

@@ -1,5 +1,5 @@
 import sys
 
-from nnp.study import main
+from nnp.study.cli import main
 
 sys.exit(main())

@@ -20,11 +20,22 @@ from typing import Any
 
 from nnp import descriptors as descriptors_mod
 from nnp.io import settings
+from nnp.train import TrainConfig
 
 SERIES = tuple(descriptors_mod.SERIES)  # ("A", "B")
 LENGTHS = tuple(descriptors_mod.LENGTHS)  # (16, 28, 40, 52, 64)
 # Training settings the study sets itself, per point.
 STUDY_OWNED_TRAIN_KEYS = ("descriptor", "seed")
+
+# The stages of every point, in the order they run.
+STAGES = ("train", "validation", "zero_k", "melt", "crystal")
+STAGE_TITLES = {
+    "train": "training",
+    "validation": "validation errors",
+    "zero_k": "0 K lattice and elastic constants",
+    "melt": "melt-quench (liquid, amorphous)",
+    "crystal": "crystal NPT",
+}
 
 
 # The settings each stage's numbers depend on (besides the data, its digest
@@ -163,10 +174,8 @@ class StudyConfig:
                  f"{name} = {getattr(self, name)} ps is too short for {self.blocks} blocks of samples "
                  f"every {self.sample_every} steps")
 
-    def train_config(self, descriptor: str):
+    def train_config(self, descriptor: str) -> TrainConfig:
         """The TrainConfig of one point."""
-        from nnp.train import TrainConfig
-
         if "refit" in self.train:
             raise ValueError("study config: train: refit is not a study setting (each point's model is the one "
                              "trained on its split, so that its validation errors describe it)")

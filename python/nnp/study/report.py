@@ -1,4 +1,4 @@
-"""Tables, CSV files and plots of the descriptor-length study (`nnp.study`).
+"""Tables, CSV files and the report of the descriptor-length study (`nnp.study`).
 
 Reads the stored stage results of DIR/points/P/*.json and writes, in DIR:
 
@@ -26,12 +26,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nnp.data import atomic_open
-from nnp.study.config import StudyConfig
+from nnp.io.atomic import atomic_write_text
+from nnp.progress import fmt_time
+from nnp.study.config import STAGES, StudyConfig
+from nnp.study.plots import plot_bulk_modulus, plot_elastic, plot_errors, plot_rdf
+from nnp.study.references import DFT_PBE, EXPERIMENT
 
-# docs/science.md, "Properties and how they are measured": diamond Si.
-DFT_PBE = {"a0": 5.469, "c11": 153.0, "c12": 56.5, "bulk_modulus": 88.7}
-EXPERIMENT = {"a0": 5.431, "bulk_modulus": (98.0, 99.0)}
 RDF_KINDS = ("crystal", "amorphous", "liquid")
 OUTPUT_FILES = (
     "report.md", "errors.csv", "properties.csv",
@@ -86,8 +86,6 @@ def _get(d: Any, *keys, scale: float = 1.0) -> float:
 def collect(sdir, config: StudyConfig) -> list[dict[str, Any]]:
     """One row per point of the study: numbers (NaN when missing), stage
     statuses and errors, and the RDFs."""
-    from nnp.study import STAGES
-
     rows = []
     for p in config.points:
         res = {stage: sdir.result(p, stage) for stage in STAGES}
@@ -161,21 +159,16 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return buf.getvalue()
 
 
-def _write_text(path: Path, text: str) -> None:
-    with atomic_open(path) as fh:
-        fh.write(text)
-
-
 def write_csvs(root: Path, rows: list[dict]) -> list[str]:
     written = []
     keys = [k for k, _ in ERROR_COLUMNS]
-    _write_text(root / "errors.csv", _csv_text(
+    atomic_write_text(root / "errors.csv", _csv_text(
         ["point", "series", "length", "n_functions", "status", *keys],
         [[r["point"], r["series"], r["length"], r["n_functions"], r["status"]["validation"], *(r[k] for k in keys)]
          for r in rows]))
     written.append("errors.csv")
     keys = [k for k, _ in PROPERTY_COLUMNS]
-    _write_text(root / "properties.csv", _csv_text(
+    atomic_write_text(root / "properties.csv", _csv_text(
         ["point", "series", "length", *keys], [[r["point"], r["series"], r["length"], *(r[k] for k in keys)]
                                                for r in rows]))
     written.append("properties.csv")
@@ -187,173 +180,16 @@ def write_csvs(root: Path, rows: list[dict]) -> list[str]:
             continue
         r0 = have[0]["rdf"][kind][0]
         cols = [r["rdf"][kind][1] if len(r["rdf"][kind][0]) == len(r0) else np.full(len(r0), math.nan) for r in have]
-        _write_text(path, _csv_text(["r_A", *(r["point"] for r in have)],
+        atomic_write_text(path, _csv_text(["r_A", *(r["point"] for r in have)],
                                     [[float(r0[i]), *(float(c[i]) for c in cols)] for i in range(len(r0))]))
         written.append(path.name)
     return written
 
 
-# --------------------------------------------------------------------- plots
-
-
-def _save(fig, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    with atomic_open(path, binary=True) as fh:
-        fig.savefig(fh, format="png", dpi=110)
-
-
-SERIES_STYLE = {"A": dict(marker="o", color="tab:blue"), "B": dict(marker="s", color="tab:red")}
-
-
-def _series(rows, key):
-    out = {}
-    for s in sorted({r["series"] for r in rows}):
-        sel = [r for r in rows if r["series"] == s]
-        out[s] = (np.array([r["length"] for r in sel]), np.array([r[key] for r in sel], dtype=float))
-    return out
-
-
-def plot_errors(rows, path: Path) -> bool:
-    from matplotlib.figure import Figure
-
-    if not any(math.isfinite(r["val_energy_rmse"]) for r in rows):
-        return False
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for ax, q, unit in ((axes[0], "energy", "meV/atom"), (axes[1], "force", "eV/Å")):
-        for s, style in SERIES_STYLE.items():
-            for stat, ls, fill in (("rmse", "-", None), ("mae", "--", "none")):
-                data = _series(rows, f"val_{q}_{stat}").get(s)
-                if data is None:
-                    continue
-                x, y = data
-                ok = np.isfinite(y) & (y > 0)
-                if ok.any():
-                    ax.plot(x[ok], y[ok], ls=ls, marker=style["marker"], color=style["color"],
-                            mfc=fill or style["color"], label=f"series {s} {stat.upper()}")
-        ax.set_yscale("log")
-        ax.set_xlabel("descriptor length (functions)")
-        ax.set_ylabel(f"validation {q} error ({unit})")
-        ax.set_xticks(sorted({r["length"] for r in rows}))
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("Validation errors vs descriptor length (A: fewer η, B: fewer ζ)")
-    _save(fig, path)
-    return True
-
-
-def plot_rdf(rows, kind: str, path: Path) -> bool:
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-
-    have = [r for r in rows if kind in r["rdf"] and np.isfinite(r["rdf"][kind][1]).any()]
-    if not have:
-        return False
-    series = sorted({r["series"] for r in rows})
-    lengths = sorted({r["length"] for r in rows})
-    cmap = colormaps["viridis"]
-    fig = Figure(figsize=(5 * len(series), 4), layout="constrained")
-    axes = fig.subplots(1, len(series), squeeze=False)[0]
-    for ax, s in zip(axes, series):
-        for r in have:
-            if r["series"] != s:
-                continue
-            x, g = r["rdf"][kind]
-            c = cmap(lengths.index(r["length"]) / max(len(lengths) - 1, 1))
-            ax.plot(x, g, color=c, lw=1.2, label=f"{r['length']}")
-        ax.axhline(1.0, color="0.6", lw=0.6)
-        ax.set_xlabel("r (Å)")
-        ax.set_ylabel("g(r)")
-        ax.set_title(f"series {s}")
-        ax.legend(title="length", fontsize=8)
-    fig.suptitle(f"Radial distribution function: {kind}")
-    _save(fig, path)
-    return True
-
-
-def plot_bulk_modulus(rows, path: Path, temperature: float) -> bool:
-    from matplotlib.figure import Figure
-
-    if not any(math.isfinite(r["b_npt"]) or math.isfinite(r["b0"]) for r in rows):
-        return False
-    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
-    ax = fig.subplots()
-    for s, style in SERIES_STYLE.items():
-        sel = [r for r in rows if r["series"] == s]
-        if not sel:
-            continue
-        x = np.array([r["length"] for r in sel], dtype=float)
-        b = np.array([r["b_npt"] for r in sel])
-        e = np.array([r["b_npt_err"] for r in sel])
-        b0 = np.array([r["b0"] for r in sel])
-        dx = -0.6 if s == "A" else 0.6  # side by side
-        ok = np.isfinite(b)
-        if ok.any():
-            ax.errorbar(x[ok] + dx, b[ok], yerr=np.where(np.isfinite(e[ok]), e[ok], 0), capsize=3, ls="-",
-                        label=f"series {s}, NPT {temperature:g} K", **style)
-        ok = np.isfinite(b0)
-        if ok.any():
-            ax.plot(x[ok] + dx, b0[ok], ls=":", mfc="none", label=f"series {s}, 0 K (C11+2C12)/3", **style)
-    ax.axhline(DFT_PBE["bulk_modulus"], color="k", ls="--", lw=1, label=f"DFT-PBE {DFT_PBE['bulk_modulus']:g} GPa")
-    lo, hi = EXPERIMENT["bulk_modulus"]
-    ax.axhspan(lo, hi, color="0.85", label=f"experiment {lo:g}–{hi:g} GPa")
-    ax.set_xlabel("descriptor length (functions)")
-    ax.set_ylabel("bulk modulus (GPa)")
-    ax.set_xticks(sorted({r["length"] for r in rows}))
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Bulk modulus of diamond Si vs descriptor length")
-    _save(fig, path)
-    return True
-
-
-def plot_elastic(rows, path: Path) -> bool:
-    from matplotlib.figure import Figure
-
-    if not any(math.isfinite(r["a0"]) for r in rows):
-        return False
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax_a, ax_c = fig.subplots(1, 2)
-    for s, style in SERIES_STYLE.items():
-        data = _series(rows, "a0").get(s)
-        if data is not None and np.isfinite(data[1]).any():
-            ok = np.isfinite(data[1])
-            ax_a.plot(data[0][ok], data[1][ok], label=f"series {s}", **style)
-        for key, ls in (("c11", "-"), ("c12", "--"), ("c44", ":")):
-            data = _series(rows, key).get(s)
-            if data is not None and np.isfinite(data[1]).any():
-                ok = np.isfinite(data[1])
-                ax_c.plot(data[0][ok], data[1][ok], ls=ls, label=f"{key.upper()} series {s}", **style)
-    ax_a.axhline(DFT_PBE["a0"], color="k", ls="--", lw=1, label=f"DFT-PBE {DFT_PBE['a0']} Å")
-    ax_a.axhline(EXPERIMENT["a0"], color="0.5", ls=":", lw=1, label=f"experiment {EXPERIMENT['a0']} Å")
-    ax_a.set_ylabel("0 K lattice constant (Å)")
-    for key in ("c11", "c12"):
-        ax_c.axhline(DFT_PBE[key], color="k", ls="--" if key == "c11" else "-.", lw=0.8,
-                     label=f"DFT-PBE {key.upper()} {DFT_PBE[key]:g}")
-    ax_c.set_ylabel("elastic constant (GPa)")
-    for ax in (ax_a, ax_c):
-        ax.set_xlabel("descriptor length (functions)")
-        ax.set_xticks(sorted({r["length"] for r in rows}))
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("0 K lattice and elastic constants vs descriptor length")
-    _save(fig, path)
-    return True
-
-
 # ------------------------------------------------------------------ markdown
 
 
-def _fmt_time(seconds: float) -> str:
-    from nnp.study import fmt_time
-
-    return fmt_time(seconds)
-
-
-def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Sequence[str]) -> str:
-    c = config
+def _header(rows: list[dict], c: StudyConfig, stored: dict) -> list[str]:
     ident = stored.get("identity", {})
     L: list[str] = ["# Descriptor-length study", ""]
     L.append(f"Generated {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} by "
@@ -375,16 +211,19 @@ def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Seque
     total = sum(r["wall_s"] for r in rows)
     done = sum(1 for r in rows for s in r["status"].values() if s == "done")
     L.append("")
-    L.append(f"Compute time of the stored stages: {_fmt_time(total)} "
+    L.append(f"Compute time of the stored stages: {fmt_time(total)} "
              f"({done} of {len(rows) * len(rows[0]['status']) if rows else 0} stage results done).")
     L.append("")
+    return L
 
-    L += ["## Validation errors", "",
-          "Energy per atom (meV/atom) and force components (eV/Å) of the validation structures "
-          "(the same for every point), through the potential file (nnp.analysis.report); per-point parity plots "
-          "in `points/P/validation/`.", "",
-          "| point | functions | E MAE | E RMSE | F MAE | F RMSE | σ RMSE (GPa) | train E RMSE | train F RMSE |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+def _errors_section(rows: list[dict], figures: Sequence[str]) -> list[str]:
+    L = ["## Validation errors", "",
+         "Energy per atom (meV/atom) and force components (eV/Å) of the validation structures "
+         "(the same for every point), through the potential file (nnp.analysis.report); per-point parity plots "
+         "in `points/P/validation/`.", "",
+         "| point | functions | E MAE | E RMSE | F MAE | F RMSE | σ RMSE (GPa) | train E RMSE | train F RMSE |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         L.append(f"| {r['point']} | {r['n_functions']} | {_num(r['val_energy_mae'], 2)} | "
                  f"{_num(r['val_energy_rmse'], 2)} | {_num(r['val_force_mae'], 4)} | {_num(r['val_force_rmse'], 4)} | "
@@ -393,12 +232,15 @@ def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Seque
     L.append("")
     if "errors_vs_length.png" in figures:
         L += ["![errors vs length](errors_vs_length.png)", ""]
+    return L
 
-    L += ["## Diamond Si at 0 K", "",
-          "Lattice constant by box relaxation; elastic constants by central differences of the stress at "
-          "±strain, with ionic relaxation (C44 also without); B0 = (C11 + 2 C12)/3.", "",
-          "| point | a0 (Å) | C11 (GPa) | C12 (GPa) | C44 (GPa) | C44 unrelaxed (GPa) | B0 (GPa) |",
-          "|---|---:|---:|---:|---:|---:|---:|"]
+
+def _zero_k_section(rows: list[dict], figures: Sequence[str]) -> list[str]:
+    L = ["## Diamond Si at 0 K", "",
+         "Lattice constant by box relaxation; elastic constants by central differences of the stress at "
+         "±strain, with ionic relaxation (C44 also without); B0 = (C11 + 2 C12)/3.", "",
+         "| point | a0 (Å) | C11 (GPa) | C12 (GPa) | C44 (GPa) | C44 unrelaxed (GPa) | B0 (GPa) |",
+         "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         L.append(f"| {r['point']} | {_num(r['a0'], 4)} | {_num(r['c11'], 1)} | {_num(r['c12'], 1)} | "
                  f"{_num(r['c44'], 1)} | {_num(r['c44_unrelaxed'], 1)} | {_num(r['b0'], 1)} |")
@@ -409,13 +251,17 @@ def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Seque
     L.append("")
     if "elastic_vs_length.png" in figures:
         L += ["![elastic constants vs length](elastic_vs_length.png)", ""]
+    return L
 
-    L += [f"## Crystal, NPT at {c.crystal_temperature:g} K and {c.pressure_atm:g} atm", "",
-          "Lattice constant from ⟨V⟩; bulk modulus B = k_B T ⟨V⟩/⟨δV²⟩; ± one standard error from block "
-          "averages. Coordination: running coordination at the first minimum of g(r). Extrapolating: mean "
-          "fraction of atoms outside the descriptor range seen in training.", "",
-          "| point | a (Å) | B (GPa) | ⟨T⟩ (K) | coordination | extrapolating |",
-          "|---|---:|---:|---:|---:|---:|"]
+
+def _crystal_section(rows: list[dict], c: StudyConfig, figures: Sequence[str]) -> list[str]:
+    lo, hi = EXPERIMENT["bulk_modulus"]
+    L = [f"## Crystal, NPT at {c.crystal_temperature:g} K and {c.pressure_atm:g} atm", "",
+         "Lattice constant from ⟨V⟩; bulk modulus B = k_B T ⟨V⟩/⟨δV²⟩; ± one standard error from block "
+         "averages. Coordination: running coordination at the first minimum of g(r). Extrapolating: mean "
+         "fraction of atoms outside the descriptor range seen in training.", "",
+         "| point | a (Å) | B (GPa) | ⟨T⟩ (K) | coordination | extrapolating |",
+         "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         L.append(f"| {r['point']} | {_pm(r['a_npt'], r['a_npt_err'], 4)} | {_pm(r['b_npt'], r['b_npt_err'], 1)} | "
                  f"{_num(r['crystal_temperature'], 1)} | {_num(r['crystal_cn'], 2)} | "
@@ -425,16 +271,19 @@ def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Seque
     L.append("")
     if "bulk_modulus_vs_length.png" in figures:
         L += ["![bulk modulus vs length](bulk_modulus_vs_length.png)", ""]
+    return L
 
-    L += [f"## Liquid ({c.liquid_temperature:g} K) and amorphous ({c.quench_end_temperature:g} K) Si", "",
-          (f"The melt and the liquid run NVT at {c.liquid_density:g} g/cm³; "
-           if c.liquid_density else "Every stage runs NPT at the same pressure; ")
-          + f"the amorphous structure is the liquid quenched at {c.quench_rate:g} K/ps, NPT at "
-          f"{c.pressure_atm:g} atm. A phase under half the crystal's density is marked *boiled*: its g(r) "
-          "means nothing.", "",
-          "| point | liquid ρ (g/cm³) | liquid P (GPa) | liquid coordination | amorphous ρ (g/cm³) "
-          "| amorphous coordination | extrapolating liquid / amorphous |",
-          "|---|---:|---:|---:|---:|---:|---:|"]
+
+def _melt_section(rows: list[dict], c: StudyConfig, figures: Sequence[str]) -> list[str]:
+    L = [f"## Liquid ({c.liquid_temperature:g} K) and amorphous ({c.quench_end_temperature:g} K) Si", "",
+         (f"The melt and the liquid run NVT at {c.liquid_density:g} g/cm³; "
+          if c.liquid_density else "Every stage runs NPT at the same pressure; ")
+         + f"the amorphous structure is the liquid quenched at {c.quench_rate:g} K/ps, NPT at "
+         f"{c.pressure_atm:g} atm. A phase under half the crystal's density is marked *boiled*: its g(r) "
+         "means nothing.", "",
+         "| point | liquid ρ (g/cm³) | liquid P (GPa) | liquid coordination | amorphous ρ (g/cm³) "
+         "| amorphous coordination | extrapolating liquid / amorphous |",
+         "|---|---:|---:|---:|---:|---:|---:|"]
 
     def boiled(r: dict, kind: str) -> str:
         return " *boiled*" if r[f"{kind}_boiled"] == 1 else ""
@@ -449,7 +298,11 @@ def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Seque
     for kind in RDF_KINDS:
         if f"rdf_{kind}.png" in figures:
             L += [f"![g(r) {kind}](rdf_{kind}.png)", ""]
+    return L
 
+
+def _closing(rows: list[dict]) -> list[str]:
+    L: list[str] = []
     for r in rows:
         if r["same_as"]:
             L += [f"{r['point']} has exactly the same descriptor as {r['same_as']} (same functions, data, "
@@ -465,6 +318,18 @@ def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Seque
         L += [f"Not computed yet: {', '.join(f'{p} {s}' for p, s in pending)}.", ""]
     L += ["Numbers: `errors.csv`, `properties.csv`, `rdf_*.csv`; every stage's full result: "
           "`points/P/STAGE.json`; settings: `study.json`."]
+    return L
+
+
+def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Sequence[str]) -> str:
+    """report.md: the settings, a table per stage with the references, the
+    figures made, failed stages and what is not computed yet."""
+    L = _header(rows, config, stored)
+    L += _errors_section(rows, figures)
+    L += _zero_k_section(rows, figures)
+    L += _crystal_section(rows, config, figures)
+    L += _melt_section(rows, config, figures)
+    L += _closing(rows)
     return "\n".join(L) + "\n"
 
 
@@ -483,5 +348,6 @@ def write_outputs(sdir, config: StudyConfig, stored: dict) -> list[str]:
             figures.append(name)
         else:
             (root / name).unlink(missing_ok=True)  # a stale plot from an earlier run of this study
-    _write_text(root / "report.md", markdown(rows, config, stored, figures))
+    atomic_write_text(root / "report.md", markdown(rows, config, stored, figures))
+
     return written + figures + ["report.md"]

@@ -1,0 +1,144 @@
+"""Figures of the descriptor-length study: errors, g(r), bulk modulus and
+elastic constants against descriptor length (the paper's Figs. 4-6). Each
+`plot_*` returns False, writing nothing, when no point has its numbers yet."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from nnp.analysis.plots import save_png
+from nnp.study.references import DFT_PBE, EXPERIMENT
+
+SERIES_STYLE = {"A": dict(marker="o", color="tab:blue"), "B": dict(marker="s", color="tab:red")}
+
+
+def _series(rows, key):
+    out = {}
+    for s in sorted({r["series"] for r in rows}):
+        sel = [r for r in rows if r["series"] == s]
+        out[s] = (np.array([r["length"] for r in sel]), np.array([r[key] for r in sel], dtype=float))
+    return out
+
+
+def plot_errors(rows, path: Path) -> bool:
+    if not any(math.isfinite(r["val_energy_rmse"]) for r in rows):
+        return False
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, q, unit in ((axes[0], "energy", "meV/atom"), (axes[1], "force", "eV/Å")):
+        for s, style in SERIES_STYLE.items():
+            for stat, ls, fill in (("rmse", "-", None), ("mae", "--", "none")):
+                data = _series(rows, f"val_{q}_{stat}").get(s)
+                if data is None:
+                    continue
+                x, y = data
+                ok = np.isfinite(y) & (y > 0)
+                if ok.any():
+                    ax.plot(x[ok], y[ok], ls=ls, marker=style["marker"], color=style["color"],
+                            mfc=fill or style["color"], label=f"series {s} {stat.upper()}")
+        ax.set_yscale("log")
+        ax.set_xlabel("descriptor length (functions)")
+        ax.set_ylabel(f"validation {q} error ({unit})")
+        ax.set_xticks(sorted({r["length"] for r in rows}))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Validation errors vs descriptor length (A: fewer η, B: fewer ζ)")
+    save_png(fig, path)
+    return True
+
+
+def plot_rdf(rows, kind: str, path: Path) -> bool:
+    have = [r for r in rows if kind in r["rdf"] and np.isfinite(r["rdf"][kind][1]).any()]
+    if not have:
+        return False
+    series = sorted({r["series"] for r in rows})
+    lengths = sorted({r["length"] for r in rows})
+    cmap = colormaps["viridis"]
+    fig = Figure(figsize=(5 * len(series), 4), layout="constrained")
+    axes = fig.subplots(1, len(series), squeeze=False)[0]
+    for ax, s in zip(axes, series):
+        for r in have:
+            if r["series"] != s:
+                continue
+            x, g = r["rdf"][kind]
+            c = cmap(lengths.index(r["length"]) / max(len(lengths) - 1, 1))
+            ax.plot(x, g, color=c, lw=1.2, label=f"{r['length']}")
+        ax.axhline(1.0, color="0.6", lw=0.6)
+        ax.set_xlabel("r (Å)")
+        ax.set_ylabel("g(r)")
+        ax.set_title(f"series {s}")
+        ax.legend(title="length", fontsize=8)
+    fig.suptitle(f"Radial distribution function: {kind}")
+    save_png(fig, path)
+    return True
+
+
+def plot_bulk_modulus(rows, path: Path, temperature: float) -> bool:
+    if not any(math.isfinite(r["b_npt"]) or math.isfinite(r["b0"]) for r in rows):
+        return False
+    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for s, style in SERIES_STYLE.items():
+        sel = [r for r in rows if r["series"] == s]
+        if not sel:
+            continue
+        x = np.array([r["length"] for r in sel], dtype=float)
+        b = np.array([r["b_npt"] for r in sel])
+        e = np.array([r["b_npt_err"] for r in sel])
+        b0 = np.array([r["b0"] for r in sel])
+        dx = -0.6 if s == "A" else 0.6  # side by side
+        ok = np.isfinite(b)
+        if ok.any():
+            ax.errorbar(x[ok] + dx, b[ok], yerr=np.where(np.isfinite(e[ok]), e[ok], 0), capsize=3, ls="-",
+                        label=f"series {s}, NPT {temperature:g} K", **style)
+        ok = np.isfinite(b0)
+        if ok.any():
+            ax.plot(x[ok] + dx, b0[ok], ls=":", mfc="none", label=f"series {s}, 0 K (C11+2C12)/3", **style)
+    ax.axhline(DFT_PBE["bulk_modulus"], color="k", ls="--", lw=1, label=f"DFT-PBE {DFT_PBE['bulk_modulus']:g} GPa")
+    lo, hi = EXPERIMENT["bulk_modulus"]
+    ax.axhspan(lo, hi, color="0.85", label=f"experiment {lo:g}–{hi:g} GPa")
+    ax.set_xlabel("descriptor length (functions)")
+    ax.set_ylabel("bulk modulus (GPa)")
+    ax.set_xticks(sorted({r["length"] for r in rows}))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Bulk modulus of diamond Si vs descriptor length")
+    save_png(fig, path)
+    return True
+
+
+def plot_elastic(rows, path: Path) -> bool:
+    if not any(math.isfinite(r["a0"]) for r in rows):
+        return False
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_a, ax_c = fig.subplots(1, 2)
+    for s, style in SERIES_STYLE.items():
+        data = _series(rows, "a0").get(s)
+        if data is not None and np.isfinite(data[1]).any():
+            ok = np.isfinite(data[1])
+            ax_a.plot(data[0][ok], data[1][ok], label=f"series {s}", **style)
+        for key, ls in (("c11", "-"), ("c12", "--"), ("c44", ":")):
+            data = _series(rows, key).get(s)
+            if data is not None and np.isfinite(data[1]).any():
+                ok = np.isfinite(data[1])
+                ax_c.plot(data[0][ok], data[1][ok], ls=ls, label=f"{key.upper()} series {s}", **style)
+    ax_a.axhline(DFT_PBE["a0"], color="k", ls="--", lw=1, label=f"DFT-PBE {DFT_PBE['a0']} Å")
+    ax_a.axhline(EXPERIMENT["a0"], color="0.5", ls=":", lw=1, label=f"experiment {EXPERIMENT['a0']} Å")
+    ax_a.set_ylabel("0 K lattice constant (Å)")
+    for key in ("c11", "c12"):
+        ax_c.axhline(DFT_PBE[key], color="k", ls="--" if key == "c11" else "-.", lw=0.8,
+                     label=f"DFT-PBE {key.upper()} {DFT_PBE[key]:g}")
+    ax_c.set_ylabel("elastic constant (GPa)")
+    for ax in (ax_a, ax_c):
+        ax.set_xlabel("descriptor length (functions)")
+        ax.set_xticks(sorted({r["length"] for r in rows}))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("0 K lattice and elastic constants vs descriptor length")
+    save_png(fig, path)
+    return True

@@ -1,0 +1,280 @@
+"""The five stages of one study point, each a function of (Context, point)
+that returns its result as a JSON-ready dict:
+
+  train       a potential with the training defaults, DIR/points/P/potential.nnp
+  validation  errors and parity plots on the train and validation structures
+  zero_k      0 K lattice constant and elastic constants
+  melt        melt -> liquid -> quench -> amorphous: densities, pressure, g(r)
+  crystal     NPT of the crystal: lattice constant, bulk modulus, g(r)
+
+A stage raises one of `STAGE_ERRORS` when the point fails there (e.g. a
+potential that blows up in the liquid); the runner records it and goes on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from nnp import descriptors as descriptors_mod
+from nnp.analysis import properties as props
+from nnp.analysis import report
+from nnp.constants import ATM_IN_BAR, BAR_IN_GPA
+from nnp.io import potential_file
+from nnp.io.atomic import atomic_open
+from nnp.progress import fmt_time
+from nnp.study.config import StudyConfig
+from nnp.study.directory import StudyDir
+from nnp.train import featurize, train
+
+A_GUESS = 5.43  # Å, start of the 0 K relaxation (and of MD when it failed)
+# A liquid or amorphous phase under this fraction of the crystal's density has boiled.
+COLLAPSED_DENSITY_FRACTION = 0.5
+
+
+@dataclass
+class Context:
+    """What every stage of a study run needs: settings, directory, data, log."""
+
+    config: StudyConfig
+    sdir: StudyDir
+    structures: list  # ASE Atoms (the subset the study uses)
+    element: str
+    mass: float
+    checkpoint_seconds: float = 600.0
+    log: Callable[[str], None] = print
+    progress_seconds: float = 60.0
+    t_start: float = field(default_factory=time.perf_counter)
+    twins: dict[str, str | None] = field(default_factory=dict)  # see twin_of
+
+    def md_settings(self) -> props.MDSettings:
+        c = self.config
+        return props.MDSettings(
+            timestep=c.timestep_fs / 1000, pressure=c.pressure_atm, t_damp=c.t_damp_fs / 1000,
+            p_damp=c.p_damp_fs / 1000, sample_every=c.sample_every, rdf_every=c.rdf_every,
+            rdf_bins=c.rdf_bins, rdf_cutoff=c.rdf_cutoff, seed=4928459 + c.seed,
+            checkpoint_seconds=self.checkpoint_seconds,
+        )
+
+    def pair(self, point: str) -> props.Pair:
+        return props.Pair.nnp(self.sdir.potential(point), self.element, self.mass)
+
+
+def crystal_stages(c: StudyConfig) -> list[props.MDStage]:
+    T = c.crystal_temperature
+    return [props.MDStage("equilibrate", c.steps(c.crystal_equilibrate_ps), T, T),
+            props.MDStage("production", c.steps(c.crystal_ps), T, T, sample=True)]
+
+
+def melt_stages(c: StudyConfig) -> list[props.MDStage]:
+    Tm, Tl, Ta = c.melt_temperature, c.liquid_temperature, c.quench_end_temperature
+    rho = c.liquid_density or None
+    return [
+        props.MDStage("melt", c.steps(c.melt_ps), Tm, Tm, density=rho),
+        props.MDStage("liquid-equilibrate", c.steps(c.liquid_equilibrate_ps), Tl, Tl, density=rho),
+        props.MDStage("liquid", c.steps(c.liquid_ps), Tl, Tl, sample=True, density=rho),
+        props.MDStage("quench", c.steps(c.quench_ps), Tl, Ta),
+        props.MDStage("amorphous-equilibrate", c.steps(c.amorphous_equilibrate_ps), Ta, Ta),
+        props.MDStage("amorphous", c.steps(c.amorphous_ps), Ta, Ta, sample=True),
+    ]
+
+
+def md_cost(stage: str, c: StudyConfig) -> int:
+    """Atom-steps of an MD stage (0 for the others)."""
+    if stage == "crystal":
+        return 8 * c.crystal_cells**3 * sum(s.steps for s in crystal_stages(c))
+    if stage == "melt":
+        return 8 * c.melt_cells**3 * sum(s.steps for s in melt_stages(c))
+    return 0
+
+
+def _train_log(ctx: Context, point: str) -> Callable[[str], None]:
+    """Training lines, at most one per progress interval (plus the first)."""
+    last = [-math.inf]
+
+    def log(line: str) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= ctx.progress_seconds:
+            ctx.log(f"    {point} {line.strip()}")
+            last[0] = now
+
+    return log
+
+
+def run_train(ctx: Context, point: str) -> dict:
+    config = ctx.config.train_config(point)
+    descriptors = descriptors_mod.preset(point, (ctx.element,))
+    data = featurize(ctx.structures, descriptors, config)
+    result = train(data, descriptors, config, log=_train_log(ctx, point))
+    comments = [
+        f"nnp.study point {point}: descriptor {point}, {config.hidden_layers} x "
+        f"{config.hidden_nodes} {config.activation}, seed {config.seed}",
+        f"data: {len(ctx.structures)} structures; {len(result.train_indices)} train, "
+        f"{len(result.validation_indices)} validation",
+        f"date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
+    ]
+    potential_file.write(result.model.to_potential_data(comments), ctx.sdir.potential(point), overwrite=True)
+    val = result.validation
+    return {
+        "n_functions": descriptors.size(ctx.element),
+        "epochs": config.epochs,
+        "best_epoch": result.best_epoch,
+        "train_energy_rmse": result.train.energy_rmse,
+        "train_force_rmse": result.train.force_rmse,
+        "validation_energy_rmse": val.energy_rmse if val else None,
+        "validation_force_rmse": val.force_rmse if val else None,
+        "train_indices": [int(i) for i in result.train_indices],
+        "validation_indices": [int(i) for i in result.validation_indices],
+        "history": result.history,
+    }
+
+
+def run_validation(ctx: Context, point: str) -> dict:
+    trained = ctx.sdir.result(point, "train")
+    pot = ctx.sdir.potential(point)
+    sets = {}
+    for name, key in (("train", "train_indices"), ("validation", "validation_indices")):
+        idx = trained[key]
+        if idx:
+            sets[name] = report.predict_potential(pot, [ctx.structures[i] for i in idx])
+    # Parity plots and metrics.json of this point; the directory is the study's own.
+    result = report.write_report(ctx.sdir.parity(point), sets, trained.get("history"), overwrite=True)
+    return {"metrics": result["sets"]}
+
+
+def run_zero_k(ctx: Context, point: str) -> dict:
+    pair = ctx.pair(point)
+    c = ctx.config
+    lattice = props.relax_lattice(pair, A_GUESS, c.elastic_cells)
+    elastic = props.elastic_constants(pair, lattice.a, c.elastic_cells, c.elastic_strain)
+    return {"a": lattice.a, "energy": lattice.energy, "residual_pressure_gpa": lattice.pressure, **elastic.as_dict()}
+
+
+def summarise_samples(s: props.StageSamples, r: np.ndarray, natoms: int, mass: float, blocks: int) -> dict:
+    """Means, block-average errors and g(r) of one sampled MD stage."""
+    v = np.asarray(s.volume)
+    rho = props.density(natoms, 1.0, mass) / v  # g/cm³ per sample
+    g, coord = s.rdf(r)
+    r_min, cn = props.first_shell_coordination(r, g, coord)
+    out = {
+        "samples": len(v),
+        "temperature": float(np.mean(s.temperature)),
+        "pressure_atm": float(np.mean(s.pressure)) / ATM_IN_BAR,
+        "pressure_gpa": float(np.mean(s.pressure)) * BAR_IN_GPA,
+        "pressure_gpa_err": props.block_error(np.asarray(s.pressure) * BAR_IN_GPA, blocks),
+        "energy": float(np.mean(s.energy)),
+        "volume_per_atom": float(v.mean()) / natoms,
+        "density": float(rho.mean()),
+        "density_err": props.block_error(rho, blocks),
+        "rdf_samples": s.rdf_samples,
+        "rdf_r": r, "rdf_g": g, "rdf_coordination": coord,
+        "first_minimum": r_min, "coordination": cn,
+    }
+    if s.extrapolating:
+        out["extrapolating_fraction"] = float(np.mean(s.extrapolating)) / natoms
+    return out
+
+
+def _md_progress(ctx: Context, point: str, natoms: int) -> props.ProgressFn:
+    def progress(name: str, done: int, total: int, ran: int, seconds: float) -> None:
+        if total == 0:
+            return
+        speed = seconds / ran / natoms if ran else math.nan
+        eta = speed * natoms * (total - done)
+        ctx.log(f"    {point} {name}: step {done}/{total} ({100 * done / total:.0f}%), "
+                f"{speed * 1e6:.0f} µs/atom/step, {fmt_time(seconds)}, stage ETA {fmt_time(eta)}")
+
+    return progress
+
+
+def _start_lattice(ctx: Context, point: str) -> float:
+    zk = ctx.sdir.result(point, "zero_k")
+    return zk["a"] if zk and zk.get("status") == "done" else A_GUESS
+
+
+def _run_md(ctx: Context, point: str, stage: str, cells: int, stages, initial_temperature=None) -> props.MDResult:
+    natoms = 8 * cells**3
+    result = props.run_md(
+        ctx.pair(point), _start_lattice(ctx, point), cells, stages, ctx.md_settings(),
+        checkpoint=ctx.sdir.checkpoint(point, stage), progress=_md_progress(ctx, point, natoms),
+        progress_seconds=ctx.progress_seconds, initial_temperature=initial_temperature,
+    )
+    # The sampled series, for reanalysis (other blocks, other estimators).
+    series = {f"{name}_{q}": np.asarray(getattr(smp, q)) for name, smp in result.stages.items()
+              for q in ("volume", "temperature", "pressure", "energy", "extrapolating")}
+    with atomic_open(ctx.sdir.point(point) / f"{stage}_samples.npz", binary=True) as fh:
+        np.savez_compressed(fh, natoms=result.natoms, sample_every=ctx.config.sample_every,
+                            timestep_fs=ctx.config.timestep_fs, **series)
+    return result
+
+
+def run_melt(ctx: Context, point: str) -> dict:
+    c = ctx.config
+    res = _run_md(ctx, point, "melt", c.melt_cells, melt_stages(c))
+    out = {"natoms": res.natoms, "start_lattice": _start_lattice(ctx, point),
+           "seconds_per_atom_step": res.seconds / max(res.steps_run * res.natoms, 1) if res.steps_run else None}
+    crystal_density = props.density(8, out["start_lattice"] ** 3, ctx.mass)
+    for name in ("liquid", "amorphous"):
+        out[name] = summ = summarise_samples(res.stages[name], res.r, res.natoms, ctx.mass, c.blocks)
+        # A condensed phase at under half the crystal's density has boiled
+        # (models that bind too weakly do at 1 atm): its g(r) means nothing.
+        summ["boiled"] = bool(summ["density"] < COLLAPSED_DENSITY_FRACTION * crystal_density)
+        if summ["boiled"]:
+            ctx.log(f"    {point} {name}: density {summ['density']:.3f} g/cm³, under "
+                    f"{COLLAPSED_DENSITY_FRACTION:g} of the crystal's {crystal_density:.3f}: the model's {name} boiled")
+    return out
+
+
+def run_crystal(ctx: Context, point: str) -> dict:
+    c = ctx.config
+    # Velocities at 2T: equipartition brings the harmonic crystal to T at once.
+    res = _run_md(ctx, point, "crystal", c.crystal_cells, crystal_stages(c), 2 * c.crystal_temperature)
+    s = res.stages["production"]
+    out = summarise_samples(s, res.r, res.natoms, ctx.mass, c.blocks)
+    v = np.asarray(s.volume)
+    a = (v / c.crystal_cells**3) ** (1 / 3)
+    b, b_err = props.bulk_modulus_from_volumes(v, c.crystal_temperature, c.blocks)
+    out.update(
+        natoms=res.natoms, start_lattice=_start_lattice(ctx, point),
+        a=float(a.mean()), a_err=props.block_error(a, c.blocks),
+        bulk_modulus=b, bulk_modulus_err=b_err,
+        seconds_per_atom_step=res.seconds / max(res.steps_run * res.natoms, 1) if res.steps_run else None,
+    )
+    return out
+
+
+RUNNERS = {"train": run_train, "validation": run_validation, "zero_k": run_zero_k,
+           "melt": run_melt, "crystal": run_crystal}
+# Errors that mean "this point failed here", not a bug: the study records them and goes on.
+STAGE_ERRORS = (props.LammpsError, FloatingPointError, ValueError, RuntimeError)
+
+
+def headline(stage: str, d: dict) -> str:
+    """The key numbers of a finished stage, for the log."""
+    try:
+        if stage == "train":
+            return (f": validation RMSE E {1000 * d['validation_energy_rmse']:.2f} meV/atom, "
+                    f"F {d['validation_force_rmse']:.4f} eV/Å (best epoch {d['best_epoch']})")
+        if stage == "validation":
+            m = d["metrics"]["validation"]["overall"]
+            return (f": validation E MAE {m['energy_mae_meV_atom']:.2f} meV/atom, "
+                    f"F MAE {m['force_mae_eV_A']:.4f} eV/Å")
+        if stage == "zero_k":
+            return (f": a0 {d['a']:.4f} Å, C11 {d['c11']:.1f}, C12 {d['c12']:.1f}, C44 {d['c44']:.1f}, "
+                    f"B {d['bulk_modulus']:.1f} GPa")
+        if stage == "melt":
+            return (f": liquid ρ {d['liquid']['density']:.3f} g/cm³, P {d['liquid']['pressure_gpa']:.2f} GPa, "
+                    f"amorphous ρ {d['amorphous']['density']:.3f} g/cm³, "
+                    f"CN {d['liquid']['coordination']:.2f} / {d['amorphous']['coordination']:.2f}"
+                    + (" (BOILED)" if d["liquid"].get("boiled") or d["amorphous"].get("boiled") else ""))
+        if stage == "crystal":
+            return (f": a {d['a']:.4f} ± {d['a_err']:.4f} Å, "
+                    f"B {d['bulk_modulus']:.1f} ± {d['bulk_modulus_err']:.1f} GPa")
+    except (KeyError, TypeError, ValueError):
+        pass
+    return ""
