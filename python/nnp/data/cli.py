@@ -1,0 +1,45 @@
+"""``python -m nnp.data summary FILE...``: what each structure file holds and
+every frame with a problem; exit status 1 if a file has a problem, 2 if one
+cannot be read at all."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from nnp.data.summary import format_summary, summarize
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nnp.data",
+        description="Inspect labelled structure files (extxyz and other ASE formats, n2p2 input.data, mlearn JSON).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser(
+        "summary",
+        help="counts, elements, config types, label ranges; lists every problem frame",
+        description="Print what each file holds and list every frame with a problem "
+        "(missing or non-finite labels, arrays of the wrong length, duplicated atoms, "
+        "unknown elements with --elements). Exit status 1 if any file has a problem.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--format", help="n2p2, mlearn-json or an ASE format name (default: from the content)")
+    p.add_argument("--elements", help="comma-separated element list the frames must use, e.g. Si or Si,O")
+    args = parser.parse_args(argv)
+    elements = [e.strip() for e in args.elements.split(",") if e.strip()] if args.elements else None
+    status = 0
+    for k, path in enumerate(args.files):
+        if k:
+            print()
+        try:
+            s = summarize(path, args.format, elements)
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = max(status, 2)
+            continue
+        print(format_summary(s))
+        if not s.ok:
+            status = max(status, 1)
+    return status

@@ -1,0 +1,133 @@
+"""Which reader a structure file goes to, and the one entry point of each
+direction: `read_structures` (checked frames) and `write_structures`.
+
+n2p2 ``input.data`` (`nnp.data.n2p2`) and mlearn JSON (`nnp.data.mlearn`)
+are read here; every other format goes to ASE (extxyz, Quantum Espresso
+output, VASP OUTCAR, ...). Without `format=` the file's content decides:
+``begin`` first means n2p2, a JSON list of entries with ``structure`` and
+``outputs`` means mlearn, anything else is left to ASE's guess.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Sequence
+
+import ase.io
+from ase import Atoms
+
+from nnp.data.frames import Unreadable, check_frame
+from nnp.data.mlearn import iter_mlearn, mlearn_text
+from nnp.data.n2p2 import iter_n2p2, n2p2_text
+from nnp.io.atomic import atomic_write_text
+
+FORMATS = ("n2p2", "mlearn-json")  # read here; any other format name goes to ASE
+_FORMAT_ALIASES = {"n2p2": "n2p2", "input.data": "n2p2", "mlearn-json": "mlearn-json", "mlearn": "mlearn-json"}
+
+
+def read_structures(
+    path: str | os.PathLike,
+    elements: Sequence[str] | None = None,
+    format: str | None = None,
+    index: str = ":",
+) -> list[Atoms]:
+    """All frames of `path` with energy, forces and (if present) stress.
+
+    Each returned Atoms keeps its labels as ASE calculator results; `energy`
+    (eV), `forces` (n, 3) and, when the file has it, `stress` are checked to be
+    present, finite and of the right shape. With `elements`, every atom must be
+    one of them. `format`: "n2p2", "mlearn-json" or any ASE format name
+    (default: from the content, then ASE's guess). The first bad frame raises
+    a ValueError naming the file and the frame.
+    """
+    path = check_path(path)
+    frames: list[Atoms] = []
+    for item in iter_frames(path, format, index):
+        if isinstance(item, Unreadable):
+            raise ValueError(f"{path}: frame {item.frame}: cannot be read: {item.message}")
+        check_frame(item, path, len(frames), elements)
+        frames.append(item)
+    if not frames:
+        raise ValueError(f"{path}: no structures found")
+    return frames
+
+
+def check_path(path: str | os.PathLike) -> str:
+    """`path` as a string, if it is a non-empty file (else a clear error)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"structure file {path} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not a structure file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: the file is empty (no structures)")
+    return path
+
+
+def iter_frames(path: str | os.PathLike, format: str | None = None, index: str = ":") -> Iterator[Atoms | Unreadable]:
+    """The frames of `path` as Atoms (unchecked), or `Unreadable` for a frame
+    that cannot be parsed. In n2p2 and mlearn files every frame is parsed on
+    its own and reading goes on after a bad one; ASE's readers stop at the
+    first unreadable frame (their position in the file is lost)."""
+    path = os.fspath(path)
+    fmt = normalise_format(format) if format is not None else detect_format(path)
+    if fmt == "n2p2":
+        yield from iter_n2p2(path, index)
+    elif fmt == "mlearn-json":
+        yield from iter_mlearn(path, index)
+    else:
+        yield from _iter_ase(path, fmt, index)
+
+
+def normalise_format(format: str) -> str:
+    """Our name of a format name or alias ("input.data" is "n2p2"); other names
+    pass through to ASE."""
+    return _FORMAT_ALIASES.get(format.lower(), format)
+
+
+def detect_format(path: str | os.PathLike) -> str | None:
+    """"n2p2" or "mlearn-json" when the content says so, else None (ASE
+    guesses from the name and content)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in head.splitlines():
+        word = line.split()[0] if line.split() else ""
+        if word:
+            if word == "begin":
+                return "n2p2"
+            break
+    if head.lstrip().startswith("[") and '"structure"' in head:
+        return "mlearn-json"
+    return None
+
+
+def _iter_ase(path: str, format: str | None, index: str) -> Iterator[Atoms | Unreadable]:
+    count = 0
+    try:
+        it = ase.io.iread(path, index=index, format=format)
+        while True:
+            try:
+                atoms = next(it)
+            except StopIteration:
+                return
+            yield atoms
+            count += 1
+    except Exception as err:  # ASE raises many types for malformed input
+        yield Unreadable(count, f"{err}")
+
+
+def write_structures(path: str | os.PathLike, structures: Sequence[Atoms], format: str, overwrite: bool = False) -> None:
+    """Write labelled structures as "n2p2" (input.data; no stress, which the
+    format cannot hold) or "mlearn-json", atomically; an existing file is only
+    replaced with `overwrite`."""
+    fmt = normalise_format(format)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; nnp writes {', '.join(FORMATS)} (use ase.io.write for others)")
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    text = n2p2_text(structures) if fmt == "n2p2" else mlearn_text(structures)
+    atomic_write_text(path, text)
