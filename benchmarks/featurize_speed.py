@@ -16,6 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from ase.io import read
+
+from nnp import descriptors as D
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "examples" / "si" / "data" / "train.xyz"
 
@@ -30,10 +34,6 @@ def main(argv=None) -> int:
         p.error(f"data file {args.data} not found")
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
-
-    from ase.io import read
-
-    from nnp import descriptors as D
 
     structures = read(args.data, index=":")
     n_atoms = sum(len(a) for a in structures)

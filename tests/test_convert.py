@@ -20,9 +20,10 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
+from ase import Atoms
 
-from nnp import NNPCalculator
-from nnp import convert
+from nnp import NNPCalculator, convert
+from nnp.descriptors import DescriptorSet
 from nnp.io import potential_file as pf
 
 N2P2_DIR = Path(__file__).resolve().parent / "data" / "n2p2-si"
@@ -394,10 +395,6 @@ def test_symmetry_function_types_match_n2p2_formulas(cutoff_type):
     our descriptor of the converted function equals n2p2's formula (for the
     normalised tanh cutoff, up to the constant c^k that the converter moves
     into the scaling)."""
-    from ase import Atoms
-
-    from nnp.descriptors import DescriptorSet
-
     cflength = 1.8897261328  # the model in Bohr
     rng = np.random.default_rng(4)
     atoms = Atoms("Si6", positions=rng.uniform(0, 4.0, (6, 3)))

@@ -35,7 +35,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+import ase.io
 import numpy as np
+from ase import units
+from ase.build import bulk
+from ase.calculators.espresso import Espresso, EspressoProfile
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.md.langevin import Langevin
 
 DEFAULT_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
 DEFAULT_PSEUDOPOTENTIALS = {"Si": "Si.pbe-rrkj.UPF"}
@@ -144,8 +150,6 @@ class QESettings:
             raise DFTError(f"k-points must be three positive integers, got {self.kpts}")
 
     def calculator(self, directory: Path):
-        from ase.calculators.espresso import Espresso, EspressoProfile
-
         system = {
             "ecutwfc": self.ecutwfc,
             "occupations": "smearing",
@@ -261,8 +265,6 @@ def complete_frames_length(path: Path) -> tuple[int, int]:
 
 def append_frame(path: Path, atoms) -> None:
     """Append one labelled frame and make sure it is on disk."""
-    import ase.io
-
     buf = io.StringIO()
     ase.io.write(buf, atoms, format="extxyz")
     with open(path, "a", encoding="utf-8") as fh:
@@ -275,16 +277,12 @@ def thermal_momenta(masses: np.ndarray, temperature_k: float, rng: np.random.Gen
     """Maxwell–Boltzmann momenta (ASE units) without centre-of-mass motion.
 
     Written out because ASE renamed its helper between versions."""
-    from ase import units
-
     p = rng.standard_normal((len(masses), 3)) * np.sqrt(masses * units.kB * temperature_k)[:, None]
     return p - masses[:, None] * p.sum(axis=0) / masses.sum()
 
 
 def labelled_frame(atoms, step: int, time_fs: float, target_k: float, signature: dict[str, object]):
     """A copy of `atoms` carrying the DFT results of its current positions."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     calc = atoms.calc
     frame = atoms.copy()  # keeps positions, cell, pbc and momenta
     frame.info.clear()
@@ -326,8 +324,6 @@ class RunSummary:
 
 
 def _last_frame(path: Path):
-    import ase.io
-
     try:
         return ase.io.read(path, index=-1, format="extxyz")
     except Exception as err:  # ASE raises many types for malformed input
@@ -361,6 +357,30 @@ def _resume_state(output: Path, md: MDSettings, qe: QESettings):
     return last, int(last.info["step"]), n
 
 
+def _check_output(output: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse an output that --continue/--force do not allow, before any work."""
+    if resume and overwrite:
+        raise ValueError("--continue and --force exclude each other")
+    if output.is_dir():
+        raise ValueError(f"{output} is a directory")
+    if resume:
+        if not output.exists():
+            raise FileNotFoundError(f"{output} does not exist: nothing to continue (drop --continue)")
+    elif output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; refusing to overwrite it (use --force, or --continue to extend it)")
+
+
+def _start_state(atoms, output: Path, md: MDSettings, qe: QESettings, resume: bool, log):
+    """(structure, MD step, frames already in `output`) to start from: the last
+    frame of `output` when continuing, else a copy of `atoms` at step 0."""
+    if resume:
+        atoms, step, frames_before = _resume_state(output, md, qe)
+        atoms.calc = None
+        log(f"continuing {output} from step {step} ({frames_before} frames)")
+        return atoms, step, frames_before
+    return atoms.copy(), 0, 0
+
+
 def run_aimd(
     atoms,
     output: Path,
@@ -374,30 +394,11 @@ def run_aimd(
 ) -> RunSummary:
     """Langevin MD with pw.x forces, appending a labelled frame every
     `md.frame_interval_fs` (step 0 included) to `output`."""
-    from ase import units
-    from ase.md.langevin import Langevin
-
     md.check()
     output = Path(output)
-    if resume and overwrite:
-        raise ValueError("--continue and --force exclude each other")
-    if output.is_dir():
-        raise ValueError(f"{output} is a directory")
-    if resume:
-        if not output.exists():
-            raise FileNotFoundError(f"{output} does not exist: nothing to continue (drop --continue)")
-    elif output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; refusing to overwrite it (use --force, or --continue to extend it)")
-
+    _check_output(output, resume, overwrite)
     t0 = time.perf_counter()
-    frames_before = 0
-    if resume:
-        atoms, step, frames_before = _resume_state(output, md, qe)
-        atoms.calc = None
-        log(f"continuing {output} from step {step} ({frames_before} frames)")
-    else:
-        atoms = atoms.copy()
-        step = 0
+    atoms, step, frames_before = _start_state(atoms, output, md, qe, resume, log)
     qe.check(atoms.get_chemical_symbols())
     if not all(atoms.pbc) or atoms.cell.rank != 3:
         raise ValueError("the structure must be periodic in three directions (a cell for pw.x)")
@@ -464,8 +465,6 @@ def run_aimd(
 
 
 def _diamond(element: str, lattice: float, repeat: Sequence[int]):
-    from ase.build import bulk
-
     return bulk(element, "diamond", a=lattice, cubic=True).repeat(tuple(repeat))
 
 
@@ -562,8 +561,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.resume:
             atoms = None  # the structure comes from the output file
         elif args.structure:
-            import ase.io
-
             atoms = ase.io.read(args.structure, index=-1)
         else:
             atoms = _diamond(args.element, args.lattice, args.repeat)

@@ -26,6 +26,8 @@ import os
 from importlib import metadata
 from pathlib import Path
 
+import nnp
+
 __all__ = ["PLUGIN_FILE", "plugin_path", "plugin_dir", "load_mpi", "lammps"]
 
 PLUGIN_FILE = "nnpplugin.so"
@@ -39,8 +41,6 @@ def _plugin_candidate() -> Path:
         return Path(override).expanduser().resolve()
     # Every directory of the package: an editable install (scikit-build-core)
     # keeps the sources and the compiled files in different directories.
-    import nnp
-
     dirs = [Path(d) for d in getattr(nnp, "__path__", [])] + [Path(__file__).parent]
     candidates = [d.resolve() / PLUGIN_FILE for d in dirs]
     return next((c for c in candidates if c.is_file()), candidates[0])

@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 
 def read_yaml_mapping(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
     """The mapping of settings in a YAML file (empty file: {}), and the name
     to use in error messages."""
-    import yaml
-
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
