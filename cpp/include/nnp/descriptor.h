@@ -19,7 +19,8 @@
 // (factorised into neighbour moment tensors, cost linear in the number of
 // neighbours); everything else angular by the triple loop over a compacted,
 // vectorised list of pairs with R_jk < r_c (narrow) or all pairs (wide).
-// Kernels: cpp/src/descriptor.cpp.
+// Kernels: cpp/src/descriptor.cpp (plan, neighbour data, entry points) and
+// cpp/src/descriptor_{radial,triplet,moments,jacobian}.cpp.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -217,6 +218,9 @@ class Descriptor {
   inline __attribute__((always_inline)) void build_moments_v(int group, DescriptorWorkspace& ws) const;
   void prepare_all(const NeighborView& nb, DescriptorWorkspace& ws) const;
   void values(DescriptorWorkspace& ws) const;
+  void radial_values(DescriptorWorkspace& ws) const;
+  void triplet_values(int group, DescriptorWorkspace& ws) const;
+  void moment_values(int group, DescriptorWorkspace& ws) const;
   void radial_gradient(DescriptorWorkspace& ws) const;
   void triplet_gradient(int group, DescriptorWorkspace& ws) const;
   void moment_gradient(int group, DescriptorWorkspace& ws) const;
