@@ -1,14 +1,17 @@
-"""Fuzz campaign on the potential-file readers (Python, C++, LAMMPS).
+"""Fuzz campaign on the potential-file reader (the C++ parser, through
+nnp._core, the Python view nnp.io.potential_file and LAMMPS).
 
 Runs the engine of tests/test_fuzz.py on many more seeded mutations of the
 valid files than the test does, and prints the number of cases per outcome
 (overall and per kind of mutation):
 
-    rejected            every layer rejected it with "FILE:LINE: ..." (same line)
-    accepted            every layer accepted it and read the same numbers
+    rejected            every layer rejected it with the same "FILE:LINE: ..." message
+    accepted            every layer accepted it and read the same numbers (the
+                        Python view, written back, is a fixed point and gives
+                        the core's energies bit for bit)
     crash / hang        a layer killed or stalled the worker process
     exception           a reader raised something other than ValueError
-    disagreement        one reader accepts what the other rejects (or other line, other numbers)
+    disagreement        one door accepts what another rejects (or another message, other numbers)
     bad-message         an error that does not name the file and an existing line
     lammps              LAMMPS did not give the core's result or error
     silently-accepted   a certainly broken file was accepted
@@ -55,8 +58,8 @@ def main(argv=None) -> int:
         by_kind[kind][verdicts[c.index][0]] += 1
     outcomes = list(GOOD) + sorted(set(counts) - set(GOOD))
 
-    print(f"{len(cases)} mutated potential files (seed {args.seed}), Python reader, C++ reader "
-          f"(file and string) and LAMMPS pair_coeff/run 0, in {seconds:.1f} s\n")
+    print(f"{len(cases)} mutated potential files (seed {args.seed}), the C++ reader (file and string), "
+          f"its Python view and LAMMPS pair_coeff/run 0, in {seconds:.1f} s\n")
     width = max(len(k) for k in by_kind) + 2
     print("mutation".ljust(width) + "".join(f"{o:>12}" for o in outcomes) + f"{'total':>8}")
     for kind in sorted(by_kind):

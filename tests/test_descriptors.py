@@ -94,8 +94,8 @@ def jacobian_fd_error(ds: DescriptorSet, atoms: Atoms, h: float = 1e-5) -> tuple
     M = max(ds.size(e) for e in ds.elements)
     analytic = np.zeros((n, M, n, 3))
     for f in feats.values():
-        for c, j, d in zip(f["pair_center"], f["pair_neighbor"], f["dG_dr"]):
-            i = f["atoms"][c]
+        for c, j, d in zip(f.pair_center, f.pair_neighbor, f.dG_dr):
+            i = f.atoms[c]
             m = d.shape[0]
             analytic[i, :m, j] += d
             analytic[i, :m, i] -= d
@@ -112,7 +112,7 @@ def jacobian_fd_error(ds: DescriptorSet, atoms: Atoms, h: float = 1e-5) -> tuple
 def _dense(ds, atoms, M):
     out = np.zeros((len(atoms), M))
     for f in ds.featurize(atoms, derivatives=False).values():
-        out[f["atoms"], : f["G"].shape[1]] = f["G"]
+        out[f.atoms, : f.G.shape[1]] = f.G
     return out
 
 
@@ -194,8 +194,8 @@ def test_matches_torch_reference(cutoff_function, angular_sum):
     atoms = mixed_sic(8)
     ours, ref = ds.featurize(atoms), reference.featurize(ds, atoms)
     for e in ds.elements:
-        np.testing.assert_array_equal(ours[e]["atoms"], ref[e]["atoms"])
-        np.testing.assert_allclose(ours[e]["G"], ref[e]["G"], rtol=1e-11, atol=1e-13)
+        np.testing.assert_array_equal(ours[e].atoms, ref[e]["atoms"])
+        np.testing.assert_allclose(ours[e].G, ref[e]["G"], rtol=1e-11, atol=1e-13)
         # Compare Jacobians per (centre, neighbour) after summing image entries.
         def summed(f):
             out = {}

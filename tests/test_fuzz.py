@@ -1,22 +1,25 @@
-"""Fuzz test of the potential-file readers: seeded mutations of valid files
-fed to the Python reader (nnp.io.potential_file.read), the C++ reader
-(nnp._core.Potential, also Potential.from_string) and LAMMPS (`pair_coeff`
-of `pair_style nnp`, then `run 0` when the file is accepted).
+"""Fuzz test of the potential-file reader: seeded mutations of valid files
+fed to the C++ parser, the one reader of the format, through its three doors:
+nnp._core.Potential (file and Potential.from_string), the Python view
+(nnp.io.potential_file.read: the core's spec converted to dataclasses) and
+LAMMPS (`pair_coeff` of `pair_style nnp`, then `run 0` when the file is
+accepted).
 
-All three layers run in one worker subprocess that reports each case as a
-JSON line; the parent (this test) watches it, so a crash (the worker dies)
-or a hang (no report for HANG_SECONDS) is attributed to the case and layer
-that was running, and the worker is restarted after it.
+All layers run in one worker subprocess that reports each case as a JSON
+line; the parent (this test) watches it, so a crash (the worker dies) or a
+hang (no report for HANG_SECONDS) is attributed to the case and layer that
+was running, and the worker is restarted after it.
 
 Every case must end in one of:
-  * a clean rejection by every layer: Python PotentialFileError / C++
-    ValueError whose message starts with "FILE:LINE: " (the same line in
-    both readers, a line that exists), and a LAMMPS error containing the C++
-    message;
+  * a clean rejection by every layer: the core's ValueError whose message
+    starts with "FILE:LINE: " (a line that exists; the lines are those of the
+    earlier separate Python and C++ readers, which the fuzz pinned to agree),
+    the same message as a PotentialFileError from the Python view, and a
+    LAMMPS error containing it;
   * acceptance by every layer, only if the mutation can leave a valid file,
-    with both readers reading the same numbers (the Python reader's data,
-    written back and read by C++, gives bit-identical energies and forces)
-    and LAMMPS giving the core's energy.
+    with the Python view written back by the one writer (nnp._core's
+    format_potential) a fixed point of read → write, and read by the core
+    giving bit-identical energies and forces; LAMMPS giving the core's energy.
 Mutations that certainly break the file must be rejected; those that
 certainly keep it valid (comments, whitespace, equivalent spellings of a
 number) must be accepted with bit-identical results.
@@ -523,8 +526,11 @@ def worker(manifest: str, start: int) -> None:
         if data is not None:
             stage("python-write")
             try:
-                # What Python read, written back and read by the core.
-                res["py_core"] = core_eval(_core.Potential.from_string(pf.dumps(data), path))
+                # What Python read, written back and read by the core; the
+                # written text is a fixed point of read -> write.
+                text = pf.dumps(data)
+                res["py_core"] = core_eval(_core.Potential.from_string(text, path))
+                res["py_fixed_point"] = pf.dumps(pf.loads(text)) == text
             except Exception as err:  # noqa: BLE001
                 res["py"] = ["exception", f"writing back what was read: {type(err).__name__}: {_message(err)}"]
 
@@ -659,14 +665,16 @@ def judge(case: Case, path: str, res: dict, base_eval: list | None) -> tuple[str
             if not m or m["path"] != path or not 1 <= int(m["line"]) <= n_lines:
                 return "bad-message", f"{name} message does not start with '{path}:LINE: ': {msg}"
             lines.append(int(m["line"]))
-        if lines[0] != lines[1]:
-            return "disagreement", f"different lines: python {py[1]} | core {cpp[1]}"
+        if py[1] != cpp[1]:
+            return "disagreement", f"different messages: python {py[1]} | core {cpp[1]}"
         if lmp[0] != "error" or cpp[1] not in lmp[1] or "nnp" not in lmp[1]:
             return "lammps", f"LAMMPS {lmp} for core error {cpp[1]}"
         if case.expect == "accept":
             return "wrongly-rejected", py[1]
         return "rejected", py[1]
     # Accepted by both readers.
+    if not res.get("py_fixed_point"):
+        return "disagreement", "what Python read, written and read again, is written differently"
     if res.get("py_core") != res.get("cpp_eval"):
         return "disagreement", "python and core read different numbers (energies/forces differ)"
     if "Si" not in res.get("elements", []):

@@ -20,6 +20,7 @@ import torch
 
 from nnp.train import checkpoints
 from nnp.io import potential_file
+from nnp.io.atomic import file_sha256
 from nnp.data import FeaturizedDataset, read_structures, split
 from nnp.descriptors import preset
 import nnp.train as nnp_train
@@ -284,7 +285,7 @@ def test_resume_refuses_other_settings_or_data(tmp_path, data_file, frames, caps
     data = FeaturizedDataset.from_structures(read_structures(data_file), ds)
     cfg = TrainConfig.from_yaml(config)
     # A checkpoint as an interrupted CLI run leaves it (digest of the data file).
-    train(data, ds, cfg, log=lambda line: None, checkpoint=ckpt, data_digest=potential_file.file_sha256(data_file))
+    train(data, ds, cfg, log=lambda line: None, checkpoint=ckpt, data_digest=file_sha256(data_file))
     assert ckpt.exists()
     assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--epochs", "5",
                  "--resume"]) == 1

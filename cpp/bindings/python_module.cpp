@@ -12,6 +12,8 @@
 #include "nnp/error.h"
 #include "nnp/neighbor_list.h"
 #include "nnp/potential_file.h"
+#include "nnp/potential_spec.h"
+#include "nnp/symmetry_function.h"
 #include "nnp/structure.h"
 #include "nnp/training_kernels.h"
 
@@ -57,35 +59,39 @@ nnp::Structure make_structure(const Doubles& positions, const Ints& elements, co
   return s;
 }
 
-std::vector<Descriptor> make_descriptors(
-    const std::vector<std::vector<std::tuple<std::string, int, int, double, double, int, double, double>>>& table,
-    const std::string& cutoff_function, const std::string& angular_sum) {
-  if (angular_sum != "half" && angular_sum != "full")
-    throw nnp::Error("angular_sum must be 'half' or 'full'");
-  const nnp::CutoffType cutoff = nnp::cutoff_type_from_name(cutoff_function);
-  const int n_elements = static_cast<int>(table.size());
+nnp::CutoffType cutoff_from_name(const std::string& name) { return nnp::cutoff_type_from_name(name); }
+
+bool full_sum_from_name(const std::string& name) {
+  const auto& names = nnp::angular_sum_names();
+  if (name == names[0]) return false;
+  if (name == names[1]) return true;
+  throw nnp::Error("angular_sum must be 'half' or 'full', found '" + name + "'");
+}
+
+std::vector<Descriptor> make_descriptors(const std::vector<std::vector<nnp::SymmetryFunction>>& functions,
+                                         const std::string& cutoff_function, const std::string& angular_sum) {
+  const bool full = full_sum_from_name(angular_sum);
+  const nnp::CutoffType cutoff = cutoff_from_name(cutoff_function);
   std::vector<Descriptor> out;
-  for (const auto& rows : table) {
-    std::vector<nnp::SymmetryFunction> funcs;
-    for (const auto& [kind, a, b, eta, zeta, lambda, rs, rc] : rows) {
-      nnp::SymmetryFunction f;
-      if (kind == "G2") f.type = nnp::SymmetryFunctionType::G2;
-      else if (kind == "G4") f.type = nnp::SymmetryFunctionType::G4;
-      else if (kind == "G5") f.type = nnp::SymmetryFunctionType::G5;
-      else throw nnp::Error("unknown symmetry function type '" + kind + "'");
-      f.element_a = a;
-      f.element_b = b;
-      f.eta = eta;
-      f.zeta = zeta;
-      f.lambda = lambda;
-      f.rs = rs;
-      f.rc = rc;
-      funcs.push_back(f);
-    }
-    out.emplace_back(std::move(funcs), cutoff, angular_sum == "full", n_elements);
-  }
+  for (const auto& funcs : functions) out.emplace_back(funcs, cutoff, full, static_cast<int>(functions.size()));
   return out;
 }
+
+// The features of one centre element as numpy arrays (the pair arrays None
+// without derivatives). f["G"], keys() and items() work as for the dicts of
+// the tests' reference featuriser (tests/reference_descriptors.py), so code
+// that takes either needs no branch.
+struct PyFeatures {
+  py::object G, atoms, pair_center, pair_neighbor, pair_vector, dG_dr;
+  // (name, array) of the fields that are set, as the keys of a dict.
+  std::vector<std::pair<const char*, py::object>> fields() const {
+    std::vector<std::pair<const char*, py::object>> out = {{"G", G}, {"atoms", atoms}};
+    if (!dG_dr.is_none())
+      out.insert(out.end(), {{"pair_center", pair_center}, {"pair_neighbor", pair_neighbor},
+                             {"pair_vector", pair_vector}, {"dG_dr", dG_dr}});
+    return out;
+  }
+};
 
 py::list features_to_python(const std::vector<nnp::ElementFeatures>& feats,
                             const std::vector<Descriptor>& descriptors, bool with_derivatives) {
@@ -94,20 +100,29 @@ py::list features_to_python(const std::vector<nnp::ElementFeatures>& feats,
     const auto& f = feats[e];
     const py::ssize_t M = descriptors[e].size();
     const py::ssize_t n = static_cast<py::ssize_t>(f.atoms.size());
-    py::dict d;
-    d["G"] = to_array(f.G, {n, M});
-    d["atoms"] = to_array(f.atoms, {n});
+    PyFeatures d;
+    d.G = to_array(f.G, {n, M});
+    d.atoms = to_array(f.atoms, {n});
+    d.pair_center = d.pair_neighbor = d.pair_vector = d.dG_dr = py::none();
     if (with_derivatives) {
       const py::ssize_t P = static_cast<py::ssize_t>(f.pair_center.size());
-      d["pair_center"] = to_array(f.pair_center, {P});
-      d["pair_neighbor"] = to_array(f.pair_neighbor, {P});
-      d["pair_vector"] = to_array(f.pair_vector, {P, 3});
-      d["dG_dr"] = to_array(f.dG_dr, {P, M, 3});
+      d.pair_center = to_array(f.pair_center, {P});
+      d.pair_neighbor = to_array(f.pair_neighbor, {P});
+      d.pair_vector = to_array(f.pair_vector, {P, 3});
+      d.dG_dr = to_array(f.dG_dr, {P, M, 3});
     }
-    out.append(d);
+    out.append(py::cast(std::move(d)));
   }
   return out;
 }
+
+// A 1-D float64 array as a vector (for the spec's setters).
+std::vector<double> to_vector(const Doubles& a, const char* what) {
+  if (a.ndim() != 1) throw nnp::Error(std::string(what) + " must be a 1-D array");
+  return std::vector<double>(a.data(), a.data() + a.size());
+}
+
+void bind_spec(py::module_& m);
 
 struct PyDescriptors {
   std::vector<Descriptor> descriptors;
@@ -159,17 +174,15 @@ void bind_contractions(py::module_& m) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "C++ core of nnp: symmetry functions, networks, potentials (metal units: eV, Å)";
   py::register_exception<nnp::Error>(m, "CoreError", PyExc_ValueError);
-  m.attr("FORMAT_NAME") = nnp::kFormatName;
-  m.attr("FORMAT_VERSION") = nnp::kFormatVersion;
 
-  py::class_<PyDescriptors>(m, "Descriptors",
-                            "Symmetry functions per centre element; rows are "
-                            "(kind, element_a, element_b, eta, zeta, lambda, rs, rc).")
-      .def(py::init([](const std::vector<std::vector<std::tuple<std::string, int, int, double, double, int, double, double>>>& table,
+  bind_spec(m);
+  py::class_<PyDescriptors>(m, "Descriptors", "Symmetry functions per centre element, ready to evaluate.")
+      .def(py::init([](const std::vector<std::vector<nnp::SymmetryFunction>>& functions,
                        const std::string& cutoff_function, const std::string& angular_sum) {
-             return PyDescriptors{make_descriptors(table, cutoff_function, angular_sum)};
+             return PyDescriptors{make_descriptors(functions, cutoff_function, angular_sum)};
            }),
-           py::arg("table"), py::arg("cutoff_function"), py::arg("angular_sum"))
+           py::arg("functions"), py::arg("cutoff_function"), py::arg("angular_sum"),
+           "functions: per centre element (in element order) its SymmetryFunction list.")
       .def(
           "featurize",
           [](const PyDescriptors& self, const Doubles& positions, const Ints& elements, const Doubles& cell,
@@ -187,6 +200,7 @@ PYBIND11_MODULE(_core, m) {
   py::class_<Potential>(m, "Potential")
       .def(py::init([](const std::string& path) { return nnp::read_potential_file(path); }), py::arg("path"))
       .def_static("from_string", &nnp::parse_potential, py::arg("text"), py::arg("source") = "<string>")
+      .def_static("from_spec", &nnp::build_potential, py::arg("spec"), py::arg("source") = "<spec>")
       .def_property_readonly("elements",
                              [](const Potential& p) {
                                std::vector<std::string> names;
@@ -315,3 +329,188 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("positions"), py::arg("cell"), py::arg("pbc"), py::arg("cutoff"));
 }
+
+namespace {
+
+// The potential file's schema (nnp/potential_spec.h) and vocabulary, the one
+// parser and the one writer.
+void bind_spec(py::module_& m) {
+  using nnp::SymmetryFunction;
+  m.attr("FORMAT_NAME") = nnp::kFormatName;
+  m.attr("FORMAT_VERSION") = nnp::kFormatVersion;
+  m.attr("MAX_CUTOFF") = nnp::kMaxCutoff;
+  m.attr("ACTIVATIONS") = py::tuple(py::cast(nnp::activation_names()));
+  m.attr("CUTOFF_FUNCTIONS") = py::tuple(py::cast(nnp::cutoff_function_names()));
+  m.attr("ANGULAR_SUMS") = py::tuple(py::cast(nnp::angular_sum_names()));
+
+  py::enum_<nnp::SymmetryFunctionType>(m, "SymmetryFunctionKind")
+      .value("G2", nnp::SymmetryFunctionType::G2)
+      .value("G4", nnp::SymmetryFunctionType::G4)
+      .value("G5", nnp::SymmetryFunctionType::G5);
+  py::dict kinds;
+  for (const auto& k : nnp::symmetry_function_kinds()) {
+    py::list params;
+    for (const auto p : k.parameters) params.append(nnp::parameter_name(p));
+    kinds[k.name] = py::make_tuple(k.n_neighbors, py::tuple(params));
+  }
+  m.attr("SYMMETRY_FUNCTION_KINDS") = kinds;  // name -> (neighbour elements, parameters in file order)
+
+  py::class_<SymmetryFunction>(m, "SymmetryFunction",
+                               "One symmetry function; neighbour elements are indices into the element list "
+                               "(element_b -1 for G2).")
+      .def(py::init([](nnp::SymmetryFunctionType kind, int element_a, int element_b, double eta, double zeta,
+                       int lambda, double rs, double rc) {
+             SymmetryFunction f;
+             f.type = kind;
+             f.element_a = element_a;
+             f.element_b = element_b;
+             f.eta = eta;
+             f.zeta = zeta;
+             f.lambda = lambda;
+             f.rs = rs;
+             f.rc = rc;
+             return f;
+           }),
+           py::kw_only(), py::arg("kind"), py::arg("element_a"), py::arg("element_b") = -1, py::arg("eta"),
+           py::arg("zeta") = 1.0, py::arg("lambda_") = 1, py::arg("rs") = 0.0, py::arg("rc"))
+      .def_readwrite("kind", &SymmetryFunction::type)
+      .def_readwrite("element_a", &SymmetryFunction::element_a)
+      .def_readwrite("element_b", &SymmetryFunction::element_b)
+      .def_readwrite("eta", &SymmetryFunction::eta)
+      .def_readwrite("zeta", &SymmetryFunction::zeta)
+      .def_readwrite("lambda_", &SymmetryFunction::lambda)
+      .def_readwrite("rs", &SymmetryFunction::rs)
+      .def_readwrite("rc", &SymmetryFunction::rc)
+      .def("parameter_error", &nnp::parameter_error,
+           "The first broken rule of the parameters (eta, zeta, lambda, rs, rc), '' if none.")
+      .def("__repr__", [](const SymmetryFunction& f) {
+        return "SymmetryFunction(" + std::string(nnp::kind_of(f.type).name) + ", " + std::to_string(f.element_a) +
+               ", " + std::to_string(f.element_b) + ", eta=" + nnp::format_number(f.eta) +
+               ", zeta=" + nnp::format_number(f.zeta) + ", lambda_=" + std::to_string(f.lambda) +
+               ", rs=" + nnp::format_number(f.rs) + ", rc=" + nnp::format_number(f.rc) + ")";
+      });
+
+  py::class_<PyFeatures>(m, "ElementFeatures",
+                         "Descriptors of the atoms of one element: G (n, M), atoms (n,), and with derivatives "
+                         "pair_center (P,), pair_neighbor (P,), pair_vector (P, 3), dG_dr (P, M, 3).")
+      .def_readonly("G", &PyFeatures::G)
+      .def_readonly("atoms", &PyFeatures::atoms)
+      .def_readonly("pair_center", &PyFeatures::pair_center)
+      .def_readonly("pair_neighbor", &PyFeatures::pair_neighbor)
+      .def_readonly("pair_vector", &PyFeatures::pair_vector)
+      .def_readonly("dG_dr", &PyFeatures::dG_dr)
+      .def("__getitem__", [](const PyFeatures& f, const std::string& key) {
+        for (const auto& [name, value] : f.fields())
+          if (key == name) return value;
+        throw py::key_error(key);
+      })
+      .def("keys", [](const PyFeatures& f) {
+        py::list out;
+        for (const auto& [name, value] : f.fields()) out.append(name);
+        return out;
+      })
+      .def("items", [](const PyFeatures& f) {
+        py::list out;
+        for (const auto& [name, value] : f.fields()) out.append(py::make_tuple(name, value));
+        return out;
+      });
+
+  py::class_<nnp::Scaling>(m, "Scaling", "x = (G - center)/width; [min, max]: the training range of G.")
+      .def(py::init([](const Doubles& center, const Doubles& width, const Doubles& min, const Doubles& max) {
+             return nnp::Scaling{to_vector(center, "center"), to_vector(width, "width"), to_vector(min, "min"),
+                                 to_vector(max, "max")};
+           }),
+           py::arg("center"), py::arg("width"), py::arg("min"), py::arg("max"))
+      .def_property_readonly("center", [](const nnp::Scaling& s) { return to_array(s.center, {py::ssize_t(s.center.size())}); })
+      .def_property_readonly("width", [](const nnp::Scaling& s) { return to_array(s.width, {py::ssize_t(s.width.size())}); })
+      .def_property_readonly("min", [](const nnp::Scaling& s) { return to_array(s.min, {py::ssize_t(s.min.size())}); })
+      .def_property_readonly("max", [](const nnp::Scaling& s) { return to_array(s.max, {py::ssize_t(s.max.size())}); });
+
+  py::class_<nnp::Layer>(m, "Layer", "y = activation(weights @ x + biases); weights (n_out, n_in).")
+      .def(py::init([](const Doubles& weights, const Doubles& biases, const std::string& activation) {
+             if (weights.ndim() != 2) throw nnp::Error("layer weights must be an (n_out, n_in) array");
+             nnp::Layer l;
+             l.n_out = static_cast<int>(weights.shape(0));
+             l.n_in = static_cast<int>(weights.shape(1));
+             l.weights.assign(weights.data(), weights.data() + weights.size());
+             l.biases = to_vector(biases, "biases");
+             l.activation = nnp::activation_from_name(activation);
+             return l;
+           }),
+           py::arg("weights"), py::arg("biases"), py::arg("activation"))
+      .def_property_readonly("weights", [](const nnp::Layer& l) { return to_array(l.weights, {l.n_out, l.n_in}); })
+      .def_property_readonly("biases", [](const nnp::Layer& l) { return to_array(l.biases, {py::ssize_t(l.biases.size())}); })
+      .def_property_readonly("activation", [](const nnp::Layer& l) { return std::string(nnp::activation_name(l.activation)); });
+
+  py::class_<nnp::QuadraticSpec>(m, "QuadraticSpec", "Q(x) = linear . x + x^T matrix x; matrix (M, M) symmetric.")
+      .def(py::init([](const Doubles& linear, const Doubles& matrix) {
+             if (matrix.ndim() != 2) throw nnp::Error("the quadratic matrix must be an (M, M) array");
+             return nnp::QuadraticSpec{to_vector(linear, "linear"),
+                                       std::vector<double>(matrix.data(), matrix.data() + matrix.size())};
+           }),
+           py::arg("linear"), py::arg("matrix"))
+      .def_property_readonly("linear", [](const nnp::QuadraticSpec& q) { return to_array(q.linear, {py::ssize_t(q.linear.size())}); })
+      .def_property_readonly("matrix", [](const nnp::QuadraticSpec& q) {
+        const auto M = static_cast<py::ssize_t>(q.linear.size());
+        return to_array(q.matrix, {M, M});
+      });
+
+  py::class_<nnp::ElementSpec>(m, "ElementSpec", "One element's part of a potential file.")
+      .def(py::init([](const std::string& symbol, double reference_energy, std::vector<SymmetryFunction> functions,
+                       nnp::Scaling scaling, std::vector<nnp::Layer> layers,
+                       std::optional<nnp::QuadraticSpec> quadratic) {
+             return nnp::ElementSpec{symbol, reference_energy, std::move(functions), std::move(scaling),
+                                     std::move(layers), std::move(quadratic)};
+           }),
+           py::arg("symbol"), py::arg("reference_energy"), py::arg("functions"), py::arg("scaling"),
+           py::arg("layers"), py::arg("quadratic") = py::none())
+      .def_readonly("symbol", &nnp::ElementSpec::symbol)
+      .def_readonly("reference_energy", &nnp::ElementSpec::reference_energy)
+      .def_readonly("functions", &nnp::ElementSpec::functions)
+      .def_readonly("scaling", &nnp::ElementSpec::scaling)
+      .def_readonly("layers", &nnp::ElementSpec::layers)
+      .def_readonly("quadratic", &nnp::ElementSpec::quadratic);
+
+  py::class_<nnp::RepulsionPair>(m, "RepulsionPair", "A ZBL core between two elements (indices), r in Å.")
+      .def(py::init([](int a, int b, double r_inner, double r_outer) { return nnp::RepulsionPair{a, b, r_inner, r_outer}; }),
+           py::arg("element_a"), py::arg("element_b"), py::arg("r_inner"), py::arg("r_outer"))
+      .def_readonly("element_a", &nnp::RepulsionPair::element_a)
+      .def_readonly("element_b", &nnp::RepulsionPair::element_b)
+      .def_readonly("r_inner", &nnp::RepulsionPair::r_inner)
+      .def_readonly("r_outer", &nnp::RepulsionPair::r_outer);
+
+  py::class_<nnp::PotentialSpec>(m, "PotentialSpec", "Everything a potential file holds (docs/potential-format.md).")
+      .def(py::init([](std::vector<nnp::ElementSpec> elements, const std::string& cutoff_function,
+                       const std::string& angular_sum, std::vector<std::string> comments,
+                       std::vector<nnp::RepulsionPair> repulsion) {
+             nnp::PotentialSpec s;
+             s.elements = std::move(elements);
+             s.cutoff = cutoff_from_name(cutoff_function);
+             s.full_angular_sum = full_sum_from_name(angular_sum);
+             s.comments = std::move(comments);
+             s.repulsion = std::move(repulsion);
+             s.format_version = s.lowest_format_version();
+             return s;
+           }),
+           py::arg("elements"), py::arg("cutoff_function"), py::arg("angular_sum"),
+           py::arg("comments") = std::vector<std::string>{}, py::arg("repulsion") = std::vector<nnp::RepulsionPair>{})
+      .def_readonly("elements", &nnp::PotentialSpec::elements)
+      .def_readonly("comments", &nnp::PotentialSpec::comments)
+      .def_readonly("repulsion", &nnp::PotentialSpec::repulsion)
+      .def_readonly("format_version", &nnp::PotentialSpec::format_version, "The version the file said (when parsed).")
+      .def_property_readonly("cutoff_function", [](const nnp::PotentialSpec& s) { return nnp::cutoff_type_name(s.cutoff); })
+      .def_property_readonly("angular_sum", [](const nnp::PotentialSpec& s) {
+        return nnp::angular_sum_names()[s.full_angular_sum ? 1 : 0];
+      })
+      .def("lowest_format_version", &nnp::PotentialSpec::lowest_format_version,
+           "3 with a quadratic term, else 2 with a repulsive core, else 1: the version the writer writes.");
+
+  m.def("parse_potential", &nnp::parse_potential_spec, py::arg("text"), py::arg("source") = "<string>",
+        "The spec of a potential file's text (str or bytes); errors 'SOURCE:LINE: ...'.");
+  m.def("format_potential", &nnp::format_potential, py::arg("spec"),
+        "The file text of a spec (checked first): the one writer of the format.");
+  m.def("check_potential", &nnp::check_spec, py::arg("spec"), "Raise ValueError naming what is wrong in a spec.");
+  m.def("check_repulsion", &nnp::check_repulsion, py::arg("spec"), "The checks of the spec's repulsion pairs alone.");
+}
+
+}  // namespace

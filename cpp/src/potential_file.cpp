@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "nnp/error.h"
+#include "nnp/symmetry_function.h"
 
 namespace nnp {
 
@@ -26,10 +27,15 @@ std::string read_text_file(const std::string& path) {
 
 namespace {
 
-const char* const kActivations = "tanh, sigmoid, softplus, silu, linear";
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& w : words) out += (out.empty() ? "" : ", ") + w;
+  return out;
+}
+
 constexpr long kMaxCount = 100000;
 
-// Lexical rules (shared with python/nnp/potential_file.py): a line is UTF-8
+// Lexical rules: a line is UTF-8
 // text without control characters other than tab; tokens are separated by
 // spaces and tabs; numbers are plain decimals [+-]digits[.digits][e[+-]digits]
 // (no hexadecimal, which strtod would accept).
@@ -89,14 +95,6 @@ bool is_non_finite_word(std::string t) {
   return t == "nan" || t == "inf" || t == "infinity";
 }
 
-bool same_function(const SymmetryFunction& a, const SymmetryFunction& b) {
-  if (a.type != b.type || a.eta != b.eta || a.rs != b.rs || a.rc != b.rc) return false;
-  if (a.type == SymmetryFunctionType::G2) return a.element_a == b.element_a;
-  return std::min(a.element_a, a.element_b) == std::min(b.element_a, b.element_b) &&
-         std::max(a.element_a, a.element_b) == std::max(b.element_a, b.element_b) &&
-         a.zeta == b.zeta && a.lambda == b.lambda;
-}
-
 struct Line {
   int number;
   std::vector<std::string> tokens;
@@ -129,7 +127,14 @@ class Lines {
         while (i < line.size() && !is_space(line[i])) ++i;
         if (i > start) l.tokens.push_back(line.substr(start, i - start));
       }
-      if (!l.tokens.empty() && l.tokens[0][0] != '#') lines_.push_back(std::move(l));
+      if (!l.tokens.empty() && l.tokens[0][0] == '#') {
+        // The text after '#' and one space (the writer's "# ").
+        std::string comment = line.substr(line.find('#') + 1);
+        if (!comment.empty() && comment[0] == ' ') comment.erase(0, 1);
+        comments_.push_back(std::move(comment));
+      } else if (!l.tokens.empty()) {
+        lines_.push_back(std::move(l));
+      }
       pos = end + 1;
     }
     last_ = std::max(number, 1);  // errors at the end name the last line (1 if empty)
@@ -153,6 +158,7 @@ class Lines {
   const std::string* peek() const { return pos_ < lines_.size() ? &lines_[pos_].tokens[0] : nullptr; }
   bool at_end() const { return pos_ >= lines_.size(); }
   int last_line() const { return last_; }
+  std::vector<std::string>& comments() { return comments_; }
 
   double number(const Line& l, std::size_t i, const std::string& what) const {
     const std::string& tok = l.tokens.at(i);
@@ -191,6 +197,7 @@ class Lines {
  private:
   std::string source_;
   std::vector<Line> lines_;
+  std::vector<std::string> comments_;
   std::size_t pos_ = 0;
   int last_ = 0;
 };
@@ -205,36 +212,19 @@ int element_of(const Lines& lines, const Line& l, std::size_t i, const std::vect
 SymmetryFunction read_function(Lines& lines, const std::vector<std::string>& elements, int* line_number) {
   const Line& l = lines.next("a symmetry function line (G2, G4 or G5)");
   *line_number = l.number;
-  const std::string& kind = l.tokens[0];
-  SymmetryFunction f;
-  if (kind == "G2") {
-    if (l.tokens.size() != 5) throw lines.error(l.number, "expected 'G2 element eta rs rc'");
-    f.type = SymmetryFunctionType::G2;
-    f.element_a = element_of(lines, l, 1, elements);
-    f.eta = lines.number(l, 2, "eta");
-    f.rs = lines.number(l, 3, "rs");
-    f.rc = lines.number(l, 4, "rc");
-  } else if (kind == "G4" || kind == "G5") {
-    if (l.tokens.size() != 8)
-      throw lines.error(l.number, "expected '" + kind + " element element eta zeta lambda rs rc'");
-    f.type = kind == "G4" ? SymmetryFunctionType::G4 : SymmetryFunctionType::G5;
-    f.element_a = element_of(lines, l, 1, elements);
-    f.element_b = element_of(lines, l, 2, elements);
-    f.eta = lines.number(l, 3, "eta");
-    f.zeta = lines.number(l, 4, "zeta");
-    f.lambda = static_cast<int>(lines.integer(l, 5, "lambda", -1, 1));
-    f.rs = lines.number(l, 6, "rs");
-    f.rc = lines.number(l, 7, "rc");
-    if (f.lambda == 0) throw lines.error(l.number, "lambda must be +1 or -1");
-    if (!(f.zeta >= 1)) throw lines.error(l.number, "zeta must be >= 1");
-  } else {
-    throw lines.error(l.number, "expected a symmetry function (G2, G4, G5), found '" + kind + "'");
-  }
-  if (!(f.eta >= 0)) throw lines.error(l.number, "eta must be >= 0");
-  if (!(f.rc > 0)) throw lines.error(l.number, "rc must be > 0");
-  if (!(f.rc <= kMaxCutoff))
-    throw lines.error(l.number, "rc must be <= " + std::to_string(int(kMaxCutoff)) + " Å");
-  if (!(f.rs >= 0 && f.rs < f.rc)) throw lines.error(l.number, "need 0 <= rs < rc");
+  const SymmetryFunctionKind* kind = kind_named(l.tokens[0]);
+  if (!kind) throw lines.error(l.number, "expected a symmetry function (G2, G4, G5), found '" + l.tokens[0] + "'");
+  if (l.tokens.size() != 1 + kind->n_neighbors + kind->parameters.size())
+    throw lines.error(l.number, "expected '" + usage(*kind) + "'");
+  TokenReader read;
+  read.element = [&](std::size_t i) { return element_of(lines, l, i, elements); };
+  read.number = [&](std::size_t i, const std::string& what) { return lines.number(l, i, what); };
+  read.integer = [&](std::size_t i, const std::string& what, long lo, long hi) {
+    return lines.integer(l, i, what, lo, hi);
+  };
+  const SymmetryFunction f = parse_function(*kind, read);
+  const std::string bad = parameter_error(f);
+  if (!bad.empty()) throw lines.error(l.number, bad);
   return f;
 }
 
@@ -251,7 +241,7 @@ struct PendingElement {
 
 }  // namespace
 
-Potential parse_potential(const std::string& text, const std::string& source) {
+PotentialSpec parse_potential_spec(const std::string& text, const std::string& source) {
   Lines lines(text, source);
   int version = 0, version_line = 0;
   {
@@ -422,7 +412,7 @@ Potential parse_potential(const std::string& text, const std::string& source) {
         try {
           acts.push_back(activation_from_name(al.tokens[1 + k]));
         } catch (const Error&) {
-          throw lines.error(al.number, "unknown activation '" + al.tokens[1 + k] + "' (" + kActivations + ")");
+          throw lines.error(al.number, "unknown activation '" + al.tokens[1 + k] + "' (" + joined(activation_names()) + ")");
         }
       }
       long n_in = static_cast<long>(p.functions.size());
@@ -453,7 +443,11 @@ Potential parse_potential(const std::string& text, const std::string& source) {
     throw lines.error(l.number, "unexpected '" + l.tokens[0] + "' after 'end'");
   }
 
-  std::vector<ElementModel> models;
+  PotentialSpec spec;
+  spec.format_version = version;
+  spec.comments = std::move(lines.comments());
+  spec.cutoff = cutoff;
+  spec.full_angular_sum = full_sum;
   for (std::size_t e = 0; e < elements.size(); ++e) {
     PendingElement& p = pending[e];
     const char* missing = !p.has_reference ? "reference_energy"
@@ -462,18 +456,14 @@ Potential parse_potential(const std::string& text, const std::string& source) {
                           : !p.has_network ? "network"
                                            : nullptr;
     if (missing) throw lines.error(lines.last_line(), std::string("no '") + missing + "' section for " + elements[e]);
-    ElementModel m;
+    ElementSpec m;
     m.symbol = elements[e];
     m.reference_energy = p.reference_energy;
-    try {
-      m.descriptor = Descriptor(std::move(p.functions), cutoff, full_sum, static_cast<int>(elements.size()));
-      m.network = Network(std::move(p.layers));
-      if (p.has_quadratic) m.quadratic = QuadraticTerm(std::move(p.quadratic_linear), std::move(p.quadratic_matrix));
-    } catch (const Error& err) {
-      throw Error(source + ": element " + elements[e] + ": " + err.what());
-    }
+    m.functions = std::move(p.functions);
     m.scaling = std::move(p.scaling);
-    models.push_back(std::move(m));
+    m.layers = std::move(p.layers);
+    if (p.has_quadratic) m.quadratic = QuadraticSpec{std::move(p.quadratic_linear), std::move(p.quadratic_matrix)};
+    spec.elements.push_back(std::move(m));
   }
   // A file carries the lowest version that can express it.
   bool any_quadratic = false;
@@ -486,7 +476,8 @@ Potential parse_potential(const std::string& text, const std::string& source) {
   for (std::size_t q = 0; q < repulsion.size(); ++q) {
     const RepulsionPair& p = repulsion[q];
     for (const int e : {p.element_a, p.element_b}) {
-      const double rc = models[e].descriptor.max_cutoff();
+      double rc = 0.0;
+      for (const SymmetryFunction& f : spec.elements[e].functions) rc = std::max(rc, f.rc);
       if (!(p.r_outer <= rc)) {
         std::ostringstream msg;
         msg.precision(17);
@@ -495,11 +486,12 @@ Potential parse_potential(const std::string& text, const std::string& source) {
       }
     }
   }
-  try {
-    return Potential(std::move(models), std::move(repulsion));
-  } catch (const Error& err) {
-    throw Error(source + ": " + err.what());
-  }
+  spec.repulsion = std::move(repulsion);
+  return spec;
+}
+
+Potential parse_potential(const std::string& text, const std::string& source) {
+  return build_potential(parse_potential_spec(text, source), source);
 }
 
 Potential read_potential_file(const std::string& path) {

@@ -34,6 +34,7 @@ import numpy as np
 from scipy.linalg import block_diag
 
 from nnp.io import potential_file
+from nnp.io.atomic import file_sha256
 from nnp.io.potential_file import ElementModel, Layer, PotentialData, QuadraticTerm, Scaling
 
 
@@ -139,7 +140,7 @@ def write_mean(inputs: Sequence[Path], output: Path, overwrite: bool = False) ->
             raise FileNotFoundError(f"potential file {p} does not exist")
     comments = [f"the mean of {len(inputs)} potentials (python -m nnp.committee): one network per element, "
                 "the members' hidden layers side by side (block-diagonal), their outputs averaged"]
-    comments += [f"member {k}: {p.resolve()} sha256 {potential_file.file_sha256(p)}" for k, p in enumerate(inputs)]
+    comments += [f"member {k}: {p.resolve()} sha256 {file_sha256(p)}" for k, p in enumerate(inputs)]
     mean = mean_potential([potential_file.read(p) for p in inputs], [str(p) for p in inputs], comments)
     return potential_file.write(mean, output, overwrite=overwrite)
 

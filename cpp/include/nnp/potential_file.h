@@ -1,18 +1,16 @@
-// Reader of the plain-text potential file (docs/potential-format.md).
+// Reader of the plain-text potential file (docs/potential-format.md): the
+// only parser of the format. The writer is format_potential (nnp/potential_spec.h).
 #pragma once
 #include <string>
 
 #include "nnp/potential.h"
+#include "nnp/potential_spec.h"
 
 namespace nnp {
 
-constexpr const char* kFormatName = "nnp-potential";
-// Newest version written and read. Version 2 adds `repulsion` lines,
-// version 3 `quadratic` sections. A file carries the lowest version that can
-// express it: 3 with a quadratic section, else 2 with repulsion lines, else 1
-// (all three are read).
-constexpr int kFormatVersion = 3;
-
+// Parse text into the spec; errors name `source`, the line and what was
+// expected ("FILE:LINE: ...").
+PotentialSpec parse_potential_spec(const std::string& text, const std::string& source);
 // Read a file; errors name the file, the line and what was expected.
 Potential read_potential_file(const std::string& path);
 // Parse text already in memory (e.g. broadcast from MPI rank 0); `source`

@@ -35,7 +35,8 @@ from torch.autograd.function import once_differentiable
 from nnp import _core
 from nnp.data import Batch, FeaturizedDataset
 from nnp.descriptors import DescriptorSet
-from nnp.io.potential_file import ElementModel, Layer, PotentialData, QuadraticTerm, Repulsion, Scaling, atomic_number
+from nnp._core import atomic_number
+from nnp.io.potential_file import ElementModel, Layer, PotentialData, QuadraticTerm, Repulsion, Scaling
 
 DTYPE = torch.float64
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "silu", "linear")

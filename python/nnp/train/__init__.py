@@ -46,6 +46,7 @@ import torch
 
 from nnp.train import checkpoints
 from nnp.io import potential_file
+from nnp.io.atomic import file_sha256
 from nnp.io import settings
 from nnp import descriptors as descriptors_mod
 from nnp.data import Batch, FeaturizedDataset, isolated_atom, read_structures, split
@@ -1035,7 +1036,7 @@ def _run(args: argparse.Namespace) -> int:
 
     data_path = Path(args.data)
     structures = read_structures(data_path)
-    digest = potential_file.file_sha256(data_path)
+    digest = file_sha256(data_path)
     elements = _elements_of(structures)
     descriptors = descriptors_mod.resolve(config.descriptor, elements, structures)
     _print(f"data: {data_path} ({len(structures)} structures, {sum(len(a) for a in structures)} atoms, "

@@ -1,0 +1,71 @@
+// The potential file as plain data (docs/potential-format.md): what the
+// parser (nnp/potential_file.h) reads, what the one writer writes and what
+// build_potential turns into the evaluator. Python sees these types through
+// nnp._core and converts them to its dataclasses (nnp.io.potential_file).
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nnp/cutoff.h"
+#include "nnp/descriptor.h"
+#include "nnp/network.h"
+#include "nnp/potential.h"
+#include "nnp/repulsion.h"
+
+namespace nnp {
+
+constexpr const char* kFormatName = "nnp-potential";
+// Newest version written and read. Version 2 adds `repulsion` lines,
+// version 3 `quadratic` sections. A file carries the lowest version that can
+// express it: 3 with a quadratic section, else 2 with repulsion lines, else 1
+// (all three are read).
+constexpr int kFormatVersion = 3;
+
+// Words of the file's vocabulary, for the Python door and messages.
+const std::vector<std::string>& activation_names();       // tanh sigmoid softplus silu linear
+const std::vector<std::string>& cutoff_function_names();  // cos tanh3
+const std::vector<std::string>& angular_sum_names();      // half full
+
+struct QuadraticSpec {
+  std::vector<double> linear;  // M
+  std::vector<double> matrix;  // M × M, row-major, symmetric
+};
+
+struct ElementSpec {
+  std::string symbol;
+  double reference_energy = 0.0;  // eV
+  std::vector<SymmetryFunction> functions;  // network-input order
+  Scaling scaling;
+  std::vector<Layer> layers;
+  std::optional<QuadraticSpec> quadratic;
+};
+
+struct PotentialSpec {
+  int format_version = 1;  // as read; the writer writes lowest_format_version()
+  std::vector<std::string> comments;  // one per '#' line, without "# "
+  CutoffType cutoff = CutoffType::Cos;
+  bool full_angular_sum = false;
+  std::vector<ElementSpec> elements;
+  std::vector<RepulsionPair> repulsion;  // file order
+
+  std::vector<std::string> symbols() const;
+  // 3 with a quadratic term, else 2 with a repulsive core, else 1.
+  int lowest_format_version() const;
+};
+
+// Throws nnp::Error naming what is wrong (the writer's checks of data that
+// did not come from the parser): shapes, finite numbers, symmetry functions,
+// scaling, networks, quadratic terms, repulsion pairs.
+void check_spec(const PotentialSpec& spec);
+// The repulsion pairs alone: elements, 0 < r_inner < r_outer <= cutoffs, no pair twice.
+void check_repulsion(const PotentialSpec& spec);
+
+// The file text (checked first): numbers as "%.17g", comments as "# ..."
+// lines after the first, the lowest format version that can express it.
+std::string format_potential(const PotentialSpec& spec);
+
+// The evaluator of a (parsed or checked) spec; errors are prefixed with `source`.
+Potential build_potential(const PotentialSpec& spec, const std::string& source = "<spec>");
+
+}  // namespace nnp

@@ -1,0 +1,61 @@
+// The kinds of symmetry function (G2, G4, G5) as the potential file and the
+// Python door see them: each kind owns its name, its neighbour-element count,
+// its parameters in file order, their checks and its line format, in one place
+// (cpp/src/symmetry_function.cpp). The maths is in nnp/descriptor.h.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "nnp/descriptor.h"
+
+namespace nnp {
+
+// One parameter of a kind, in the order of the file line.
+enum class Parameter { Eta, Zeta, Lambda, Rs, Rc };
+
+struct SymmetryFunctionKind {
+  SymmetryFunctionType type;
+  const char* name;       // "G2": the first token of the file line
+  int n_neighbors;        // neighbour elements named on the line (1 or 2)
+  std::vector<Parameter> parameters;
+};
+
+// Every kind, in the order G2, G4, G5.
+const std::vector<SymmetryFunctionKind>& symmetry_function_kinds();
+const SymmetryFunctionKind& kind_of(SymmetryFunctionType type);
+// nullptr if `name` names no kind.
+const SymmetryFunctionKind* kind_named(const std::string& name);
+const char* parameter_name(Parameter p);  // "eta", "zeta", "lambda", "rs", "rc"
+
+// The usage of a kind's line, e.g. "G2 element eta rs rc".
+std::string usage(const SymmetryFunctionKind& kind);
+
+// The first broken rule of f's parameters ("eta must be >= 0", ...), or ""
+// when they are valid: λ = ±1 and ζ >= 1 (angular), η >= 0, 0 < r_c <=
+// kMaxCutoff, 0 <= R_s < r_c, all finite. Element indices are not checked here.
+std::string parameter_error(const SymmetryFunction& f);
+
+// Same function: same kind and parameters; angular neighbour pairs unordered.
+bool same_function(const SymmetryFunction& a, const SymmetryFunction& b);
+
+// Readers of the tokens of one line, supplied by the file parser; they throw
+// errors that name the line.
+struct TokenReader {
+  std::function<int(std::size_t token)> element;
+  std::function<double(std::size_t token, const std::string& what)> number;
+  std::function<long(std::size_t token, const std::string& what, long lo, long hi)> integer;
+};
+
+// The function of a line whose tokens (the kind's name first) have the
+// kind's count; the caller checks parameter_error() afterwards.
+SymmetryFunction parse_function(const SymmetryFunctionKind& kind, const TokenReader& read);
+
+// The file line of f ("%.17g" numbers); an angular pair is written in the
+// order of the element symbols.
+std::string format_function(const SymmetryFunction& f, const std::vector<std::string>& elements);
+
+// A double as "%.17g" (enough digits to read back the same double).
+std::string format_number(double x);
+
+}  // namespace nnp

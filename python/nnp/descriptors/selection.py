@@ -1,0 +1,182 @@
+"""Data-driven descriptors: series S (shifted radial functions spread over
+the training data's neighbour distances) and series C (functions chosen from
+a candidate pool by CUR decomposition of the training descriptors); and
+`resolve`, which turns any preset name into its descriptor set. Why and how
+well each works: docs/descriptors.md, docs/accuracy.md."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+
+from nnp import _core
+from nnp.descriptors.functions import G2, G4, DescriptorSet, SymmetryFunction
+from nnp.descriptors.presets import DATA_SERIES, SELECTED_SERIES, STUDY_CUTOFF, preset, preset_names
+
+# Series S: centres exp(−η(R − R_s)²) from the shortest distances seen to
+# 0.93 r_c, as wide as their spacing (η = 1/(2Δ²)), TorchANI's "cover linearly".
+DATA_RADIAL_LOW_QUANTILE = 0.001  # the shortest distances (close contacts) set the first centre
+DATA_RADIAL_HIGH = 0.93  # last centre, in units of r_c
+
+# Series C (Imbalzano et al., J. Chem. Phys. 148, 241730 (2018)): the pool is
+# shifted G2 (as series S, finer), centred G2 from broad to first-shell, and
+# G4 over η (from nearly flat over r_c to first-shell triplets) × ζ × λ.
+CUR_RADIAL_SHIFTED = 24  # shifted G2 candidates per neighbour element
+CUR_RADIAL_CENTRED_ETAS = tuple(float(x) for x in np.geomspace(0.003, 2.0, 12))  # Å⁻², R_s = 0
+# G4 candidates: η r_c² from 0.0072 (exp(−3η r_c²) ≈ 0.98: flat over the
+# sphere) to 10.8 (first-shell Si triplets only); for r_c = 6 Å, η from
+# 0.0002 to 0.3 Å⁻².
+CUR_ANGULAR_ETA_RC2 = tuple(float(x) for x in np.geomspace(0.0072, 10.8, 14))
+CUR_ZETAS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+CUR_MAX_ATOMS = 20_000  # rows of the descriptor matrix (evenly thinned beyond)
+# A column whose largest values lie far beyond the rest (closest contacts in
+# first-shell-only functions) looks like a direction of its own to CUR, but
+# squeezes most atoms into a sliver of the network's input range, which then
+# extrapolates (docs/accuracy.md). Candidates whose full range exceeds that
+# of their lower 99.9 % by more than this factor are not chosen.
+CUR_MAX_TAIL_RATIO = 1.3
+# The default: a quadratic model in these functions fits about as well as
+# the network, which the default model's quadratic term needs (docs/accuracy.md).
+DEFAULT_PRESET = "C64"
+
+
+def neighbor_distances(structures, rc: float) -> np.ndarray:
+    """Every centre–neighbour distance below `rc` in `structures` (Å)."""
+    parts = []
+    for atoms in structures:
+        _, _, vectors = _core.neighbor_list(np.ascontiguousarray(atoms.positions, dtype=np.float64),
+                                            np.ascontiguousarray(atoms.cell.array, dtype=np.float64),
+                                            [bool(p) for p in atoms.pbc], rc)
+        parts.append(np.linalg.norm(vectors, axis=1))
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def shifted_radial(distances: np.ndarray, count: int, elements: Iterable[str], rc: float = STUDY_CUTOFF) -> list[G2]:
+    """`count` shifted G2 per neighbour element, centres spread evenly from
+    the low quantile of `distances` (rounded down to 0.05 Å) to 0.93 r_c."""
+    if count == 0:
+        return []
+    d = np.asarray(distances, dtype=float)
+    d = d[d < rc]
+    if len(d) == 0:
+        raise ValueError(f"no neighbour distances below the cutoff {rc} Å in the data: cannot place radial functions")
+    low = math.floor(np.quantile(d, DATA_RADIAL_LOW_QUANTILE) / 0.05) * 0.05
+    high = DATA_RADIAL_HIGH * rc
+    if count == 1:
+        centres, spacing = np.array([low]), high - low
+    else:
+        centres = np.linspace(low, high, count)
+        spacing = centres[1] - centres[0]
+    eta = 1.0 / (2.0 * spacing**2)
+    return [G2(e, float(eta), float(round(r, 6)), rc) for e in elements for r in centres]
+
+
+def resolve(name: str, elements: Iterable[str], structures=None) -> DescriptorSet:
+    """The descriptor set a preset name stands for; data-driven (S) and
+    data-selected (C) presets need the training `structures`."""
+    base, _, suffix = name.partition("-")
+    if base.startswith(SELECTED_SERIES) and name in preset_names():
+        if structures is None:
+            raise ValueError(f"descriptor preset {name} is chosen from the data: training structures are needed")
+        return selected(int(base[len(SELECTED_SERIES):]), elements, structures)
+    if not base.startswith(DATA_SERIES):
+        return preset(name, elements)
+    if name not in preset_names():
+        raise ValueError(f"unknown descriptor preset {name!r}; choose from {preset_names()}")
+    if structures is None:
+        raise ValueError(f"descriptor preset {name} is chosen from the data: training structures are needed")
+    elements = tuple(elements)
+    template = preset("A" + name[len(DATA_SERIES):], elements)
+    n_radial = sum(isinstance(f, G2) for f in template.functions[elements[0]]) // len(elements)
+    radial = shifted_radial(neighbor_distances(structures, STUDY_CUTOFF), n_radial, elements)
+    functions = {
+        e: tuple(radial) + tuple(f for f in template.functions[e] if not isinstance(f, G2)) for e in elements
+    }
+    return DescriptorSet(elements, functions, template.cutoff_function, template.angular_sum)
+
+
+def candidate_pool(elements: Iterable[str], distances: np.ndarray, rc: float = STUDY_CUTOFF) -> list[SymmetryFunction]:
+    """The series-C candidates for one centre element: shifted and centred G2
+    per neighbour element, G4 per neighbour pair (see above)."""
+    elements = tuple(elements)
+    pairs = [(a, b) for i, a in enumerate(elements) for b in elements[i:]]
+    pool: list[SymmetryFunction] = list(shifted_radial(distances, CUR_RADIAL_SHIFTED, elements, rc))
+    pool += [G2(e, eta, 0.0, rc) for e in elements for eta in CUR_RADIAL_CENTRED_ETAS]
+    pool += [
+        G4(p, round(x / rc**2, 8), zeta, lam, 0.0, rc)
+        for p in pairs
+        for x in CUR_ANGULAR_ETA_RC2
+        for zeta in CUR_ZETAS
+        for lam in (1, -1)
+    ]
+    return pool
+
+
+def tail_ratio(matrix: np.ndarray, quantile: float = 0.999) -> np.ndarray:
+    """Per column: the full range of its values over the range of all but
+    the top (1 − quantile) of them (1: no outlying tail)."""
+    low = matrix.min(axis=0)
+    bulk = np.quantile(matrix, quantile, axis=0) - low
+    full = matrix.max(axis=0) - low
+    return np.where(bulk > 0, full / np.where(bulk > 0, bulk, 1.0), np.inf)
+
+
+def cur_select(matrix: np.ndarray, count: int, allowed: np.ndarray | None = None) -> list[int]:
+    """Column indices of `matrix` (rows: atoms) chosen one by one by CUR with
+    rank-1 leverage and orthogonalisation (Imbalzano et al. 2018). Columns
+    are standardised first; constant columns, and those not `allowed`, are
+    never chosen (but still take part in the orthogonalisation).
+
+    Works on the Gram matrix C = XᵀX: the leading right singular vector of X
+    is the leading eigenvector of C, and removing column c's direction from
+    X turns C into C − C[:, c] C[c, :] / C[c, c]."""
+    x = np.array(matrix, dtype=np.float64)
+    x -= x.mean(axis=0)
+    std = x.std(axis=0)
+    # Below this a column is constant up to rounding: dividing by its std
+    # would blow the rounding up into a direction of its own.
+    varies = std > 1e-12 * max(1.0, float(np.abs(matrix).max(initial=0.0)))
+    usable = varies if allowed is None else varies & np.asarray(allowed, dtype=bool)
+    if count > int(usable.sum()):
+        raise ValueError(f"cannot choose {count} symmetry functions: only {int(usable.sum())} candidates "
+                         "vary over the training atoms")
+    x[:, varies] /= std[varies]
+    x[:, ~varies] = 0.0
+    gram = x.T @ x
+    chosen: list[int] = []
+    for _ in range(count):
+        _, vectors = np.linalg.eigh(gram)
+        leverage = vectors[:, -1] ** 2
+        leverage[chosen] = -1.0
+        leverage[~usable] = -1.0
+        c = int(np.argmax(leverage))
+        chosen.append(c)
+        if gram[c, c] > 0:
+            gram = gram - np.outer(gram[:, c], gram[c, :]) / gram[c, c]
+    return chosen
+
+
+def selected(count: int, elements: Iterable[str], structures, rc: float = STUDY_CUTOFF) -> DescriptorSet:
+    """`count` functions per centre element, chosen from `candidate_pool` by
+    `cur_select` on the descriptors of `structures`; radial ones first, each
+    kind in pool order."""
+    elements = tuple(elements)
+    pool = candidate_pool(elements, neighbor_distances(structures, rc), rc)
+    everything = DescriptorSet(elements, {e: tuple(pool) for e in elements})
+    rows: dict[str, list[np.ndarray]] = {e: [] for e in elements}
+    for atoms in structures:
+        feats = everything.featurize(atoms, derivatives=False)
+        for e in elements:
+            rows[e].append(feats[e].G)
+    functions = {}
+    for e in elements:
+        matrix = np.concatenate(rows[e]) if rows[e] else np.zeros((0, len(pool)))
+        if len(matrix) < 2:
+            raise ValueError(f"descriptor selection needs atoms of element {e} in the training structures")
+        matrix = matrix[:: max(1, -(-len(matrix) // CUR_MAX_ATOMS))]
+        allowed = tail_ratio(matrix) <= CUR_MAX_TAIL_RATIO
+        picks = sorted(cur_select(matrix, count, allowed), key=lambda i: (not isinstance(pool[i], G2), i))
+        functions[e] = tuple(pool[i] for i in picks)
+    return DescriptorSet(elements, functions)
