@@ -1,5 +1,6 @@
-"""The potential file: Python writer/reader and C++ reader agree, numbers
-round-trip bit for bit, malformed files give errors naming file and line."""
+"""The potential file: the Python view (nnp.io.potential_file) and the C++
+core read the same numbers through the core's one parser and write them back
+bit for bit; malformed files give errors naming file and line."""
 
 from __future__ import annotations
 
