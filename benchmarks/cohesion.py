@@ -20,15 +20,14 @@ import math
 import sys
 
 import numpy as np
+from ase.build import bulk
+
+from nnp import NNPCalculator
+from nnp.analysis import properties as props
+from nnp.data import isolated_atom
 
 
 def main(argv=None) -> int:
-    from ase.build import bulk
-
-    from nnp import NNPCalculator
-    from nnp.analysis import properties as props
-    from nnp.data import isolated_atom
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--potential", action="append", required=True)
     p.add_argument("--element", default="Si")

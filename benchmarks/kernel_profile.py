@@ -27,14 +27,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ase.build import bulk
+
+from nnp import _core
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from md_speed import untrained_potential  # noqa: E402
 
 
 def displaced_diamond(cells: int, sigma: float, seed: int = 7):
-    from ase.build import bulk
-
     atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((cells, cells, cells))
     rng = np.random.default_rng(seed)
     atoms.positions += rng.normal(scale=sigma, size=atoms.positions.shape)
@@ -49,8 +50,6 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=5, help="evaluations per preset (best time is printed)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "nnp-kernel-profile")
     args = p.parse_args(argv)
-
-    from nnp import _core
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     atoms = displaced_diamond(args.cells, args.sigma)

@@ -61,9 +61,10 @@ from pathlib import Path
 
 import numpy as np
 
-AMU_G = 1.66053906660e-24  # g per atomic mass unit
-SI_MASS = 28.0855  # amu
-ATM_IN_BAR = 1.01325  # LAMMPS metal pressure unit is bar
+from nnp.analysis.properties import SILICON_MASS as SI_MASS
+from nnp.constants import AMU_IN_G as AMU_G
+from nnp.constants import ATM_IN_BAR  # LAMMPS metal pressure unit is bar
+from nnp.io import potential_file
 RDF_CUTOFF = 5.5  # Å, within the pair cutoff + skin that LAMMPS allows for compute rdf
 RDF_BINS = 110
 
@@ -393,8 +394,6 @@ def close_contacts(result: RunResult, r_close: float) -> float:
 
 def core_end(potential: str) -> float:
     """r_outer of the potential's repulsive core (largest over element pairs); NaN without one."""
-    from nnp.io import potential_file
-
     cores = potential_file.read(potential).repulsion
     return max((c.r_outer for c in cores), default=math.nan)
 

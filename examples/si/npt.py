@@ -17,10 +17,9 @@ import time
 import numpy as np
 
 import nnp.lammps
-
-AMU_G = 1.66053906660e-24  # g per atomic mass unit
-SI_MASS = 28.0855  # amu
-ATM_IN_BAR = 1.01325  # LAMMPS metal pressure unit is bar
+from nnp.analysis.properties import SILICON_MASS as SI_MASS
+from nnp.constants import AMU_IN_G as AMU_G
+from nnp.constants import ATM_IN_BAR  # LAMMPS metal pressure unit is bar
 
 
 def main(argv=None) -> int:

@@ -425,6 +425,23 @@ def run_md(
     `progress` is called at most every `progress_seconds` and at stage ends.
     """
     settings.check()
+    _check_md_arguments(a, cells, stages, initial_temperature)
+    key = json.loads(json.dumps(dict(pair=asdict(pair), a=a, cells=cells, stages=[asdict(s) for s in stages],
+                                     settings=asdict(settings), initial_temperature=initial_temperature)))
+    ckpt = _Checkpoint(Path(checkpoint), key) if checkpoint is not None else None
+    state = ckpt.load() if ckpt else None
+
+    t0 = time.perf_counter()
+    with _Lammps() as lmp:
+        first, samples = _initial_state(lmp, pair, a, cells, stages, settings, ckpt, state, initial_temperature)
+        md = _MDLoop(lmp, pair, stages, settings, samples, ckpt, progress, progress_seconds)
+        for k in range(first, len(stages)):
+            md.run_stage(k, first)
+        r = md.r if md.r is not None else _rdf_table(lmp)[:, 0].copy()
+    return MDResult(md.natoms, r, samples, time.perf_counter() - t0, md.steps_run)
+
+
+def _check_md_arguments(a: float, cells: int, stages: Sequence[MDStage], initial_temperature: float | None) -> None:
     _check_positive(a=a)
     if cells < 1:
         raise ValueError(f"cells must be >= 1, got {cells}")
@@ -440,32 +457,42 @@ def run_md(
     if len({s.name for s in stages}) != len(stages):
         raise ValueError("stage names must be unique")
 
-    key = json.loads(json.dumps(dict(pair=asdict(pair), a=a, cells=cells, stages=[asdict(s) for s in stages],
-                                     settings=asdict(settings), initial_temperature=initial_temperature)))
-    ckpt = _Checkpoint(Path(checkpoint), key) if checkpoint is not None else None
-    state = ckpt.load() if ckpt else None
-    bar = settings.pressure * ATM_IN_BAR
-    bounds = np.concatenate([[0], np.cumsum([s.steps for s in stages])])  # absolute step of each stage start
 
-    t0 = time.perf_counter()
-    steps_run = 0
-    with _Lammps() as lmp:
-        if state is not None:
-            lmp(f'read_restart "{ckpt.restart}"')
-            _pair(lmp, pair)
-            if lmp.step != state["step"]:
-                state = None  # restart and samples from different moments: start again
-                lmp("clear")
-        if state is None:
-            _diamond(lmp, pair, a, cells)
-            lmp("reset_timestep 0")
-            t_init = stages[0].t_start if initial_temperature is None else initial_temperature
-            lmp(f"velocity all create {t_init!r} {settings.seed} mom yes rot yes dist gaussian")
-            first, samples = 0, {s.name: StageSamples() for s in stages if s.sample}
-        else:
-            first = state["stage"]
-            samples = {k: StageSamples(**v) for k, v in state["samples"].items()}
-        natoms = lmp.natoms
+def _initial_state(lmp: _Lammps, pair: Pair, a: float, cells: int, stages: Sequence[MDStage],
+                   settings: MDSettings, ckpt: _Checkpoint | None, state: dict | None,
+                   initial_temperature: float | None) -> tuple[int, dict[str, StageSamples]]:
+    """The system resumed from the checkpoint `state`, or a new crystal with
+    velocities; returns the stage to start from and the samples so far."""
+    if state is not None:
+        lmp(f'read_restart "{ckpt.restart}"')
+        _pair(lmp, pair)
+        if lmp.step != state["step"]:
+            state = None  # restart and samples from different moments: start again
+            lmp("clear")
+    if state is None:
+        _diamond(lmp, pair, a, cells)
+        lmp("reset_timestep 0")
+        t_init = stages[0].t_start if initial_temperature is None else initial_temperature
+        lmp(f"velocity all create {t_init!r} {settings.seed} mom yes rot yes dist gaussian")
+        return 0, {s.name: StageSamples() for s in stages if s.sample}
+    return state["stage"], {k: StageSamples(**v) for k, v in state["samples"].items()}
+
+
+class _MDLoop:
+    """The stages of one `run_md` call on a LAMMPS instance holding the
+    system: fixes, runs in chunks, samples, checkpoints, progress reports."""
+
+    def __init__(self, lmp: _Lammps, pair: Pair, stages: Sequence[MDStage], settings: MDSettings,
+                 samples: dict[str, StageSamples], ckpt: _Checkpoint | None, progress: ProgressFn | None,
+                 progress_seconds: float) -> None:
+        self.lmp, self.pair, self.stages, self.settings = lmp, pair, stages, settings
+        self.samples, self.ckpt = samples, ckpt
+        self.progress, self.progress_seconds = progress, progress_seconds
+        self.bar = settings.pressure * ATM_IN_BAR
+        self.bounds = np.concatenate([[0], np.cumsum([s.steps for s in stages])])  # absolute step of each stage start
+        self.r: np.ndarray | None = None  # RDF bin centres, from the first g(r) sample
+        self.steps_run = 0
+        self.natoms = lmp.natoms
         lmp(f"timestep {settings.timestep!r}")
         lmp(f"compute rdf all rdf {settings.rdf_bins} cutoff {settings.rdf_cutoff!r}")
         # Ghost atoms must reach the RDF cutoff (plus the neighbour skin).
@@ -473,69 +500,72 @@ def run_md(
         lmp("thermo_style custom step temp press vol pe")
         if pair.counts_extrapolation:
             lmp("compute extrap all pair nnp")
-        r = None
-        last_save = last_report = time.perf_counter()
+        self.last_save = self.last_report = time.perf_counter()
+
+    def _fix(self, stage: MDStage, begin: int) -> None:
+        lmp, settings = self.lmp, self.settings
+        if stage.density is None:
+            lmp(f"fix md all npt temp {stage.t_start!r} {stage.t_stop!r} {settings.t_damp!r} "
+                f"iso {self.bar!r} {self.bar!r} {settings.p_damp!r}")
+        else:
+            if lmp.step == begin:  # not when resumed inside the stage: the box is already there
+                scale = (lmp.thermo("vol") / (density(self.natoms, 1.0, self.pair.mass) / stage.density)) ** (1 / 3)
+                lmp(f"change_box all x scale {1 / scale!r} y scale {1 / scale!r} z scale {1 / scale!r} remap")
+            lmp(f"fix md all nvt temp {stage.t_start!r} {stage.t_stop!r} {settings.t_damp!r}")
+
+    def run_stage(self, k: int, first: int) -> None:
+        """Stage k from where the system is (its start, or a checkpoint inside it)."""
+        lmp, settings, stage = self.lmp, self.settings, self.stages[k]
+        begin, end = int(self.bounds[k]), int(self.bounds[k + 1])
+        if k > first:
+            lmp("unfix md")  # the next stage's fix may be of another style
+        self._fix(stage, begin)
         need_setup = True
-        for k in range(first, len(stages)):
-            stage = stages[k]
-            begin, end = int(bounds[k]), int(bounds[k + 1])
-            if k > first:
-                lmp("unfix md")  # the next stage's fix may be of another style
-            if stage.density is None:
-                lmp(f"fix md all npt temp {stage.t_start!r} {stage.t_stop!r} {settings.t_damp!r} "
-                    f"iso {bar!r} {bar!r} {settings.p_damp!r}")
+        stage_t0 = time.perf_counter()
+        stage_first = lmp.step  # later than begin when resumed from a checkpoint
+        while lmp.step < end:
+            step = lmp.step
+            if stage.sample:
+                n = settings.sample_every - (step - begin) % settings.sample_every
             else:
-                if lmp.step == begin:  # not when resumed inside the stage: the box is already there
-                    scale = (lmp.thermo("vol") / (density(natoms, 1.0, pair.mass) / stage.density)) ** (1 / 3)
-                    lmp(f"change_box all x scale {1 / scale!r} y scale {1 / scale!r} z scale {1 / scale!r} remap")
-                lmp(f"fix md all nvt temp {stage.t_start!r} {stage.t_stop!r} {settings.t_damp!r}")
-            need_setup = True
-            stage_t0 = time.perf_counter()
-            stage_first = lmp.step  # later than begin when resumed from a checkpoint
-            smp = samples.get(stage.name)
-            while lmp.step < end:
-                step = lmp.step
-                if stage.sample:
-                    n = settings.sample_every - (step - begin) % settings.sample_every
-                else:
-                    n = 1000
-                n = min(n, end - step)
-                # start/stop: the ramp of fix npt spans the whole stage however it is chunked.
-                lmp(f"run {n} start {begin} stop {end} pre {'yes' if need_setup else 'no'} post no")
-                need_setup = False
-                steps_run += n
-                step = lmp.step
-                if stage.sample and (step - begin) % settings.sample_every == 0:
-                    smp.volume.append(lmp.thermo("vol"))
-                    smp.temperature.append(lmp.thermo("temp"))
-                    smp.pressure.append(lmp.thermo("press"))
-                    smp.energy.append(lmp.thermo("pe") / natoms)
-                    if pair.counts_extrapolation:
-                        smp.extrapolating.append(_extrapolating(lmp))
-                    if not math.isfinite(smp.volume[-1]) or not math.isfinite(smp.energy[-1]):
-                        raise LammpsError(f"stage {stage.name}: non-finite volume or energy at step {step}")
-                    if (step - begin) % settings.rdf_every == 0 or step == end:
-                        table = _rdf_table(lmp)
-                        if r is None:
-                            r = table[:, 0].copy()
-                        smp.rdf_sum = list(np.asarray(smp.rdf_sum or np.zeros(len(table))) + table[:, 1])
-                        smp.coord_sum = list(np.asarray(smp.coord_sum or np.zeros(len(table))) + table[:, 2])
-                        smp.rdf_samples += 1
-                now = time.perf_counter()
-                if ckpt and now - last_save > settings.checkpoint_seconds and step < end:
-                    ckpt.save(lmp, k, samples)
-                    # write_restart re-initialises LAMMPS: the next run needs its setup.
-                    need_setup = True
-                    last_save = now
-                if progress and (now - last_report > progress_seconds or step == end):
-                    progress(stage.name, step - begin, end - begin, step - stage_first, now - stage_t0)
-                    last_report = now
-            if progress and stage.steps == 0:
-                progress(stage.name, 0, 0, 0, 0.0)
-        if r is None:
+                n = 1000
+            n = min(n, end - step)
+            # start/stop: the ramp of fix npt spans the whole stage however it is chunked.
+            lmp(f"run {n} start {begin} stop {end} pre {'yes' if need_setup else 'no'} post no")
+            need_setup = False
+            self.steps_run += n
+            step = lmp.step
+            if stage.sample and (step - begin) % settings.sample_every == 0:
+                self._sample(stage, step, (step - begin) % settings.rdf_every == 0 or step == end)
+            now = time.perf_counter()
+            if self.ckpt and now - self.last_save > settings.checkpoint_seconds and step < end:
+                self.ckpt.save(lmp, k, self.samples)
+                # write_restart re-initialises LAMMPS: the next run needs its setup.
+                need_setup = True
+                self.last_save = now
+            if self.progress and (now - self.last_report > self.progress_seconds or step == end):
+                self.progress(stage.name, step - begin, end - begin, step - stage_first, now - stage_t0)
+                self.last_report = now
+        if self.progress and stage.steps == 0:
+            self.progress(stage.name, 0, 0, 0, 0.0)
+
+    def _sample(self, stage: MDStage, step: int, rdf: bool) -> None:
+        lmp, smp = self.lmp, self.samples[stage.name]
+        smp.volume.append(lmp.thermo("vol"))
+        smp.temperature.append(lmp.thermo("temp"))
+        smp.pressure.append(lmp.thermo("press"))
+        smp.energy.append(lmp.thermo("pe") / self.natoms)
+        if self.pair.counts_extrapolation:
+            smp.extrapolating.append(_extrapolating(lmp))
+        if not math.isfinite(smp.volume[-1]) or not math.isfinite(smp.energy[-1]):
+            raise LammpsError(f"stage {stage.name}: non-finite volume or energy at step {step}")
+        if rdf:
             table = _rdf_table(lmp)
-            r = table[:, 0].copy()
-    return MDResult(natoms, r, samples, time.perf_counter() - t0, steps_run)
+            if self.r is None:
+                self.r = table[:, 0].copy()
+            smp.rdf_sum = list(np.asarray(smp.rdf_sum or np.zeros(len(table))) + table[:, 1])
+            smp.coord_sum = list(np.asarray(smp.coord_sum or np.zeros(len(table))) + table[:, 2])
+            smp.rdf_samples += 1
 
 
 def _extrapolating(lmp: _Lammps) -> float:

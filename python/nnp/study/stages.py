@@ -23,7 +23,8 @@ import numpy as np
 
 from nnp import descriptors as descriptors_mod
 from nnp.analysis import properties as props
-from nnp.analysis import report
+from nnp.analysis.metrics import predict_potential
+from nnp.analysis.report import write_report
 from nnp.constants import ATM_IN_BAR, BAR_IN_GPA
 from nnp.io import potential_file
 from nnp.io.atomic import atomic_open
@@ -141,9 +142,9 @@ def run_validation(ctx: Context, point: str) -> dict:
     for name, key in (("train", "train_indices"), ("validation", "validation_indices")):
         idx = trained[key]
         if idx:
-            sets[name] = report.predict_potential(pot, [ctx.structures[i] for i in idx])
+            sets[name] = predict_potential(pot, [ctx.structures[i] for i in idx])
     # Parity plots and metrics.json of this point; the directory is the study's own.
-    result = report.write_report(ctx.sdir.parity(point), sets, trained.get("history"), overwrite=True)
+    result = write_report(ctx.sdir.parity(point), sets, trained.get("history"), overwrite=True)
     return {"metrics": result["sets"]}
 
 
