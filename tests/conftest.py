@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 REPO = Path(__file__).resolve().parents[1]
 SI_DATA = REPO / "examples" / "si" / "data" / "train.xyz"
+# Data sets that may not be copied into this repository (GPL/LGPL sources);
+# they sit beside the clone in ../shared/data, each folder with its provenance.
+SHARED_DATA = REPO.parent / "shared" / "data"
+REQUIRE_SHARED_DATA = "NNP_REQUIRE_SHARED_DATA"
+
+
+def shared_data(relative: str) -> Path:
+    """The path of ../shared/data/<relative>. Without it the calling test is
+    skipped (a user's fresh clone has no ../shared), unless the environment
+    sets NNP_REQUIRE_SHARED_DATA=1 (CI does), where a missing file fails."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        reason = f"shared data {path} is absent (it cannot be copied into this BSD repository; see its README)"
+        if os.environ.get(REQUIRE_SHARED_DATA) == "1":
+            pytest.fail(f"{reason}, and {REQUIRE_SHARED_DATA}=1 requires it")
+        pytest.skip(reason)
+    return path
 
 
 def rattled_si(repeat=(1, 1, 1), amplitude=0.1, seed=0, a=5.43) -> Atoms:
