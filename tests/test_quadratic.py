@@ -15,7 +15,8 @@ from nnp.model import quadratic
 from nnp.data import FeaturizedDataset
 from nnp.model.network import NNPModel
 from nnp.io.potential_file import QuadraticTerm, Repulsion
-from nnp.train import TrainConfig, _Objective
+from nnp.train import TrainConfig
+from nnp.train.loss import Objective
 from test_model import ds, featurize, make_model, si_c_cluster, si_triclinic, sic  # noqa: F401 (fixtures)
 
 torch.set_num_threads(1)
@@ -117,7 +118,7 @@ def test_fit_minimises_the_training_loss(ds, featurize):
             for dst, src in zip(zero.scaling(e), truth.scaling(e)):
                 dst.copy_(src)
     model = quadratic.blend(zero, fit, 1.0)
-    objective = _Objective(data, train_idx, config, torch.device("cpu"))
+    objective = Objective(data, train_idx, config, torch.device("cpu"))
 
     def gradient(shift: float) -> float:
         leaves = []

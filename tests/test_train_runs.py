@@ -24,7 +24,8 @@ from nnp.io.atomic import file_sha256
 from nnp.data import FeaturizedDataset, read_structures, split
 from nnp.descriptors import preset
 import nnp.train as nnp_train
-from nnp.train import CORE_MARGIN, TrainConfig, _errors, _Objective, build_model, checkpoint_paths, main, train
+from nnp.train import CORE_MARGIN, TrainConfig, build_model, checkpoint_paths, main, train
+from nnp.train.loss import Objective, errors
 from test_train import labelled_si
 
 torch.set_num_threads(1)
@@ -84,8 +85,8 @@ def test_loss_has_the_documented_form(dataset):
     s_term = (voigt**2).mean()
     assert float(s_term) > 0
     want = 0.7 * e_term + 0.03 * f_term + 0.2 * s_term
-    objective = _Objective(data, idx, cfg, torch.device("cpu"))
-    got = objective.loss(_errors(model, batch, True, create_graph=False))
+    objective = Objective(data, idx, cfg, torch.device("cpu"))
+    got = objective.loss(errors(model, batch, True, create_graph=False))
     assert float(got.detach()) == pytest.approx(float(want), rel=1e-12)
     # Chunked full-batch evaluation gives the same loss (and a gradient).
     model.zero_grad()
@@ -117,27 +118,25 @@ def test_lbfgs_reuses_the_evaluation_where_its_line_search_ended(dataset, monkey
     """Each L-BFGS epoch starts at the point its previous line search
     evaluated last: that loss and gradient come from memory, and the model is
     bit for bit the one of re-evaluating it."""
-    import nnp.train as train_mod
-
     ds, data = dataset
     cfg = TrainConfig(**dict(SMALL, epochs=10, lbfgs_fraction=1.0))
     evaluations = []
-    full_batch = _Objective.full_batch
+    full_batch = Objective.full_batch
 
     def counted(self, model, chunk=32):
         evaluations[-1] += 1
         return full_batch(self, model, chunk)
 
-    monkeypatch.setattr(_Objective, "full_batch", counted)
+    monkeypatch.setattr(Objective, "full_batch", counted)
     evaluations.append(0)
     cached = train(data, ds, cfg, log=lambda line: None)
 
-    class Forgetful(train_mod._LbfgsClosure):
+    class Forgetful(nnp_train.phases.LbfgsClosure):
         def __call__(self):
             self._last = None
             return super().__call__()
 
-    monkeypatch.setattr(train_mod, "_LbfgsClosure", Forgetful)
+    monkeypatch.setattr(nnp_train.phases, "LbfgsClosure", Forgetful)
     evaluations.append(0)
     plain = train(data, ds, cfg, log=lambda line: None)
     assert evaluations[0] <= evaluations[1] - (cfg.epochs - 1), evaluations
@@ -149,15 +148,13 @@ def test_lbfgs_reuses_the_evaluation_where_its_line_search_ended(dataset, monkey
 def test_weight_decay_is_an_l2_penalty_in_the_lbfgs_phase_too(dataset):
     """Adam's weight_decay adds wd·w to the gradient; L-BFGS minimises the
     loss plus 0.5·wd·|w|², the same penalty, and ends with smaller weights."""
-    import nnp.train as train_mod
-
     ds, data = dataset
     cfg = TrainConfig(**dict(SMALL, epochs=4, lbfgs_fraction=1.0, weight_decay=1e-3))
     idx = np.arange(len(data))
     model = build_model(data, ds, cfg, idx)
     params = [p for p in model.parameters() if p.requires_grad]
-    objective = _Objective(data, idx, cfg, torch.device("cpu"))
-    loss = train_mod._LbfgsClosure(objective, model, params)()
+    objective = Objective(data, idx, cfg, torch.device("cpu"))
+    loss = nnp_train.phases.LbfgsClosure(objective, model, params)()
     grads = [p.grad.clone() for p in params]
     for p in params:
         p.grad = None
@@ -491,7 +488,7 @@ def _same_model(a: potential_file.PotentialData, b: potential_file.PotentialData
 @pytest.mark.parametrize("parallel", [True, False], ids=["forked", "in-process"])
 def test_refit_writes_the_all_data_model_and_reports_its_holdout_twin(tmp_path, data_file, parallel, monkeypatch,
                                                                        capsys):
-    monkeypatch.setattr(nnp_train, "_twin_in_parallel", lambda config: parallel)
+    monkeypatch.setattr(nnp_train.refit, "twin_in_parallel", lambda config: parallel)
     config = write_config(tmp_path / "cfg.yaml", epochs=6, lbfgs_fraction=0.5, refit=True)
     out, rep = tmp_path / "Si.nnp", tmp_path / "report"
     assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--report", str(rep)]) == 0
@@ -526,19 +523,19 @@ def test_a_failing_holdout_run_is_a_clear_error(tmp_path, data_file, monkeypatch
     config = write_config(tmp_path / "cfg.yaml", epochs=4, refit=True)
     out = tmp_path / "Si.nnp"
     args = ["--data", str(data_file), "--output", str(out), "--config", str(config)]
-    monkeypatch.setattr(nnp_train, "_twin_in_parallel", lambda config: True)
+    monkeypatch.setattr(nnp_train.refit, "twin_in_parallel", lambda config: True)
 
     def diverges(*args):
         raise FloatingPointError("training diverged at epoch 3 (loss nan); lower learning_rate")
 
-    monkeypatch.setattr(nnp_train, "_train_holdout", diverges)
+    monkeypatch.setattr(nnp_train.refit, "train_holdout", diverges)
     assert main(args) == 1
     assert "diverged at epoch 3" in capsys.readouterr().err and not out.exists()
 
     def dies(*args):
         os._exit(3)
 
-    monkeypatch.setattr(nnp_train, "_train_holdout", dies)
+    monkeypatch.setattr(nnp_train.refit, "train_holdout", dies)
     assert main(args + ["--force"]) == 1
     assert "holdout run ended without a result (exit code 3)" in capsys.readouterr().err and not out.exists()
 
@@ -555,12 +552,12 @@ def test_refit_and_early_stopping_do_not_mix(tmp_path, data_file, capsys):
 
 def test_the_twin_runs_alongside_only_with_one_thread_per_core(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert nnp_train._twin_in_parallel(TrainConfig())
-    assert not nnp_train._twin_in_parallel(TrainConfig(threads=0))
-    assert not nnp_train._twin_in_parallel(TrainConfig(threads=2))
-    assert not nnp_train._twin_in_parallel(TrainConfig(device="cuda"))
+    assert nnp_train.refit.twin_in_parallel(TrainConfig())
+    assert not nnp_train.refit.twin_in_parallel(TrainConfig(threads=0))
+    assert not nnp_train.refit.twin_in_parallel(TrainConfig(threads=2))
+    assert not nnp_train.refit.twin_in_parallel(TrainConfig(device="cuda"))
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert not nnp_train._twin_in_parallel(TrainConfig())
+    assert not nnp_train.refit.twin_in_parallel(TrainConfig())
 
 
 # ------------------------------------------------------- the quadratic term

@@ -35,8 +35,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from nnp.constants import VOIGT_I, VOIGT_J
 from nnp.data import FeaturizedDataset
 from nnp.io.potential_file import QuadraticTerm
+from nnp.model.network import NNPModel
 
 DTYPE = torch.float64
 ROW_BLOCK = 4096  # design-matrix rows per product X^T X
@@ -144,12 +146,7 @@ class _Design:
                 virial[:, :, off + 1 : off + 1 + M] -= R.sum(0).permute(0, 2, 1)
                 VQ = torch.einsum("im,ianb->abmn", x, R)  # Σ_i x_iμ R_i[a, ν, b]
                 virial[:, :, off + 1 + M : off + 1 + M + K] -= VQ[:, :, iu0, iu1] + VQ[:, :, iu1, iu0]
-        return energy, forces.reshape(3 * N, D), (virial[_VOIGT_I, _VOIGT_J] if virial is not None else None)
-
-
-# Voigt order xx yy zz yz xz xy, as nnp.train.
-_VOIGT_I = (0, 1, 2, 1, 0, 0)
-_VOIGT_J = (0, 1, 2, 2, 2, 1)
+        return energy, forces.reshape(3 * N, D), (virial[VOIGT_I, VOIGT_J] if virial is not None else None)
 
 
 def fit(
@@ -176,67 +173,100 @@ def fit(
     idx = np.asarray(indices, dtype=np.int64)
     design = _Design(data, {e: centers[e].to(DTYPE) for e in data.elements},
                      {e: widths[e].to(DTYPE) for e in data.elements})
-    D = design.n_columns
     stress_ok = torch.isfinite(data.stress[:, 0, 0]) & torch.isfinite(data.volume)
-    n_structures = len(idx)
-    n_force = 3 * int(data.n_atoms[torch.as_tensor(idx)].sum())
-    n_stress = 6 * int(stress_ok[torch.as_tensor(idx)].sum())
-    # Weighted rows (√weight · row) are stacked and multiplied in blocks of
-    # ROW_BLOCK: one large product per block instead of one per structure.
-    normal = np.zeros((D, D))
-    rhs = np.zeros(D)
-    block_rows: list[torch.Tensor] = []
-    block_targets: list[torch.Tensor] = []
-    pending = 0
-
-    def flush() -> None:
-        nonlocal pending
-        if not block_rows:
-            return
-        X = torch.cat(block_rows).numpy()
-        y = torch.cat(block_targets).numpy()
-        normal[...] += X.T @ X  # numpy's BLAS: 2x torch's (MKL) on the AMD machines measured
-        rhs[...] += X.T @ y
-        block_rows.clear()
-        block_targets.clear()
-        pending = 0
-
+    loss = _Loss(energy_weight, force_weight, stress_weight, len(idx),
+                 3 * int(data.n_atoms[torch.as_tensor(idx)].sum()), 6 * int(stress_ok[torch.as_tensor(idx)].sum()))
+    equations = _NormalEquations(design.n_columns)
     for s in idx:
         s = int(s)
-        N = int(data.n_atoms[s])
-        with_virial = bool(stress_ok[s]) and stress_weight > 0 and n_stress > 0
-        e_row, f_rows, w_rows = design.rows(s, with_virial)
-        a0, a1 = int(data.atom_offsets[s]), int(data.atom_offsets[s + 1])
-        energy = data.energy[s].to(DTYPE)
-        forces = data.forces[a0:a1].to(DTYPE).reshape(-1)
-        virial = None
+        _add_structure(equations, design, s, bool(stress_ok[s]), loss, baseline)
+        equations.structure_done(1 + 3 * int(data.n_atoms[s]) + 6)
+    equations.flush()
+    return _solve(equations, design, ridge)
+
+
+@dataclass
+class _Loss:
+    """The weights of the training loss and the counts that normalise its terms."""
+
+    energy_weight: float
+    force_weight: float
+    stress_weight: float
+    n_structures: int
+    n_force: int
+    n_stress: int
+
+
+class _NormalEquations:
+    """XᵀX and Xᵀy of the weighted design matrix. Weighted rows (√weight · row)
+    are stacked and multiplied in blocks of ROW_BLOCK: one large product per
+    block instead of one per structure."""
+
+    def __init__(self, n_columns: int):
+        self.normal = np.zeros((n_columns, n_columns))
+        self.rhs = np.zeros(n_columns)
+        self._rows: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+        self._pending = 0
+
+    def add(self, rows: torch.Tensor, targets: torch.Tensor) -> None:
+        self._rows.append(rows)
+        self._targets.append(targets)
+
+    def structure_done(self, n_rows: int) -> None:
+        self._pending += n_rows
+        if self._pending >= ROW_BLOCK:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        X = torch.cat(self._rows).numpy()
+        y = torch.cat(self._targets).numpy()
+        self.normal[...] += X.T @ X  # numpy's BLAS: 2x torch's (MKL) on the AMD machines measured
+        self.rhs[...] += X.T @ y
+        self._rows.clear()
+        self._targets.clear()
+        self._pending = 0
+
+
+def _add_structure(equations: _NormalEquations, design: _Design, s: int, stress_ok: bool, loss: _Loss,
+                   baseline) -> None:
+    """The weighted rows and targets of structure s: its energy per atom,
+    force components and (with a stress label) virial per atom."""
+    data = design.data
+    N = int(data.n_atoms[s])
+    with_virial = stress_ok and loss.stress_weight > 0 and loss.n_stress > 0
+    e_row, f_rows, w_rows = design.rows(s, with_virial)
+    a0, a1 = int(data.atom_offsets[s]), int(data.atom_offsets[s + 1])
+    energy = data.energy[s].to(DTYPE)
+    forces = data.forces[a0:a1].to(DTYPE).reshape(-1)
+    virial = None
+    if with_virial:
+        virial = (-data.stress[s] * data.volume[s]).to(DTYPE)[VOIGT_I, VOIGT_J]
+    if baseline is not None:
+        base = baseline(data.collate([s]))
+        energy = energy - base["energy"][0]
+        forces = forces - base["forces"].reshape(-1)
         if with_virial:
-            virial = (-data.stress[s] * data.volume[s]).to(DTYPE)[_VOIGT_I, _VOIGT_J]
-        if baseline is not None:
-            base = baseline(data.collate([s]))
-            energy = energy - base["energy"][0]
-            forces = forces - base["forces"].reshape(-1)
-            if with_virial:
-                virial = virial - base["virial"][0][_VOIGT_I, _VOIGT_J]
-        if math.isfinite(float(energy)) and energy_weight > 0:
-            w = math.sqrt(energy_weight / n_structures) / N  # per-atom energy
-            block_rows.append(w * e_row[None])
-            block_targets.append(w * energy.view(1))
-        if force_weight > 0 and n_force:
-            w = math.sqrt(force_weight / n_force)
-            block_rows.append(w * f_rows)
-            block_targets.append(w * forces)
-        if virial is not None:
-            w = math.sqrt(stress_weight / n_stress) / N  # per-atom virial
-            block_rows.append(w * w_rows)
-            block_targets.append(w * virial)
-        pending += 1 + 3 * N + 6
-        if pending >= ROW_BLOCK:
-            flush()
-    flush()
-    normal = torch.from_numpy(normal)
-    rhs = torch.from_numpy(rhs)
-    constant_cols = [design.offsets[e] for e in data.elements]
+            virial = virial - base["virial"][0][VOIGT_I, VOIGT_J]
+    if math.isfinite(float(energy)) and loss.energy_weight > 0:
+        w = math.sqrt(loss.energy_weight / loss.n_structures) / N  # per-atom energy
+        equations.add(w * e_row[None], w * energy.view(1))
+    if loss.force_weight > 0 and loss.n_force:
+        w = math.sqrt(loss.force_weight / loss.n_force)
+        equations.add(w * f_rows, w * forces)
+    if virial is not None:
+        w = math.sqrt(loss.stress_weight / loss.n_stress) / N  # per-atom virial
+        equations.add(w * w_rows, w * virial)
+
+
+def _solve(equations: _NormalEquations, design: _Design, ridge: float) -> QuadraticFit:
+    """θ of the ridge-regularised normal equations, as (e0, Q) per element."""
+    D = design.n_columns
+    normal = torch.from_numpy(equations.normal)
+    rhs = torch.from_numpy(equations.rhs)
+    constant_cols = [design.offsets[e] for e in design.elements]
     penalised = torch.ones(D, dtype=torch.bool)
     penalised[constant_cols] = False
     diag = torch.diagonal(normal)
@@ -248,20 +278,18 @@ def fit(
     reg = reg + untouched.to(DTYPE)
     theta = torch.linalg.solve(normal + torch.diag(reg), rhs).numpy()
     constants, terms = {}, {}
-    for e in data.elements:
+    for e in design.elements:
         off, M = design.offsets[e], design.sizes[e]
         constants[e] = float(theta[off])
         terms[e] = terms_from_coefficients(theta[off + 1 : off + 1 + M + M * (M + 1) // 2], M)
     return QuadraticFit(constants, terms)
 
 
-def core_baseline(model):
+def core_baseline(model: NNPModel):
     """The repulsive core of `model` alone, as `fit` wants its `baseline`
     (a function of a batch: energy, forces, virial), or None without a core."""
     if not model.repulsion:
         return None
-    from nnp.model.network import NNPModel
-
     core = NNPModel(model.descriptors, architectures={
         e: ([lin.weight.shape[0] for lin in model.nets[e].linears], list(model.nets[e].activations))
         for e in model.elements}, repulsion=model.repulsion)
@@ -271,13 +299,11 @@ def core_baseline(model):
     return lambda batch: {k: v.detach() for k, v in core(batch, forces=True, stress=True).items()}
 
 
-def blend(model, fitted: QuadraticFit, weight: float):
+def blend(model: NNPModel, fitted: QuadraticFit, weight: float) -> NNPModel:
     """The potential E_i = (1 − w)(e0 + NN(x)) + w (c + Q(x)): `model`'s
     network and the fitted quadratic model averaged with weight w on the
     latter, as one model (the network's output layer scaled by 1 − w, its
     reference energy mixed with Q's constant)."""
-    from nnp.model.network import NNPModel
-
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"the weight of the quadratic term must be in [0, 1], got {weight}")
     pot = model.to_potential_data()

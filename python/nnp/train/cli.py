@@ -1,0 +1,204 @@
+"""python -m nnp.train: read the data, train (with the holdout twin, or a
+committee), write the potential file(s), the summary and the report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from ase.data import atomic_numbers
+
+from nnp import descriptors as descriptors_mod
+from nnp.data import FeaturizedDataset, read_structures
+from nnp.io import potential_file
+from nnp.io.atomic import file_sha256
+from nnp.progress import fmt_time
+from nnp.train import refit
+from nnp.train.config import TrainConfig
+from nnp.train.console import print_line
+from nnp.train.outputs import (mean_output, member_outputs, print_summary, provenance, write_committee,
+                               write_report)
+from nnp.train.phases import phase_lengths
+from nnp.train.refit import Member, checkpoint_paths, train_member
+from nnp.train.training_set import featurize
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m nnp.train",
+        description="Train a Behler–Parrinello potential on energies, forces (and stress) and write a potential file.",
+    )
+    p.add_argument("--data", required=True, help="labelled structures (any format ASE reads with energy and forces)")
+    p.add_argument("--output", required=True, help="potential file to write (e.g. Si.nnp)")
+    p.add_argument("--config", help="YAML file of TrainConfig settings")
+    p.add_argument("--descriptor", help=f"descriptor preset (default {descriptors_mod.DEFAULT_PRESET}): "
+                   + ", ".join(descriptors_mod.preset_names()))
+    p.add_argument("--epochs", type=int, help="training epochs (0: write the untrained, initialised model)")
+    p.add_argument("--seed", type=int, help="random seed (split, initial weights, batch order)")
+    p.add_argument("--device", help="torch device to train on: cpu (default) or cuda")
+    p.add_argument("--isolated-atom-energy", action="append", metavar="EL=EV",
+                   help="energy of one isolated atom of element EL in eV, from the same DFT setup as the data; "
+                        "trained on as a one-atom structure so the model binds with the right cohesive energy "
+                        "(repeat for several elements)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="train a committee of N models (seeds seed..seed+N-1, each with its own validation split "
+                        "unless split_seed is set, which with refit is its holdout twin's); "
+                        "writes OUTPUT's stem .0 ... .N-1, their mean as one potential (.mean) and a "
+                        ".committee.json with their disagreement")
+    p.add_argument("--report", metavar="DIR", help="write metrics (JSON), parity plots and the learning curve to DIR")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint (OUTPUT.ckpt), same settings and data")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs and discard an old checkpoint")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ChildProcessError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the same command with --resume to continue from its last checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+def _element_energies(items: Sequence[str]) -> dict[str, float]:
+    """EL=EV pairs of --isolated-atom-energy."""
+    out = {}
+    for item in items:
+        element, sep, value = item.partition("=")
+        try:
+            out[element.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--isolated-atom-energy {item!r}: expected ELEMENT=ENERGY_EV, e.g. Si=-0.881") from None
+        if not sep:
+            raise ValueError(f"--isolated-atom-energy {item!r}: expected ELEMENT=ENERGY_EV, e.g. Si=-0.881")
+    return out
+
+
+def _check_outputs(args: argparse.Namespace, outputs: list[Path]) -> None:
+    """Refuse, before any work is done, to overwrite anything without --force."""
+    if len(outputs) > 1:
+        mean = mean_output(Path(args.output))
+        if mean.is_dir():
+            raise ValueError(f"{mean} is a directory")
+        if mean.exists() and not (args.force or args.resume):
+            raise FileExistsError(f"{mean} exists; refusing to overwrite it (use --force)")
+    for out in outputs:
+        if out.is_dir():
+            raise ValueError(f"{out} is a directory")
+        if out.exists() and not args.force:
+            raise FileExistsError(f"{out} exists; refusing to overwrite it (use --force)")
+        ckpts = checkpoint_paths(out)
+        if args.resume and not any(p.exists() for p in ckpts) and not out.exists():
+            raise FileNotFoundError(f"no checkpoint {ckpts[0]} to resume from")
+        for ckpt in ckpts:
+            if ckpt.exists() and not (args.resume or args.force):
+                raise FileExistsError(f"{ckpt} is the checkpoint of an interrupted run: continue it with --resume, "
+                                      "or start over with --force")
+    if args.report:
+        report_dir = Path(args.report)
+        if report_dir.exists() and (not report_dir.is_dir() or any(report_dir.iterdir())) and not args.force:
+            raise FileExistsError(f"report directory {report_dir} exists and is not empty (use --force)")
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the YAML file, then the command line."""
+    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    cli = {k: getattr(args, k) for k in ("descriptor", "epochs", "seed", "device") if getattr(args, k) is not None}
+    if args.isolated_atom_energy:
+        cli["isolated_atom_energies"] = {**config.isolated_atom_energies,
+                                         **_element_energies(args.isolated_atom_energy)}
+    config = config.updated(cli, "command line")
+    config.check()
+    if config.refits and config.patience > 0:
+        raise ValueError("config: patience stops training on the validation loss, and the refit model (trained "
+                         "on every structure) has no validation set: set refit: false to use early stopping")
+    return config
+
+
+def _elements_of(structures) -> tuple[str, ...]:
+    """Elements present, ordered by atomic number."""
+    symbols = {s for a in structures for s in a.get_chemical_symbols()}
+    return tuple(sorted(symbols, key=lambda s: atomic_numbers[s]))
+
+
+def _run(args: argparse.Namespace) -> int:
+    t_start = time.perf_counter()
+    output = Path(args.output)
+    if args.ensemble < 1:
+        raise ValueError("--ensemble must be >= 1")
+    outputs = member_outputs(output, args.ensemble)
+    _check_outputs(args, outputs)
+    config = _config(args)
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+
+    data_path = Path(args.data)
+    structures = read_structures(data_path)
+    digest = file_sha256(data_path)
+    elements = _elements_of(structures)
+    descriptors = descriptors_mod.resolve(config.descriptor, elements, structures)
+    print_line(f"data: {data_path} ({len(structures)} structures, {sum(len(a) for a in structures)} atoms, "
+               f"elements {' '.join(elements)})")
+    print_line(f"descriptor {config.descriptor}: {', '.join(f'{e} {descriptors.size(e)}' for e in elements)} "
+               f"functions, cutoff {descriptors.cutoff:g} Å")
+    t = time.perf_counter()
+    if config.isolated_atom_energies:
+        print_line("isolated atoms (always trained): " + ", ".join(
+            f"{e} {E:g} eV" for e, E in sorted(config.isolated_atom_energies.items())))
+    data = featurize(structures, descriptors, config)
+    print_line(f"featurised in {fmt_time(time.perf_counter() - t)} ({data.nbytes() / 2**20:.0f} MiB)")
+    _print_plan(config)
+    results = [_train_and_write(data, descriptors, member, out, args.resume, data_path, digest)
+               for member, out in _members(config, outputs)]
+    if len(outputs) > 1:
+        write_committee(output, results, data, digest)
+    if args.report:
+        write_report(Path(args.report), results[0], data, args.force)
+    print_line(f"wall time {fmt_time(time.perf_counter() - t_start)}")
+    return 0
+
+
+def _print_plan(config: TrainConfig) -> None:
+    n_adam, n_lbfgs = phase_lengths(config)
+    print_line(f"network: {config.hidden_layers} x {config.hidden_nodes} {config.activation}; {config.epochs} epochs "
+               f"(Adam {n_adam}, batch {config.batch_size} structures, lr {config.learning_rate:g} "
+               f"{config.lr_schedule}; L-BFGS {n_lbfgs}), weights E {config.energy_weight:g} "
+               f"F {config.force_weight:g} S {config.stress_weight:g}, seed {config.seed}, device {config.device}")
+    if config.refits:
+        how = "alongside, in a second process" if refit.twin_in_parallel(config) else "first"
+        print_line(f"refit: the written model trains on all structures; its holdout twin, which leaves out the "
+                   f"validation structures (fraction {config.validation_fraction:g}) and gives the validation "
+                   f"errors, trains {how}")
+
+
+def _members(config: TrainConfig, outputs: list[Path]):
+    """(config, output) of each committee member (seeds seed, seed + 1, ...)."""
+    for k, out in enumerate(outputs):
+        member = config if len(outputs) == 1 else config.updated({"seed": config.seed + k})
+        if len(outputs) > 1:
+            print_line(f"committee member {k + 1}/{len(outputs)}: seed {member.seed} -> {out}")
+        yield member, out
+
+
+def _train_and_write(data: FeaturizedDataset, descriptors, config: TrainConfig, out: Path, resume: bool,
+                     data_path: Path, digest: str) -> Member:
+    if resume and out.exists() and not any(p.exists() for p in checkpoint_paths(out)):
+        print_line(f"{out} is finished; skipping it")
+        return Member(out, config, None, None)
+    final, holdout = train_member(data, descriptors, config, out, resume, digest)
+    pot = final.model.to_potential_data(provenance(data_path, digest, config, final, holdout, data))
+    potential_file.write(pot, out, overwrite=True)  # refused above unless --force or resuming
+    for path in checkpoint_paths(out):
+        path.unlink(missing_ok=True)
+    print_summary(final, holdout, data, config)
+    print_line(f"wrote {out}")
+    return Member(out, config, final, holdout)
