@@ -17,7 +17,8 @@ ATM_IN_BAR = 1.01325
 BOLTZMANN_EV = 8.617333262e-5  # eV/K (CODATA 2018, as LAMMPS metal units)
 AMU_IN_G = 1.66053906660e-24
 
-# Voigt order xx, yy, zz, yz, xz, xy: the 3 × 3 indices of the six
-# components, as LAMMPS and the potential file's virial use them.
+# Voigt order xx, yy, zz, yz, xz, xy (ASE's stress order): the 3 × 3
+# indices of the six components that training and reports compare. LAMMPS
+# orders its six as xx, yy, zz, xy, xz, yz (lammps_plugin/pair_nnp.cpp).
 VOIGT_I = (0, 1, 2, 1, 0, 0)
 VOIGT_J = (0, 1, 2, 2, 2, 1)
