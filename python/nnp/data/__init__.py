@@ -1,9 +1,11 @@
 """Labelled structures for training: reading, checking, splitting, featurising.
 
 `read_structures` reads any format ASE reads with energies and forces (extxyz,
-Quantum Espresso output, VASP OUTCAR, ...) plus n2p2's ``input.data``
-(`nnp.data.n2p2`) and the mlearn benchmark's JSON (`nnp.data.mlearn`); the
-format comes from `format=` or the file's content (`nnp.data.formats`). Bad
+Quantum Espresso pw.x output, VASP vasprun.xml and OUTCAR, ...) plus n2p2's
+``input.data`` (`nnp.data.n2p2`), the mlearn benchmark's JSON
+(`nnp.data.mlearn`) and DeePMD-kit's deepmd/raw and deepmd/npy systems
+(`nnp.data.deepmd`, a directory); the format comes from `format=` or the
+content (`nnp.data.formats`; docs/data.md lists formats and conventions). Bad
 frames are refused with a ValueError naming the file and the frame (counted
 from 0, as ASE's ``index``); `summarize` (``python -m nnp.data summary FILE``)
 instead lists every problem frame of a file.
@@ -18,7 +20,8 @@ Units: Å, eV, eV/Å, stress in eV/Å³ (ASE convention: tension positive).
 from __future__ import annotations
 
 from nnp.data.cli import main
-from nnp.data.formats import FORMATS, detect_format, iter_frames, read_structures, write_structures
+from nnp.data.deepmd import write_deepmd_npy
+from nnp.data.formats import FORMATS, data_sha256, detect_format, iter_frames, read_structures, write_structures
 from nnp.data.frames import (
     DEFAULT_CONFIG_TYPE,
     ISOLATED_ATOM_TYPE,
@@ -40,6 +43,7 @@ __all__ = [
     "MIN_DISTANCE",
     "FileSummary",
     "Unreadable",
+    "data_sha256",
     "detect_format",
     "format_summary",
     "frame_problems",
@@ -50,6 +54,7 @@ __all__ = [
     "read_structures",
     "split",
     "summarize",
+    "write_deepmd_npy",
     "write_structures",
     *_DATASET_NAMES,
 ]

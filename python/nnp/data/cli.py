@@ -1,4 +1,5 @@
-"""``python -m nnp.data summary FILE...``: what each structure file holds and
+"""``python -m nnp.data summary FILE...``: what each structure file (or
+directory of DeePMD-kit systems) holds and
 every frame with a problem; exit status 1 if a file has a problem, 2 if one
 cannot be read at all."""
 
@@ -14,7 +15,9 @@ from nnp.data.summary import format_summary, summarize
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nnp.data",
-        description="Inspect labelled structure files (extxyz and other ASE formats, n2p2 input.data, mlearn JSON).",
+        description="Inspect labelled structure files (extxyz and other ASE formats, VASP vasprun.xml/OUTCAR, "
+        "Quantum Espresso pw.x output, n2p2 input.data, mlearn JSON, DeePMD-kit deepmd/raw and deepmd/npy "
+        "directories).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
@@ -24,8 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(missing or non-finite labels, arrays of the wrong length, duplicated atoms, "
         "unknown elements with --elements). Exit status 1 if any file has a problem.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--format", help="n2p2, mlearn-json or an ASE format name (default: from the content)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="a structure file or a directory of DeePMD-kit systems")
+    p.add_argument("--format", help="n2p2, mlearn-json, deepmd, deepmd/raw, deepmd/npy or an ASE format name "
+                   "such as vasp-xml, vasp-out, espresso-out (default: from the content)")
     p.add_argument("--elements", help="comma-separated element list the frames must use, e.g. Si or Si,O")
     args = parser.parse_args(argv)
     elements = [e.strip() for e in args.elements.split(",") if e.strip()] if args.elements else None

@@ -1,11 +1,15 @@
 """Which reader a structure file goes to, and the one entry point of each
 direction: `read_structures` (checked frames) and `write_structures`.
 
-n2p2 ``input.data`` (`nnp.data.n2p2`) and mlearn JSON (`nnp.data.mlearn`)
-are read here; every other format goes to ASE (extxyz, Quantum Espresso
-output, VASP OUTCAR, ...). Without `format=` the file's content decides:
-``begin`` first means n2p2, a JSON list of entries with ``structure`` and
-``outputs`` means mlearn, anything else is left to ASE's guess.
+n2p2 ``input.data`` (`nnp.data.n2p2`), mlearn JSON (`nnp.data.mlearn`) and
+DeePMD-kit systems (`nnp.data.deepmd`, directories) are read here; every other
+format goes to ASE (extxyz, VASP vasprun.xml and OUTCAR, Quantum Espresso
+pw.x output, ...). Without `format=` the content decides: a directory with
+``type.raw`` in it or below is DeePMD-kit data; in a file, ``begin`` first
+means n2p2, a JSON list of entries with ``structure`` and ``outputs`` means
+mlearn, VASP's and pw.x's own headers name theirs, and anything else is left
+to ASE's guess. CP2K output is refused with a message (ASE reads no energies
+or forces from it).
 """
 
 from __future__ import annotations
@@ -16,13 +20,26 @@ from typing import Iterator, Sequence
 import ase.io
 from ase import Atoms
 
+from nnp.data.deepmd import Layout, is_deepmd, iter_deepmd, tree_sha256, write_deepmd_npy
 from nnp.data.frames import Unreadable, check_frame
 from nnp.data.mlearn import iter_mlearn, mlearn_text
 from nnp.data.n2p2 import iter_n2p2, n2p2_text
-from nnp.io.atomic import atomic_write_text
+from nnp.io.atomic import atomic_write_text, file_sha256
 
-FORMATS = ("n2p2", "mlearn-json")  # read here; any other format name goes to ASE
-_FORMAT_ALIASES = {"n2p2": "n2p2", "input.data": "n2p2", "mlearn-json": "mlearn-json", "mlearn": "mlearn-json"}
+# Read here; any other format name goes to ASE. "deepmd": each system's layout from its files.
+FORMATS = ("n2p2", "mlearn-json", "deepmd", Layout.RAW.value, Layout.NPY.value)
+WRITTEN_FORMATS = ("n2p2", "mlearn-json", Layout.NPY.value)
+_FORMAT_ALIASES = {
+    "n2p2": "n2p2", "input.data": "n2p2", "mlearn-json": "mlearn-json", "mlearn": "mlearn-json",
+    "deepmd": "deepmd", "deepmd/raw": Layout.RAW.value, "deepmd/npy": Layout.NPY.value,
+    "deepmd-raw": Layout.RAW.value, "deepmd-npy": Layout.NPY.value,
+    "cp2k": "cp2k-output", "cp2k-out": "cp2k-output", "cp2k-output": "cp2k-output",
+}
+CP2K_MESSAGE = (
+    "CP2K output: ASE reads no energies or forces from CP2K's output (only its restart and DCD "
+    "trajectory files, which hold no labels), and nnp has no CP2K reader. Convert it first, e.g. with "
+    "dpdata: dpdata.LabeledSystem(FILE, fmt='cp2k/output').to('deepmd/npy', DIR), then read DIR"
+)
 
 
 def read_structures(
@@ -36,9 +53,10 @@ def read_structures(
     Each returned Atoms keeps its labels as ASE calculator results; `energy`
     (eV), `forces` (n, 3) and, when the file has it, `stress` are checked to be
     present, finite and of the right shape. With `elements`, every atom must be
-    one of them. `format`: "n2p2", "mlearn-json" or any ASE format name
-    (default: from the content, then ASE's guess). The first bad frame raises
-    a ValueError naming the file and the frame.
+    one of them. `format`: "n2p2", "mlearn-json", "deepmd" (a directory of
+    DeePMD-kit systems; "deepmd/raw" or "deepmd/npy" forces the layout) or any
+    ASE format name (default: from the content, then ASE's guess). The first
+    bad frame raises a ValueError naming the file and the frame.
     """
     path = check_path(path)
     frames: list[Atoms] = []
@@ -53,12 +71,15 @@ def read_structures(
 
 
 def check_path(path: str | os.PathLike) -> str:
-    """`path` as a string, if it is a non-empty file (else a clear error)."""
+    """`path` as a string, if it is a non-empty file or a directory of DeePMD-kit
+    systems (else a clear error)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"structure file {path} does not exist")
     if os.path.isdir(path):
-        raise ValueError(f"{path} is a directory, not a structure file")
+        if is_deepmd(path):
+            return path
+        raise ValueError(f"{path} is a directory, not a structure file (nor DeePMD-kit data: no type.raw in it)")
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path}: the file is empty (no structures)")
     return path
@@ -68,13 +89,19 @@ def iter_frames(path: str | os.PathLike, format: str | None = None, index: str =
     """The frames of `path` as Atoms (unchecked), or `Unreadable` for a frame
     that cannot be parsed. In n2p2 and mlearn files every frame is parsed on
     its own and reading goes on after a bad one; ASE's readers stop at the
-    first unreadable frame (their position in the file is lost)."""
+    first unreadable frame (their position in the file is lost). DeePMD-kit
+    frames are parsed one by one too (a bad npy array spoils its set)."""
     path = os.fspath(path)
     fmt = normalise_format(format) if format is not None else detect_format(path)
+    if fmt == "cp2k-output":
+        raise ValueError(f"{path}: {CP2K_MESSAGE}")
     if fmt == "n2p2":
         yield from iter_n2p2(path, index)
     elif fmt == "mlearn-json":
         yield from iter_mlearn(path, index)
+    elif fmt in ("deepmd", Layout.RAW.value, Layout.NPY.value):
+        layout = None if fmt == "deepmd" else Layout(fmt)
+        yield from iter_deepmd(path, layout, index)
     else:
         yield from _iter_ase(path, fmt, index)
 
@@ -86,8 +113,11 @@ def normalise_format(format: str) -> str:
 
 
 def detect_format(path: str | os.PathLike) -> str | None:
-    """"n2p2" or "mlearn-json" when the content says so, else None (ASE
-    guesses from the name and content)."""
+    """Our name, or ASE's for VASP and pw.x output, when the content says so,
+    else None (ASE guesses from the name and content). Reading the headers
+    here lets a renamed vasprun.xml or OUTCAR be found."""
+    if os.path.isdir(path):
+        return "deepmd" if is_deepmd(path) else None
     try:
         with open(path, "rb") as f:
             head = f.read(1 << 16).decode("utf-8", errors="replace")
@@ -101,6 +131,19 @@ def detect_format(path: str | os.PathLike) -> str | None:
             break
     if head.lstrip().startswith("[") and '"structure"' in head:
         return "mlearn-json"
+    return _detect_dft_output(head)
+
+
+def _detect_dft_output(head: str) -> str | None:
+    start = head.lstrip()
+    if start.startswith("<?xml") and "<modeling>" in head and '"program"' in head and "vasp" in head:
+        return "vasp-xml"
+    if start.startswith("vasp."):
+        return "vasp-out"
+    if "Program PWSCF" in head:
+        return "espresso-out"
+    if "CP2K|" in head:
+        return "cp2k-output"
     return None
 
 
@@ -122,12 +165,25 @@ def _iter_ase(path: str, format: str | None, index: str) -> Iterator[Atoms | Unr
 def write_structures(path: str | os.PathLike, structures: Sequence[Atoms], format: str, overwrite: bool = False) -> None:
     """Write labelled structures as "n2p2" (input.data; no stress, which the
     format cannot hold) or "mlearn-json", atomically; an existing file is only
-    replaced with `overwrite`."""
+    replaced with `overwrite`. "deepmd/npy" writes a directory of systems
+    (`nnp.data.deepmd.write_deepmd_npy`), which must not exist or be empty;
+    `overwrite` does not apply to it."""
     fmt = normalise_format(format)
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; nnp writes {', '.join(FORMATS)} (use ase.io.write for others)")
+    if fmt not in WRITTEN_FORMATS:
+        raise ValueError(f"unknown format {format!r}; nnp writes {', '.join(WRITTEN_FORMATS)} "
+                         "(use ase.io.write for others)")
     path = os.fspath(path)
+    if fmt == Layout.NPY.value:
+        write_deepmd_npy(path, structures)
+        return
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     text = n2p2_text(structures) if fmt == "n2p2" else mlearn_text(structures)
     atomic_write_text(path, text)
+
+
+def data_sha256(path: str | os.PathLike) -> str:
+    """The provenance digest of a data set: a file's SHA-256, or for a
+    directory of DeePMD-kit systems the digest over its files
+    (`nnp.data.deepmd.tree_sha256`)."""
+    return tree_sha256(path) if os.path.isdir(path) else file_sha256(path)
