@@ -21,7 +21,8 @@ import reference_descriptors as ref
 from nnp.io import potential_file
 from nnp.data import FeaturizedDataset
 from nnp.descriptors import G2, G4, G5, DescriptorSet
-from nnp.model.network import ACTIVATIONS, NNPModel, Softplus
+from nnp import _core
+from nnp.model.network import ACTIVATIONS, NNPModel, Softplus, contract_pairs, scatter_pairs
 
 # These tensors are tiny: one thread is fastest, and on a loaded 2-core machine
 # several threads are slower by an order of magnitude.
@@ -400,8 +401,6 @@ def test_file_written_and_read_back(tmp_path, ds, featurize, model):
 def test_cpp_core_evaluates_the_written_model_identically(tmp_path, ds, featurize, activation):
     """The C++ evaluator reading the written file agrees with the torch model
     (energy, forces, virial), so what is trained is what MD runs."""
-    from nnp import _core
-
     model = make_model(ds, [sic(), si_c_cluster()], featurize, hidden=(7, 5), activation=activation, seed=5)
     path = potential_file.write(model.to_potential_data(), tmp_path / "m.nnp")
     pot = _core.Potential(str(path))
@@ -432,8 +431,6 @@ def test_activations():
 def test_pair_contraction_kernel_matches_torch_and_its_adjoint():
     """The fused C++ contraction (training's force path) equals the plain torch
     gather + bmm, and its backward is the exact adjoint (gradcheck)."""
-    from nnp.model.network import contract_pairs
-
     gen = torch.Generator().manual_seed(3)
     R, M, P = 7, 5, 40
     g = torch.randn(R, M, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -452,8 +449,6 @@ def test_pair_contraction_kernel_matches_torch_and_its_adjoint():
 def test_pair_contraction_kernel_with_float32_derivatives():
     """Single-precision derivatives (as training stores them) take the float
     overload: float64 sums over the rounded values, exact to float64 rounding."""
-    from nnp.model.network import contract_pairs
-
     gen = torch.Generator().manual_seed(4)
     R, M, P = 6, 9, 50
     g = torch.randn(R, M, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -469,8 +464,6 @@ def test_pair_contraction_kernel_with_float32_derivatives():
 def test_pair_scatter_kernel_matches_torch_and_its_adjoint():
     """Forces and virial from pair vectors in one C++ pass equal torch's
     index_add and outer products; the backward is the exact adjoint."""
-    from nnp.model.network import scatter_pairs
-
     gen = torch.Generator().manual_seed(5)
     P, N, S = 60, 11, 3
     v = torch.randn(P, 3, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -492,8 +485,6 @@ def test_pair_scatter_kernel_matches_torch_and_its_adjoint():
 
 
 def test_pair_scatter_kernel_rejects_bad_indices():
-    from nnp import _core
-
     v, r = np.zeros((1, 3)), np.zeros((1, 3))
     with pytest.raises(ValueError, match="neighbour 5, outside"):
         _core.scatter_pairs(v, np.array([0]), np.array([5]), r, np.array([0]), 2, 1, True)
@@ -521,8 +512,6 @@ def test_float32_derivatives_change_forces_and_stress_only_by_rounding(model, ds
 
 
 def test_pair_contraction_kernel_rejects_bad_centres():
-    from nnp import _core
-
     g = np.zeros((3, 2))
     with pytest.raises(ValueError, match="centre row 3, outside the 3 descriptor rows"):
         _core.contract_pairs(g, np.zeros((1, 2, 3)), np.array([3]))

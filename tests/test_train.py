@@ -20,7 +20,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from nnp.io import potential_file
 from nnp.data import FeaturizedDataset, read_structures, split
 from nnp.model.network import NNPModel
-from nnp.train import TrainConfig, main
+from nnp import descriptors as descriptors_mod
+from nnp.descriptors import preset
+from nnp.train import TrainConfig, featurize, isolated_structures, main, train
 
 torch.set_num_threads(1)  # tiny tensors: one thread is fastest
 
@@ -147,8 +149,6 @@ def test_split_is_deterministic_and_disjoint():
 
 def test_dataset_carries_labels(data_file):
     frames = read_structures(data_file)
-    from nnp.descriptors import preset
-
     ds = preset("A16")
     data = FeaturizedDataset.from_structures(frames[:3], ds)
     assert len(data) == 3 and data.n_total_atoms == 24
@@ -291,9 +291,6 @@ def test_cli_usage_error(data_file, capsys):
 
 def test_model_written_is_model_trained(tmp_path, data_file):
     """train() result and the file it becomes predict the same, bit for bit."""
-    from nnp.descriptors import preset
-    from nnp.train import train
-
     frames = read_structures(data_file)
     ds = preset("A16")
     data = FeaturizedDataset.from_structures(frames, ds)
@@ -339,9 +336,6 @@ def test_isolated_atoms_always_train_and_leave_the_split_alone(data_file):
     """The anchor is trained on, never validated; the condensed structures
     split, scale and reference exactly as without it; and the model learns
     the isolated atom's energy."""
-    from nnp import descriptors as descriptors_mod
-    from nnp.train import featurize, isolated_structures, train
-
     frames = read_structures(data_file)
     desc = descriptors_mod.preset("A16", ("Si",))
     e_iso = float(np.mean([a.get_potential_energy() / len(a) for a in frames])) + 2.0  # 2 eV above the crystal

@@ -17,14 +17,19 @@ import ase.io
 import numpy as np
 import pytest
 import torch
+import yaml
+from ase import Atoms
 
-from nnp.train import checkpoints
+from nnp.calculator import NNPCalculator
+from nnp.committee import mean_potential
 from nnp.io import potential_file
 from nnp.io.atomic import file_sha256
 from nnp.data import FeaturizedDataset, read_structures, split
 from nnp.descriptors import preset
+from nnp.model.network import NNPModel
 import nnp.train as nnp_train
-from nnp.train import CORE_MARGIN, TrainConfig, build_model, checkpoint_paths, main, train
+from nnp.train import (CORE_MARGIN, TrainConfig, build_model, checkpoint_paths, checkpoints, evaluate, main,
+                       shortest_distance, train)
 from nnp.train.loss import Objective, errors
 from test_train import labelled_si
 
@@ -53,8 +58,6 @@ def dataset(frames):
 
 
 def write_config(path: Path, **values) -> Path:
-    import yaml
-
     path.write_text(yaml.safe_dump({**SMALL, **values}))
     return path
 
@@ -336,8 +339,6 @@ def test_ensemble_writes_members_and_their_disagreement(tmp_path, data_file, cap
     texts = [without_date(m) for m in members]
     assert texts[0] != texts[1] != texts[2]
     # Their mean, as one potential: what the members predict on average.
-    from nnp.calculator import NNPCalculator
-
     assert info["mean"] == str(tmp_path / "Si.mean.nnp")
     for atoms in frames_of(data_file)[:3]:
         got = []
@@ -362,10 +363,6 @@ def test_ensemble_with_a_shared_split_measures_its_mean(tmp_path, data_file, ref
     """split_seed fixed: the members share the validation split, and the
     validation errors of their mean (of the models that did not see it) are
     printed and stored; without it the splits differ and nothing is claimed."""
-    from nnp.model.network import NNPModel
-    from nnp.committee import mean_potential
-    from nnp.train import evaluate
-
     config = write_config(tmp_path / "cfg.yaml", epochs=4, split_seed=7, refit=refit)
     out = tmp_path / "Si.nnp"
     assert main(["--data", str(data_file), "--output", str(out), "--config", str(config), "--ensemble", "2"]) == 0
@@ -435,8 +432,6 @@ def test_cli_writes_a_report(tmp_path, data_file):
 
 
 def test_core_sits_below_the_training_distances(dataset, tmp_path):
-    from nnp.train import shortest_distance
-
     ds, data = dataset
     cfg = TrainConfig(**dict(SMALL, epochs=1))
     result = train(data, ds, cfg, log=lambda line: None)
@@ -460,10 +455,6 @@ def test_core_sits_below_the_training_distances(dataset, tmp_path):
 def test_core_keeps_a_collapsing_dimer_apart(dataset, tmp_path):
     """Two atoms pushed together: the trained model with its core is strongly
     repulsive at 1 Å, whatever the network does there."""
-    from ase import Atoms
-
-    from nnp.calculator import NNPCalculator
-
     ds, data = dataset
     result = train(data, ds, TrainConfig(**dict(SMALL, epochs=2)), log=lambda line: None)
     path = potential_file.write(result.model.to_potential_data(), tmp_path / "core.nnp")

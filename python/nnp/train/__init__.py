@@ -5,7 +5,7 @@
         [--report DIR] [--resume] [--force]
 
 Adam on minibatches runs first, then (lbfgs_fraction of the epochs)
-full-batch L-BFGS, both on the loss of `loss`. A fraction of the structures
+full-batch L-BFGS, both on the loss defined in nnp.train.loss. A fraction of the structures
 is held out for validation, and the model with the lowest validation loss is
 kept. With `refit` (the default) that model is the holdout twin: the model
 written to OUTPUT trains on every structure with the same settings,
