@@ -245,7 +245,9 @@ def _frame(system: _System, i: int, config_type: str | None) -> Atoms:
     return atoms
 
 
-def write_deepmd_npy(directory: str | os.PathLike, structures: Sequence[Atoms], set_size: int = DEFAULT_SET_SIZE) -> list[Path]:
+def write_deepmd_npy(
+    directory: str | os.PathLike, structures: Sequence[Atoms], set_size: int = DEFAULT_SET_SIZE
+) -> list[Path]:
     """Write labelled frames as deepmd/npy systems under `directory` (which must
     not exist or be empty); returns the system directories.
 
