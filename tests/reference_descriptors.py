@@ -3,6 +3,8 @@
 Pure torch, float64, written for clarity rather than speed: the neighbour list
 comes from ASE (``neighbor_list('ijD')``), every function type is one small
 function below with its formula next to it, and ∂G/∂r_ij comes from autograd.
+Weighted functions (W2, W4, W5) are summed over neighbours with their
+weights directly, not as combinations of element-resolved functions.
 It shares no code with the C++ core, so agreement between the two is evidence
 that both follow docs/potential-format.md.
 
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from ase.neighborlist import neighbor_list
 
-from nnp.descriptors import G2, G4, G5, DescriptorSet
+from nnp.descriptors import G2, G4, G5, W2, W4, W5, DescriptorSet
 
 DTYPE = torch.float64
 
@@ -110,13 +112,34 @@ def _angular(geo: Geometry, sf, pair: tuple[int, int], fc, angular_sum: str, nar
     a, b = pair
     ej, ek = geo.elem[geo.j], geo.elem[geo.k]
     match = ((ej == a) & (ek == b)) | ((ej == b) & (ek == a))
+    term = _triplet_terms(geo, sf, fc, narrow)
+    term = torch.where(match, term, torch.zeros_like(term))
+    total = _per_centre(term, geo.t_center, geo.n_atoms)
+    return total if angular_sum == "full" else 0.5 * total
+
+
+def _triplet_terms(geo: Geometry, sf, fc, narrow: bool) -> torch.Tensor:
+    """The summand of every ordered triplet (see `_angular`)."""
     radial = (geo.R_ij - sf.rs) ** 2 + (geo.R_ik - sf.rs) ** 2
     cut = fc(geo.R_ij, sf.rc) * fc(geo.R_ik, sf.rc)
     if narrow:
         radial = radial + (geo.R_jk - sf.rs) ** 2
         cut = cut * fc(geo.R_jk, sf.rc)
-    term = 2.0 ** (1.0 - sf.zeta) * (1.0 + sf.lambda_ * geo.cos) ** sf.zeta * torch.exp(-sf.eta * radial) * cut
-    term = torch.where(match, term, torch.zeros_like(term))
+    return 2.0 ** (1.0 - sf.zeta) * (1.0 + sf.lambda_ * geo.cos) ** sf.zeta * torch.exp(-sf.eta * radial) * cut
+
+
+def w2(geo: Geometry, sf: W2, weight: torch.Tensor, fc) -> torch.Tensor:
+    """W2_i = Σ_j g(j) exp(−η (R_ij − R_s)²) f_c(R_ij) over every neighbour;
+    `weight`: g per element index."""
+    term = torch.exp(-sf.eta * (geo.r - sf.rs) ** 2) * fc(geo.r, sf.rc) * weight[geo.elem]
+    return _per_centre(term, geo.center, geo.n_atoms)
+
+
+def w_angular(geo: Geometry, sf, weight: torch.Tensor, fc, angular_sum: str) -> torch.Tensor:
+    """W4/W5: the G4/G5 summand of every ordered triplet times g(j) g(k),
+    summed directly (not through element pairs); 'half' = ordered sum / 2."""
+    term = _triplet_terms(geo, sf, fc, narrow=isinstance(sf, W4))
+    term = term * weight[geo.elem[geo.j]] * weight[geo.elem[geo.k]]
     total = _per_centre(term, geo.t_center, geo.n_atoms)
     return total if angular_sum == "full" else 0.5 * total
 
@@ -137,7 +160,12 @@ def evaluate_columns(ds: DescriptorSet, geo: Geometry, centre_element: str) -> l
     fc = CUTOFFS[ds.cutoff_function]
     cols = []
     for sf in ds.functions[centre_element]:
-        if isinstance(sf, G2):
+        if isinstance(sf, (W2, W4, W5)):
+            table = dict(sf.weights)
+            weight = torch.tensor([table[e] for e in ds.elements], dtype=DTYPE)
+            cols.append(w2(geo, sf, weight, fc) if isinstance(sf, W2) else w_angular(geo, sf, weight, fc,
+                                                                                     ds.angular_sum))
+        elif isinstance(sf, G2):
             cols.append(g2(geo, sf, index[sf.neighbor], fc))
         else:
             pair = tuple(index[e] for e in sf.neighbors)

@@ -55,8 +55,9 @@ MAX_RUN_CUTOFF = 12.0  # Å: `run 0` in LAMMPS only below this (a mutated r_c ca
 
 def base_files() -> dict[str, str]:
     """Valid files to mutate: tiny.nnp, a two-element file (Si, Ge) with
-    sections grouped by kind, tanh3 cutoff and full angular sum, and tiny.nnp
-    with a quadratic section (format version 3)."""
+    sections grouped by kind, tanh3 cutoff and full angular sum, tiny.nnp
+    with a quadratic section (format version 3), and tiny.nnp with weighted
+    functions (format version 4)."""
     tiny = TINY.read_text()
     lines = tiny.splitlines()
     head_end = next(k for k, line in enumerate(lines) if line.startswith("reference_energy"))
@@ -83,7 +84,20 @@ def base_files() -> dict[str, str]:
             ge = ["reference_energy Ge -4.5"]
         two += ["# " + key + " sections", *si, *ge]
     two.append("end")
-    return {"tiny": tiny, "sige": "\n".join(two) + "\n", "quadratic": _with_quadratic_section(tiny)}
+    return {"tiny": tiny, "sige": "\n".join(two) + "\n", "quadratic": _with_quadratic_section(tiny),
+            "weighted": _with_weighted_functions(tiny)}
+
+
+def _with_weighted_functions(text: str) -> str:
+    """`text` (one element) as format version 4: an element_weights line and
+    one W2, W4 and W5 in place of plain functions."""
+    swaps = {"G2 Si 0.01 0 4.5": "W2 0.01 0 4.5", "G4 Si Si 0.01 1 -1 0 4.5": "W4 0.01 1 -1 0 4.5",
+             "G5 Si Si 0.02 2.5 -1 0 4.5": "W5 0.02 2.5 -1 0 4.5"}
+    lines = [swaps.get(line, line) for line in text.splitlines()]
+    assert len(set(swaps.values()) & set(lines)) == len(swaps)
+    lines.insert(lines.index("angular_sum half") + 1, "element_weights Si 1.5")
+    lines[0] = "nnp-potential 4"
+    return "\n".join(lines) + "\n"
 
 
 def _with_quadratic_section(text: str) -> str:
@@ -110,7 +124,8 @@ def _with_quadratic_section(text: str) -> str:
 
 DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 KEYWORDS = {"nnp-potential", "units", "elements", "cutoff_function", "angular_sum", "reference_energy",
-            "descriptor", "scaling", "network", "activations", "layer", "end", "G2", "G4", "G5", "quadratic"}
+            "descriptor", "scaling", "network", "activations", "layer", "end", "G2", "G4", "G5", "quadratic",
+            "W2", "W4", "W5", "element_weights"}
 # Token positions holding counts (the file's structure), per keyword.
 COUNT_FIELDS = {"elements": [1], "descriptor": [2], "scaling": [2], "network": None, "layer": [1, 2, 3],
                 "quadratic": [2]}
@@ -266,7 +281,7 @@ def mutate(text: str, rng: random.Random, op: str) -> tuple[bytes, str, str]:
         counts = set(f.count_positions())
         k, t = rng.choice([p for p in f.numeric_positions() if p not in counts])
         tok = f.tokens(k)[t]
-        if f.tokens(k)[0] in ("G4", "G5") and t == 5:  # lambda: an integer
+        if (f.tokens(k)[0], t) in (("G4", 5), ("G5", 5), ("W4", 3), ("W5", 3)):  # lambda: an integer
             new = rng.choice(["+1", "01", "001"]) if tok == "1" else rng.choice(["-01", "-001"])
         else:
             new = rng.choice(_equivalent_spellings(tok))

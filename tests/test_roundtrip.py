@@ -1,7 +1,8 @@
 """The one writer and the one reader of the potential file agree: write →
 C++ read → write gives the same text, over every feature of the format
 (G2/G4/G5, both cutoff functions, half/full angular sums, several elements,
-every activation, quadratic terms, repulsion, comments, versions 1–3)."""
+every activation, quadratic terms, repulsion, comments, versions 1–3; the
+element-weighted functions and version 4 in tests/test_weighted.py)."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def test_spec_is_typed():
     assert spec.elements[1].quadratic.matrix.shape == (len(spec.elements[1].functions),) * 2
     assert [(r.element_a, r.element_b) for r in spec.repulsion] == [(0, 1), (1, 1)]
     assert spec.comments == ["every feature", "two", "lines", "  indented", "non-ASCII: Å η"]
-    assert set(_core.SYMMETRY_FUNCTION_KINDS) == {"G2", "G4", "G5"}
+    assert set(_core.SYMMETRY_FUNCTION_KINDS) == {"G2", "G4", "G5", "W2", "W4", "W5"}
 
 
 def test_the_writer_checks_what_it_writes():

@@ -346,7 +346,10 @@ void bind_spec(py::module_& m) {
   py::enum_<nnp::SymmetryFunctionType>(m, "SymmetryFunctionKind")
       .value("G2", nnp::SymmetryFunctionType::G2)
       .value("G4", nnp::SymmetryFunctionType::G4)
-      .value("G5", nnp::SymmetryFunctionType::G5);
+      .value("G5", nnp::SymmetryFunctionType::G5)
+      .value("W2", nnp::SymmetryFunctionType::W2)
+      .value("W4", nnp::SymmetryFunctionType::W4)
+      .value("W5", nnp::SymmetryFunctionType::W5);
   py::dict kinds;
   for (const auto& k : nnp::symmetry_function_kinds()) {
     py::list params;
@@ -357,10 +360,12 @@ void bind_spec(py::module_& m) {
 
   py::class_<SymmetryFunction>(m, "SymmetryFunction",
                                "One symmetry function; neighbour elements are indices into the element list "
-                               "(element_b -1 for G2).")
+                               "(element_b -1 for G2); weighted kinds (W2, W4, W5) take one weight per "
+                               "element instead (element_a and element_b -1).")
       .def(py::init([](nnp::SymmetryFunctionType kind, int element_a, int element_b, double eta, double zeta,
-                       int lambda, double rs, double rc) {
+                       int lambda, double rs, double rc, std::vector<double> weights) {
              SymmetryFunction f;
+             f.weights = std::move(weights);
              f.type = kind;
              f.element_a = element_a;
              f.element_b = element_b;
@@ -372,7 +377,8 @@ void bind_spec(py::module_& m) {
              return f;
            }),
            py::kw_only(), py::arg("kind"), py::arg("element_a"), py::arg("element_b") = -1, py::arg("eta"),
-           py::arg("zeta") = 1.0, py::arg("lambda_") = 1, py::arg("rs") = 0.0, py::arg("rc"))
+           py::arg("zeta") = 1.0, py::arg("lambda_") = 1, py::arg("rs") = 0.0, py::arg("rc"),
+           py::arg("weights") = std::vector<double>{})
       .def_readwrite("kind", &SymmetryFunction::type)
       .def_readwrite("element_a", &SymmetryFunction::element_a)
       .def_readwrite("element_b", &SymmetryFunction::element_b)
@@ -381,13 +387,15 @@ void bind_spec(py::module_& m) {
       .def_readwrite("lambda_", &SymmetryFunction::lambda)
       .def_readwrite("rs", &SymmetryFunction::rs)
       .def_readwrite("rc", &SymmetryFunction::rc)
+      .def_readwrite("weights", &SymmetryFunction::weights)
       .def("parameter_error", &nnp::parameter_error,
            "The first broken rule of the parameters (eta, zeta, lambda, rs, rc), '' if none.")
       .def("__repr__", [](const SymmetryFunction& f) {
         return "SymmetryFunction(" + std::string(nnp::kind_of(f.type).name) + ", " + std::to_string(f.element_a) +
                ", " + std::to_string(f.element_b) + ", eta=" + nnp::format_number(f.eta) +
                ", zeta=" + nnp::format_number(f.zeta) + ", lambda_=" + std::to_string(f.lambda) +
-               ", rs=" + nnp::format_number(f.rs) + ", rc=" + nnp::format_number(f.rc) + ")";
+               ", rs=" + nnp::format_number(f.rs) + ", rc=" + nnp::format_number(f.rc) +
+               (f.weights.empty() ? "" : ", weights=" + std::to_string(f.weights.size())) + ")";
       });
 
   py::class_<PyFeatures>(m, "ElementFeatures",

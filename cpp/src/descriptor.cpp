@@ -65,7 +65,7 @@ std::size_t DescriptorWorkspace::bytes() const {
                            uy.capacity() + uz.capacity() + fc.capacity() + dfc.capacity() +
                            radial_exp.capacity() + grad.capacity() + triplet_data.capacity() +
                            moments.capacity() + scratch.capacity() + vectors.capacity() + g.capacity() +
-                           w.capacity()) +
+                           w.capacity() + term_g.capacity() + term_w.capacity() + term_jacobian.capacity()) +
          sizeof(int) * (index.capacity() + element_start.capacity() + cursor.capacity() +
                         triplet_pairs.capacity()) +
          sizeof(std::size_t) * (triplet_count.capacity() + triplet_pair_offset.capacity() +
@@ -79,6 +79,11 @@ Descriptor::Descriptor(std::vector<SymmetryFunction> functions, CutoffType cutof
       full_angular_sum_(full_angular_sum),
       n_elements_(n_elements) {
   if (functions_.empty()) throw Error("a descriptor needs at least one symmetry function");
+  for (const SymmetryFunction& f : functions_)
+    if (is_weighted(f.type)) {
+      plan_weighted(n_elements);
+      return;
+    }
   auto cutoff_slot = [&](double rc) {
     auto it = std::find(cutoff_radii_.begin(), cutoff_radii_.end(), rc);
     if (it != cutoff_radii_.end()) return static_cast<int>(it - cutoff_radii_.begin());
@@ -468,9 +473,91 @@ void Descriptor::values(DescriptorWorkspace& ws) const {
   }
 }
 
+// ---------------------------------------------------------------- weighted
+
+// Each weighted function becomes its element-resolved terms (W2: G2 of every
+// element e, coefficient g_e; W4/W5: G4/G5 of every unordered element pair
+// (a, b), coefficient g_a g_b, see nnp/descriptor.h), plain functions stay one
+// term each; equal terms are shared. A term with coefficient 0 is left out.
+void Descriptor::plan_weighted(int n_elements) {
+  std::vector<SymmetryFunction> terms;
+  auto term = [&](const SymmetryFunction& t) {
+    for (std::size_t i = 0; i < terms.size(); ++i)
+      if (same_term(terms[i], t)) return static_cast<int>(i);
+    terms.push_back(t);
+    return static_cast<int>(terms.size()) - 1;
+  };
+  mix_start_.assign(1, 0);
+  for (std::size_t out = 0; out < functions_.size(); ++out) {
+    const SymmetryFunction& f = functions_[out];
+    if (!is_weighted(f.type)) {
+      mix_term_.push_back(term(f));
+      mix_coef_.push_back(1.0);
+    } else {
+      const std::string where = "symmetry function " + std::to_string(out + 1) + ": ";
+      if (f.weights.size() != static_cast<std::size_t>(n_elements))
+        throw Error(where + "needs one element weight per element (" + std::to_string(n_elements) + "), found " +
+                    std::to_string(f.weights.size()));
+      for (const double g : f.weights)
+        if (!std::isfinite(g)) throw Error(where + "element weights must be finite");
+      SymmetryFunction t = f;
+      t.weights.clear();
+      if (f.type == SymmetryFunctionType::W2) {
+        t.type = SymmetryFunctionType::G2;
+        t.element_b = -1;
+        for (int e = 0; e < n_elements; ++e) {
+          if (f.weights[e] == 0.0) continue;
+          t.element_a = e;
+          mix_term_.push_back(term(t));
+          mix_coef_.push_back(f.weights[e]);
+        }
+      } else {
+        t.type = f.type == SymmetryFunctionType::W4 ? SymmetryFunctionType::G4 : SymmetryFunctionType::G5;
+        for (int a = 0; a < n_elements; ++a)
+          for (int b = a; b < n_elements; ++b) {
+            const double c = f.weights[a] * f.weights[b];
+            if (c == 0.0) continue;
+            t.element_a = a;
+            t.element_b = b;
+            mix_term_.push_back(term(t));
+            mix_coef_.push_back(c);
+          }
+      }
+    }
+    mix_start_.push_back(static_cast<int>(mix_term_.size()));
+  }
+  if (terms.empty()) throw Error("every weighted symmetry function has all element weights 0");
+  terms_ = std::make_shared<const Descriptor>(std::move(terms), cutoff_, full_angular_sum_, n_elements);
+  max_cutoff_ = terms_->max_cutoff();
+}
+
+// Same element-resolved term: same kind and parameters, same neighbour
+// element(s) (angular pairs unordered).
+bool Descriptor::same_term(const SymmetryFunction& a, const SymmetryFunction& b) {
+  if (a.type != b.type || a.eta != b.eta || a.rs != b.rs || a.rc != b.rc) return false;
+  if (a.type == SymmetryFunctionType::G2) return a.element_a == b.element_a;
+  return std::min(a.element_a, a.element_b) == std::min(b.element_a, b.element_b) &&
+         std::max(a.element_a, a.element_b) == std::max(b.element_a, b.element_b) && a.zeta == b.zeta &&
+         a.lambda == b.lambda;
+}
+
+void Descriptor::mix(const double* terms, double* G) const {
+  for (int o = 0; o < size(); ++o) {
+    double s = 0.0;
+    for (int x = mix_start_[o]; x < mix_start_[o + 1]; ++x) s += mix_coef_[x] * terms[mix_term_[x]];
+    G[o] = s;
+  }
+}
+
 // ---------------------------------------------------------------- public
 
 void Descriptor::compute(const NeighborView& nb, double* G, DescriptorWorkspace& ws) const {
+  if (terms_) {
+    double* t = grow(ws.term_g, terms_->size());
+    terms_->compute(nb, t, ws);
+    mix(t, G);
+    return;
+  }
   prepare_all(nb, ws);
   ws.g.assign(internal_to_output_.size(), 0.0);
   values(ws);
@@ -480,6 +567,23 @@ void Descriptor::compute(const NeighborView& nb, double* G, DescriptorWorkspace&
 
 void Descriptor::compute_with_jacobian(const NeighborView& nb, double* G, double* dG_dr,
                                        DescriptorWorkspace& ws) const {
+  if (terms_) {
+    const std::size_t T = terms_->size(), M = size();
+    double* t = grow(ws.term_g, T);
+    double* dt = grow(ws.term_jacobian, static_cast<std::size_t>(nb.count) * T * 3);
+    terms_->compute_with_jacobian(nb, t, dt, ws);
+    mix(t, G);
+    std::fill(dG_dr, dG_dr + static_cast<std::size_t>(nb.count) * M * 3, 0.0);
+    for (int j = 0; j < nb.count; ++j)
+      for (std::size_t o = 0; o < M; ++o) {
+        double* d = dG_dr + (j * M + o) * 3;
+        for (int x = mix_start_[o]; x < mix_start_[o + 1]; ++x) {
+          const double* s = dt + (j * T + mix_term_[x]) * 3;
+          for (int c = 0; c < 3; ++c) d[c] += mix_coef_[x] * s[c];
+        }
+      }
+    return;
+  }
   compute(nb, G, ws);
   std::fill(dG_dr, dG_dr + static_cast<std::size_t>(nb.count) * size() * 3, 0.0);
   jacobian(ws, dG_dr);
@@ -487,6 +591,14 @@ void Descriptor::compute_with_jacobian(const NeighborView& nb, double* G, double
 
 void Descriptor::accumulate_gradient(const NeighborView& nb, const double* dE_dG, double* dE_dr,
                                      DescriptorWorkspace& ws, bool prepared) const {
+  if (terms_) {
+    // dE/dT_t = Σ_o c_ot dE/dG_o (the transpose of the mix).
+    ws.term_w.assign(terms_->size(), 0.0);
+    for (int o = 0; o < size(); ++o)
+      for (int x = mix_start_[o]; x < mix_start_[o + 1]; ++x) ws.term_w[mix_term_[x]] += mix_coef_[x] * dE_dG[o];
+    terms_->accumulate_gradient(nb, ws.term_w.data(), dE_dr, ws, prepared);
+    return;
+  }
   if (!prepared) prepare_all(nb, ws);
   ws.w.resize(internal_to_output_.size());
   for (std::size_t i = 0; i < internal_to_output_.size(); ++i)

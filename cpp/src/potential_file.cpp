@@ -209,11 +209,19 @@ int element_of(const Lines& lines, const Line& l, std::size_t i, const std::vect
   throw lines.error(l.number, "element '" + sym + "' is not in the elements line");
 }
 
-SymmetryFunction read_function(Lines& lines, const std::vector<std::string>& elements, int* line_number) {
+// `weights`: the element_weights line's numbers, nullptr if the file has none.
+SymmetryFunction read_function(Lines& lines, const std::vector<std::string>& elements, int version,
+                               const std::vector<double>* weights, int* line_number) {
   const Line& l = lines.next("a symmetry function line (G2, G4 or G5)");
   *line_number = l.number;
   const SymmetryFunctionKind* kind = kind_named(l.tokens[0]);
   if (!kind) throw lines.error(l.number, "expected a symmetry function (G2, G4, G5), found '" + l.tokens[0] + "'");
+  if (kind->weighted && version < 4)
+    throw lines.error(l.number, "'" + std::string(kind->name) + "' needs format version 4 (line 1: '" +
+                                    std::string(kFormatName) + " 4')");
+  if (kind->weighted && !weights)
+    throw lines.error(l.number, "'" + std::string(kind->name) +
+                                    "' needs an 'element_weights' line (after 'angular_sum')");
   if (l.tokens.size() != 1 + kind->n_neighbors + kind->parameters.size())
     throw lines.error(l.number, "expected '" + usage(*kind) + "'");
   TokenReader read;
@@ -222,7 +230,8 @@ SymmetryFunction read_function(Lines& lines, const std::vector<std::string>& ele
   read.integer = [&](std::size_t i, const std::string& what, long lo, long hi) {
     return lines.integer(l, i, what, lo, hi);
   };
-  const SymmetryFunction f = parse_function(*kind, read);
+  SymmetryFunction f = parse_function(*kind, read);
+  if (kind->weighted) f.weights = *weights;
   const std::string bad = parameter_error(f);
   if (!bad.empty()) throw lines.error(l.number, bad);
   return f;
@@ -246,12 +255,12 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
   int version = 0, version_line = 0;
   {
     const std::string name = kFormatName;
-    const Line& l = lines.next("'" + name + " 1', '" + name + " 2' or '" + name + " 3'");
+    const Line& l = lines.next("'" + name + " 1', '" + name + " 2', '" + name + " 3' or '" + name + " 4'");
     if (l.tokens[0] != kFormatName)
-      throw lines.error(l.number, "not an nnp potential file: line 1 must be '" + name + " 1', '" + name + " 2' or '" +
-                                      name + " 3'");
-    if (l.tokens.size() != 2 || (l.tokens[1] != "1" && l.tokens[1] != "2" && l.tokens[1] != "3"))
-      throw lines.error(l.number, "unsupported format version; this reader knows versions 1, 2 and 3");
+      throw lines.error(l.number, "not an nnp potential file: line 1 must be '" + name + " 1', '" + name + " 2', '" +
+                                      name + " 3' or '" + name + " 4'");
+    if (l.tokens.size() != 2 || (l.tokens[1] != "1" && l.tokens[1] != "2" && l.tokens[1] != "3" && l.tokens[1] != "4"))
+      throw lines.error(l.number, "unsupported format version; this reader knows versions 1, 2, 3 and 4");
     version = l.tokens[1][0] - '0';
     version_line = l.number;
   }
@@ -288,6 +297,25 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
     if (l.tokens[1] != "half" && l.tokens[1] != "full")
       throw lines.error(l.number, "angular_sum must be 'half' or 'full', found '" + l.tokens[1] + "'");
     full_sum = l.tokens[1] == "full";
+  }
+  std::vector<double> element_weights;
+  bool has_weights = false;
+  if (lines.peek() && *lines.peek() == "element_weights") {
+    const Line& l = lines.next("'element_weights'");
+    if (version < 4)
+      throw lines.error(l.number, "'element_weights' needs format version 4 (line 1: '" + std::string(kFormatName) + " 4')");
+    if (l.tokens.size() != 1 + 2 * elements.size())
+      throw lines.error(l.number, "expected 'element_weights' and a symbol and a weight for each of the " +
+                                      std::to_string(elements.size()) + " elements");
+    element_weights.assign(elements.size(), 0.0);
+    std::vector<bool> seen(elements.size(), false);
+    for (std::size_t i = 0; i < elements.size(); ++i) {
+      const int e = element_of(lines, l, 1 + 2 * i, elements);
+      if (seen[e]) throw lines.error(l.number, "element '" + elements[e] + "' has two weights");
+      seen[e] = true;
+      element_weights[e] = lines.number(l, 2 + 2 * i, "the weight of " + elements[e]);
+    }
+    has_weights = true;
   }
 
   std::vector<PendingElement> pending(elements.size());
@@ -343,7 +371,8 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
       const long m = lines.integer(l, 2, "the number of functions", 1, kMaxCount);
       for (long k = 0; k < m; ++k) {
         int line_number = 0;
-        const SymmetryFunction f = read_function(lines, elements, &line_number);
+        const SymmetryFunction f =
+            read_function(lines, elements, version, has_weights ? &element_weights : nullptr, &line_number);
         for (std::size_t q = 0; q < p.functions.size(); ++q)
           if (same_function(f, p.functions[q]))
             throw lines.error(line_number, "duplicate symmetry function (same as function " +
@@ -468,6 +497,9 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
   // A file carries the lowest version that can express it.
   bool any_quadratic = false;
   for (const PendingElement& p : pending) any_quadratic |= p.has_quadratic;
+  if (version == 4 && !spec.element_weights())
+    throw lines.error(version_line, std::string("a version-4 file without weighted symmetry functions must be written as version ") +
+                                        (any_quadratic ? "3" : repulsion.empty() ? "1" : "2"));
   if (version == 3 && !any_quadratic)
     throw lines.error(version_line, std::string("a version-3 file without 'quadratic' sections must be written as version ") +
                                         (repulsion.empty() ? "1" : "2"));

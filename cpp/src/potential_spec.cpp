@@ -32,7 +32,15 @@ std::vector<std::string> PotentialSpec::symbols() const {
   return out;
 }
 
+const std::vector<double>* PotentialSpec::element_weights() const {
+  for (const ElementSpec& e : elements)
+    for (const SymmetryFunction& f : e.functions)
+      if (is_weighted(f.type)) return &f.weights;
+  return nullptr;
+}
+
 int PotentialSpec::lowest_format_version() const {
+  if (element_weights()) return 4;
   for (const ElementSpec& e : elements)
     if (e.quadratic) return 3;
   return repulsion.empty() ? 1 : 2;
@@ -64,8 +72,12 @@ void check_functions(const ElementSpec& e, int n_elements) {
     const SymmetryFunction& f = e.functions[k];
     const std::string where = sym + ": symmetry function " + std::to_string(k + 1) + ": ";
     const int n_neighbors = kind_of(f.type).n_neighbors;
-    if (f.element_a < 0 || f.element_a >= n_elements || (n_neighbors == 2 && (f.element_b < 0 || f.element_b >= n_elements)))
+    if ((n_neighbors >= 1 && (f.element_a < 0 || f.element_a >= n_elements)) ||
+        (n_neighbors == 2 && (f.element_b < 0 || f.element_b >= n_elements)))
       throw Error(where + "neighbour element index out of range");
+    if (is_weighted(f.type) && f.weights.size() != static_cast<std::size_t>(n_elements))
+      throw Error(where + "needs " + std::to_string(n_elements) + " element weights (one per element), found " +
+                  std::to_string(f.weights.size()));
     const std::string bad = parameter_error(f);
     if (!bad.empty()) throw Error(where + bad);
     for (std::size_t q = 0; q < k; ++q)
@@ -158,6 +170,12 @@ void check_spec(const PotentialSpec& spec) {
     check_functions(e, static_cast<int>(spec.elements.size()));
     check_model(e);
   }
+  // The file has one element_weights line.
+  if (const std::vector<double>* weights = spec.element_weights())
+    for (const ElementSpec& e : spec.elements)
+      for (const SymmetryFunction& f : e.functions)
+        if (is_weighted(f.type) && f.weights != *weights)
+          throw Error(e.symbol + ": the weighted symmetry functions of a potential must share one set of element weights");
 }
 
 std::string format_potential(const PotentialSpec& spec) {
@@ -186,6 +204,11 @@ std::string format_potential(const PotentialSpec& spec) {
   out.push_back(elements);
   out.push_back(std::string("cutoff_function ") + cutoff_type_name(spec.cutoff));
   out.push_back("angular_sum " + angular_sum_names()[spec.full_angular_sum ? 1 : 0]);
+  if (const std::vector<double>* weights = spec.element_weights()) {
+    std::string line = "element_weights";
+    for (std::size_t e = 0; e < symbols.size(); ++e) line += " " + symbols[e] + " " + format_number((*weights)[e]);
+    out.push_back(line);
+  }
   for (const ElementSpec& e : spec.elements) {
     const std::string M = std::to_string(e.functions.size());
     out.push_back("reference_energy " + e.symbol + " " + format_number(e.reference_energy));

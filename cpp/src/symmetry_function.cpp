@@ -14,6 +14,9 @@ const std::vector<SymmetryFunctionKind>& symmetry_function_kinds() {
       {SymmetryFunctionType::G2, "G2", 1, {P::Eta, P::Rs, P::Rc}},
       {SymmetryFunctionType::G4, "G4", 2, {P::Eta, P::Zeta, P::Lambda, P::Rs, P::Rc}},
       {SymmetryFunctionType::G5, "G5", 2, {P::Eta, P::Zeta, P::Lambda, P::Rs, P::Rc}},
+      {SymmetryFunctionType::W2, "W2", 0, {P::Eta, P::Rs, P::Rc}, true},
+      {SymmetryFunctionType::W4, "W4", 0, {P::Eta, P::Zeta, P::Lambda, P::Rs, P::Rc}, true},
+      {SymmetryFunctionType::W5, "W5", 0, {P::Eta, P::Zeta, P::Lambda, P::Rs, P::Rc}, true},
   };
   return kinds;
 }
@@ -49,7 +52,7 @@ std::string usage(const SymmetryFunctionKind& kind) {
 }
 
 std::string parameter_error(const SymmetryFunction& f) {
-  if (f.type != SymmetryFunctionType::G2) {
+  if (!is_radial(f.type)) {
     if (f.lambda != 1 && f.lambda != -1) return "lambda must be +1 or -1";
     if (!(std::isfinite(f.zeta) && f.zeta >= 1)) return "zeta must be >= 1";
   }
@@ -57,12 +60,20 @@ std::string parameter_error(const SymmetryFunction& f) {
   if (!(std::isfinite(f.rc) && f.rc > 0)) return "rc must be > 0";
   if (!(f.rc <= kMaxCutoff)) return "rc must be <= " + std::to_string(int(kMaxCutoff)) + " Å";
   if (!(std::isfinite(f.rs) && f.rs >= 0 && f.rs < f.rc)) return "need 0 <= rs < rc";
+  if (is_weighted(f.type)) {
+    if (!std::all_of(f.weights.begin(), f.weights.end(), [](double g) { return std::isfinite(g); }))
+      return "element weights must be finite";
+    if (std::all_of(f.weights.begin(), f.weights.end(), [](double g) { return g == 0.0; }))
+      return "element weights must not all be 0";
+  }
   return "";
 }
 
 bool same_function(const SymmetryFunction& a, const SymmetryFunction& b) {
   if (a.type != b.type || a.eta != b.eta || a.rs != b.rs || a.rc != b.rc) return false;
-  if (a.type == SymmetryFunctionType::G2) return a.element_a == b.element_a;
+  if (is_weighted(a.type) && a.weights != b.weights) return false;
+  if (is_radial(a.type)) return is_weighted(a.type) || a.element_a == b.element_a;
+  if (is_weighted(a.type)) return a.zeta == b.zeta && a.lambda == b.lambda;
   return std::min(a.element_a, a.element_b) == std::min(b.element_a, b.element_b) &&
          std::max(a.element_a, a.element_b) == std::max(b.element_a, b.element_b) &&
          a.zeta == b.zeta && a.lambda == b.lambda;
@@ -71,7 +82,8 @@ bool same_function(const SymmetryFunction& a, const SymmetryFunction& b) {
 SymmetryFunction parse_function(const SymmetryFunctionKind& kind, const TokenReader& read) {
   SymmetryFunction f;
   f.type = kind.type;
-  f.element_a = read.element(1);
+  if (kind.n_neighbors >= 1) f.element_a = read.element(1);
+  if (kind.weighted) f.element_a = -1;
   if (kind.n_neighbors == 2) f.element_b = read.element(2);
   std::size_t token = 1 + kind.n_neighbors;
   for (const Parameter p : kind.parameters) {
@@ -99,7 +111,7 @@ std::string format_function(const SymmetryFunction& f, const std::vector<std::st
   std::string out = kind.name;
   if (kind.n_neighbors == 1) {
     out += " " + elements.at(f.element_a);
-  } else {
+  } else if (kind.n_neighbors == 2) {
     const std::string& a = elements.at(f.element_a);
     const std::string& b = elements.at(f.element_b);
     out += " " + std::min(a, b) + " " + std::max(a, b);

@@ -21,8 +21,20 @@
 // vectorised list of pairs with R_jk < r_c (narrow) or all pairs (wide).
 // Kernels: cpp/src/descriptor.cpp (plan, neighbour data, entry points) and
 // cpp/src/descriptor_{radial,triplet,moments,jacobian}.cpp.
+//
+// Element-weighted functions (wACSF, Gastegger et al., J. Chem. Phys. 148,
+// 241709 (2018)) sum over neighbours of every element, each contribution
+// weighted by an element weight g (one number per element, e.g. Z):
+//   W2 = Σ_j g_j exp(−η(R_ij−R_s)²) f_c(R_ij)
+//   W4 = p 2^(1−ζ) Σ_{j<k} g_j g_k (1+λcosθ)^ζ exp(...) f_c f_c f_c   (as G4)
+//   W5 = as W4 without the R_jk factors
+// They are fixed linear combinations of the element-resolved functions of the
+// same parameters: W2 = Σ_e g_e G2(e), W4 = Σ_{a<=b} g_a g_b G4(a, b) (the
+// unordered pair sum splits into same-element pairs and mixed pairs, each
+// counted once by G4(a, b)), and are evaluated that way.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,7 +43,14 @@
 
 namespace nnp {
 
-enum class SymmetryFunctionType { G2, G4, G5 };
+enum class SymmetryFunctionType { G2, G4, G5, W2, W4, W5 };
+
+inline bool is_weighted(SymmetryFunctionType t) {
+  return t == SymmetryFunctionType::W2 || t == SymmetryFunctionType::W4 || t == SymmetryFunctionType::W5;
+}
+inline bool is_radial(SymmetryFunctionType t) {
+  return t == SymmetryFunctionType::G2 || t == SymmetryFunctionType::W2;
+}
 
 // Largest accepted cutoff radius (Å). Symmetry functions reach 4–12 Å in
 // practice; a larger value in a file is a mistake and would make LAMMPS
@@ -47,6 +66,9 @@ struct SymmetryFunction {
   int lambda = 1;      // angular only, +1 or −1
   double rs = 0.0;     // Å
   double rc = 0.0;     // Å
+  // Weighted kinds (W2, W4, W5) only: the weight g of each element (index
+  // into the element list); element_a/element_b are unused (−1). Empty else.
+  std::vector<double> weights;
 };
 
 // Neighbours of one centre atom, structure of arrays. Vectors point from the
@@ -90,6 +112,9 @@ struct DescriptorWorkspace {
   std::vector<double> scratch;
   std::vector<double> vectors;  // scratch for the kernels' SIMD vectors (aligned inside)
   std::vector<double> g, w;  // G and dE/dG in the internal order
+  // Descriptors with weighted functions: G, dE/dG and dG/dr of their
+  // element-resolved terms.
+  std::vector<double> term_g, term_w, term_jacobian;
   std::size_t bytes() const;
 };
 
@@ -228,6 +253,15 @@ class Descriptor {
   inline __attribute__((always_inline)) void moment_gradient_v(int group, DescriptorWorkspace& ws) const;
   void jacobian(DescriptorWorkspace& ws, double* dG_dr) const;
   std::pair<int, int> range(const DescriptorWorkspace& ws, int element, double rc) const;
+  // Weighted functions: evaluated through `terms_`, a descriptor of their
+  // element-resolved terms (and of the plain functions beside them);
+  // output o = Σ mix_coef_[t] · term mix_term_[t], t in [mix_start_[o], mix_start_[o+1]).
+  void plan_weighted(int n_elements);
+  static bool same_term(const SymmetryFunction& a, const SymmetryFunction& b);
+  void mix(const double* terms, double* G) const;  // G = C · terms
+  std::shared_ptr<const Descriptor> terms_;
+  std::vector<int> mix_start_, mix_term_;
+  std::vector<double> mix_coef_;
 
   std::vector<SymmetryFunction> functions_;
   CutoffType cutoff_ = CutoffType::Cos;

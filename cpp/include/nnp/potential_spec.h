@@ -17,10 +17,11 @@ namespace nnp {
 
 constexpr const char* kFormatName = "nnp-potential";
 // Newest version written and read. Version 2 adds `repulsion` lines,
-// version 3 `quadratic` sections. A file carries the lowest version that can
-// express it: 3 with a quadratic section, else 2 with repulsion lines, else 1
-// (all three are read).
-constexpr int kFormatVersion = 3;
+// version 3 `quadratic` sections, version 4 element-weighted symmetry
+// functions (W2, W4, W5) and the `element_weights` line. A file carries the
+// lowest version that can express it: 4 with weighted functions, else 3 with
+// a quadratic section, else 2 with repulsion lines, else 1 (all are read).
+constexpr int kFormatVersion = 4;
 
 // Words of the file's vocabulary, for the Python door and messages.
 const std::vector<std::string>& activation_names();       // tanh sigmoid softplus silu linear
@@ -50,8 +51,12 @@ struct PotentialSpec {
   std::vector<RepulsionPair> repulsion;  // file order
 
   std::vector<std::string> symbols() const;
-  // 3 with a quadratic term, else 2 with a repulsive core, else 1.
+  // 4 with weighted functions, else 3 with a quadratic term, else 2 with a
+  // repulsive core, else 1.
   int lowest_format_version() const;
+  // The element weights of the weighted functions (they share one table,
+  // check_spec checks it), or nullptr if there are none.
+  const std::vector<double>* element_weights() const;
 };
 
 // Throws nnp::Error naming what is wrong (the writer's checks of data that

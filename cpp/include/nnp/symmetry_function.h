@@ -1,4 +1,5 @@
-// The kinds of symmetry function (G2, G4, G5) as the potential file and the
+// The kinds of symmetry function (G2, G4, G5 and the element-weighted W2,
+// W4, W5) as the potential file and the
 // Python door see them: each kind owns its name, its neighbour-element count,
 // its parameters in file order, their checks and its line format, in one place
 // (cpp/src/symmetry_function.cpp). The maths is in nnp/descriptor.h.
@@ -17,11 +18,12 @@ enum class Parameter { Eta, Zeta, Lambda, Rs, Rc };
 struct SymmetryFunctionKind {
   SymmetryFunctionType type;
   const char* name;       // "G2": the first token of the file line
-  int n_neighbors;        // neighbour elements named on the line (1 or 2)
+  int n_neighbors;        // neighbour elements named on the line (1 or 2; 0: weighted)
   std::vector<Parameter> parameters;
+  bool weighted = false;  // neighbours of every element, weighted by the file's element_weights
 };
 
-// Every kind, in the order G2, G4, G5.
+// Every kind, in the order G2, G4, G5, W2, W4, W5.
 const std::vector<SymmetryFunctionKind>& symmetry_function_kinds();
 const SymmetryFunctionKind& kind_of(SymmetryFunctionType type);
 // nullptr if `name` names no kind.
@@ -33,10 +35,13 @@ std::string usage(const SymmetryFunctionKind& kind);
 
 // The first broken rule of f's parameters ("eta must be >= 0", ...), or ""
 // when they are valid: λ = ±1 and ζ >= 1 (angular), η >= 0, 0 < r_c <=
-// kMaxCutoff, 0 <= R_s < r_c, all finite. Element indices are not checked here.
+// kMaxCutoff, 0 <= R_s < r_c, all finite; weighted kinds: finite element
+// weights, not all 0. Element indices and the count of weights are not
+// checked here.
 std::string parameter_error(const SymmetryFunction& f);
 
-// Same function: same kind and parameters; angular neighbour pairs unordered.
+// Same function: same kind and parameters (and weights); angular neighbour
+// pairs unordered.
 bool same_function(const SymmetryFunction& a, const SymmetryFunction& b);
 
 // Readers of the tokens of one line, supplied by the file parser; they throw
@@ -48,11 +53,13 @@ struct TokenReader {
 };
 
 // The function of a line whose tokens (the kind's name first) have the
-// kind's count; the caller checks parameter_error() afterwards.
+// kind's count; the caller sets the weights of a weighted kind and checks
+// parameter_error() afterwards.
 SymmetryFunction parse_function(const SymmetryFunctionKind& kind, const TokenReader& read);
 
 // The file line of f ("%.17g" numbers); an angular pair is written in the
-// order of the element symbols.
+// order of the element symbols; a weighted function's weights are not on its
+// line (the file has one element_weights line).
 std::string format_function(const SymmetryFunction& f, const std::vector<std::string>& elements);
 
 // A double as "%.17g" (enough digits to read back the same double).

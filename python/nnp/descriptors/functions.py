@@ -1,4 +1,5 @@
-"""Typed symmetry functions (G2, G4, G5) and the descriptor set of a potential.
+"""Typed symmetry functions (G2, G4, G5; element-weighted W2, W4, W5) and the
+descriptor set of a potential.
 
 The maths, the parameter rules (η, ζ, λ, R_s, r_c and the largest cutoff)
 and the file format live once, in the C++ core (`cpp/src/symmetry_function.cpp`);
@@ -9,7 +10,7 @@ Units: Å and Å⁻² (η multiplies the squared distance itself).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence, Union
 
 import numpy as np
@@ -73,7 +74,72 @@ class G5(_Angular):
     """Wide angular: no R_jk terms."""
 
 
-SymmetryFunction = Union[G2, G4, G5]
+# Element weights of a weighted function: (symbol, g) pairs; () means the
+# atomic numbers (the choice of Gastegger et al., J. Chem. Phys. 148, 241709
+# (2018)). A DescriptorSet resolves them to explicit pairs in its element order.
+ElementWeights = tuple[tuple[str, float], ...]
+
+
+def _weights_to_core(sf, index: dict[str, int]) -> list[float]:
+    given = dict(sf.weights) if sf.weights else {e: float(_core.atomic_number(e)) for e in index}
+    missing = [e for e in index if e not in given]
+    if missing:
+        raise ValueError(f"{sf}: no element weight for {missing}")
+    return [float(given[e]) for e in sorted(index, key=index.get)]
+
+
+@dataclass(frozen=True)
+class W2:
+    """Element-weighted radial: Σ_j g(j) exp(−η(R_ij − R_s)²) f_c(R_ij) over
+    neighbours of every element, g the element weight (default: Z)."""
+
+    eta: float
+    rs: float = 0.0
+    rc: float = 6.0
+    weights: ElementWeights = ()
+
+    def to_core(self, index: dict[str, int]) -> _core.SymmetryFunction:
+        return _core.SymmetryFunction(kind=_Kind.W2, element_a=-1, eta=self.eta, rs=self.rs, rc=self.rc,
+                                      weights=_weights_to_core(self, index))
+
+    def check(self) -> None:
+        _check(self, self.to_core({e: i for i, (e, _) in enumerate(self.weights)} or {"H": 0}))
+
+
+@dataclass(frozen=True)
+class _WeightedAngular:
+    eta: float
+    zeta: float
+    lambda_: int
+    rs: float = 0.0
+    rc: float = 6.0
+    weights: ElementWeights = ()
+
+    def to_core(self, index: dict[str, int]) -> _core.SymmetryFunction:
+        kind = _Kind.W4 if isinstance(self, W4) else _Kind.W5
+        return _core.SymmetryFunction(kind=kind, element_a=-1, eta=self.eta, zeta=self.zeta,
+                                      lambda_=int(self.lambda_), rs=self.rs, rc=self.rc,
+                                      weights=_weights_to_core(self, index))
+
+    def check(self) -> None:
+        if self.lambda_ not in (1, -1):
+            raise ValueError(f"{self}: lambda must be +1 or -1")
+        _check(self, self.to_core({e: i for i, (e, _) in enumerate(self.weights)} or {"H": 0}))
+
+
+@dataclass(frozen=True)
+class W4(_WeightedAngular):
+    """Element-weighted narrow angular: G4's sum with each pair (j, k)
+    weighted by g(j) g(k)."""
+
+
+@dataclass(frozen=True)
+class W5(_WeightedAngular):
+    """Element-weighted wide angular (no R_jk terms)."""
+
+
+SymmetryFunction = Union[G2, G4, G5, W2, W4, W5]
+WEIGHTED = (W2, W4, W5)
 
 
 def _check(sf: SymmetryFunction, core: _core.SymmetryFunction) -> None:
@@ -86,6 +152,12 @@ def from_core(f: _core.SymmetryFunction, elements: Sequence[str]) -> SymmetryFun
     """The typed function of a core function whose element indices refer to `elements`."""
     if f.kind == _Kind.G2:
         return G2(elements[f.element_a], f.eta, f.rs, f.rc)
+    if f.kind in (_Kind.W2, _Kind.W4, _Kind.W5):
+        weights = tuple(zip(elements, (float(g) for g in f.weights)))
+        if f.kind == _Kind.W2:
+            return W2(f.eta, f.rs, f.rc, weights)
+        cls = W4 if f.kind == _Kind.W4 else W5
+        return cls(f.eta, f.zeta, f.lambda_, f.rs, f.rc, weights)
     cls = G4 if f.kind == _Kind.G4 else G5
     return cls((elements[f.element_a], elements[f.element_b]), f.eta, f.zeta, f.lambda_, f.rs, f.rc)
 
@@ -102,7 +174,7 @@ class DescriptorSet:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "elements", tuple(self.elements))
-        object.__setattr__(self, "functions", {e: tuple(f) for e, f in self.functions.items()})
+        object.__setattr__(self, "functions", {e: self._resolved(tuple(f)) for e, f in self.functions.items()})
         if len(set(self.elements)) != len(self.elements) or not self.elements:
             raise ValueError(f"elements must be a non-empty list without repeats: {self.elements}")
         if set(self.functions) != set(self.elements):
@@ -118,12 +190,28 @@ class DescriptorSet:
                 raise ValueError(f"element {centre} has no symmetry functions")
             if len(set(funcs)) != len(funcs):
                 raise ValueError(f"element {centre} has duplicate symmetry functions")
+        tables = {sf.weights for funcs in self.functions.values() for sf in funcs if isinstance(sf, WEIGHTED)}
+        if len(tables) > 1:  # the file has one element_weights line
+            raise ValueError(f"the weighted functions must share one set of element weights, found {sorted(tables)}")
+        for centre, funcs in self.functions.items():
             for sf in funcs:
                 sf.check()
-                used = (sf.neighbor,) if isinstance(sf, G2) else sf.neighbors
+                used = (sf.neighbor,) if isinstance(sf, G2) else () if isinstance(sf, WEIGHTED) else sf.neighbors
                 for e in used:
                     if e not in self.elements:
                         raise ValueError(f"{sf} names element {e}, not in {list(self.elements)}")
+
+    def _resolved(self, funcs: tuple[SymmetryFunction, ...]) -> tuple[SymmetryFunction, ...]:
+        """Weighted functions with their weights as explicit (symbol, g) pairs in element order."""
+        if not any(isinstance(sf, WEIGHTED) for sf in funcs):
+            return funcs
+        index = {e: i for i, e in enumerate(self.elements)}
+        out = []
+        for sf in funcs:
+            if isinstance(sf, WEIGHTED):
+                sf = replace(sf, weights=tuple(zip(self.elements, _weights_to_core(sf, index))))
+            out.append(sf)
+        return tuple(out)
 
     def size(self, element: str) -> int:
         return len(self.functions[element])

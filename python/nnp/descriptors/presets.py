@@ -1,6 +1,6 @@
 """Descriptor presets: the study's series A and B (docs/study.md), their
--wide (G5) variants, and the names of every series (the data-driven S and C
-series are built in nnp.descriptors.selection)."""
+-wide (G5) variants, the element-weighted series W, and the names of every
+series (the data-driven S and C series are built in nnp.descriptors.selection)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from nnp.descriptors.functions import G2, G4, G5, DescriptorSet, SymmetryFunction
+from nnp.descriptors.functions import G2, G4, G5, W2, W4, W5, DescriptorSet, SymmetryFunction
 
 # The study (docs/science.md) uses G2 with R_s = 0 and narrow G4 with
 # λ = ±1, ζ ∈ {1, 2, 4, 16}, r_c = 6 Å. Series A drops η values (radial and
@@ -35,6 +35,10 @@ WIDE_ZETAS = (1.0, 2.0, 3.0, 4.0)
 WIDE_ZETA_SUBSETS = {0: (), 1: (1.0,), 2: (1.0, 4.0), 3: (1.0, 2.0, 4.0), 4: WIDE_ZETAS}
 DATA_SERIES = "S"  # series A with data-driven shifted radial functions (nnp.descriptors.selection)
 SELECTED_SERIES = "C"  # chosen from a candidate pool by CUR on the training data
+# Series A's parameter grid as element-weighted functions (W2, W4; -wide: W5),
+# weights = atomic numbers: the same length for any number of elements
+# (docs/descriptors.md, "Element-resolved or weighted").
+WEIGHTED_SERIES = "W"
 
 
 def _spread(values: Sequence[float], count: int) -> tuple[float, ...]:
@@ -56,10 +60,17 @@ def build(
     wide: bool = False,
     rc: float = STUDY_CUTOFF,
     cutoff_function: str = "cos",
+    weighted: bool = False,
 ) -> DescriptorSet:
     """G2 for every (η, neighbour element), then G4/G5 for every
-    (η, ζ, λ, neighbour pair); the same set for every centre element."""
+    (η, ζ, λ, neighbour pair); the same set for every centre element.
+    `weighted`: W2 per η and W4/W5 per (η, ζ, λ) instead (weights: Z)."""
     elements = tuple(elements)
+    if weighted:
+        angular_w = W5 if wide else W4
+        funcs_w: list[SymmetryFunction] = [W2(eta, 0.0, rc) for eta in radial_etas]
+        funcs_w += [angular_w(eta, zeta, lam, 0.0, rc) for eta in angular_etas for zeta in zetas for lam in (1, -1)]
+        return DescriptorSet(elements, {e: tuple(funcs_w) for e in elements}, cutoff_function)
     pairs = [(a, b) for i, a in enumerate(elements) for b in elements[i:]]
     angular = G5 if wide else G4
     funcs: list[SymmetryFunction] = [G2(e, eta, 0.0, rc) for e in elements for eta in radial_etas]
@@ -74,20 +85,24 @@ def build(
 
 
 def preset(name: str, elements: Iterable[str] = ("Si",)) -> DescriptorSet:
-    """A study preset: ``A16 … A64``, ``B16 … B64``, optionally ``-wide`` (G5).
+    """A study preset: ``A16 … A64``, ``B16 … B64``, optionally ``-wide`` (G5);
+    ``W16 … W64`` (optionally ``-wide``): series A as element-weighted functions.
 
     Narrow presets use ζ ∈ {1, 2, 4, 16} (series B: subsets of it); the -wide
     ones ζ ∈ {1, 2, 3, 4} (see `WIDE_ZETAS`), everything else is the same.
     """
     base, _, suffix = name.partition("-")
-    if suffix not in ("", "wide") or len(base) < 2 or base[0] not in SERIES:
-        raise ValueError(f"unknown descriptor preset {name!r}; choose from {preset_names()}")
+    series = "A" if base[:1] == WEIGHTED_SERIES else base[:1]
+    if suffix not in ("", "wide") or len(base) < 2 or series not in SERIES:
+        raise ValueError(f"unknown descriptor preset {name!r}; choose from {preset_names() + weighted_preset_names()}")
     try:
-        n_rad, n_eta, n_zeta = SERIES[base[0]][int(base[1:])]
+        n_rad, n_eta, n_zeta = SERIES[series][int(base[1:])]
     except (KeyError, ValueError):
-        raise ValueError(f"unknown descriptor preset {name!r}; choose from {preset_names()}") from None
+        raise ValueError(
+            f"unknown descriptor preset {name!r}; choose from {preset_names() + weighted_preset_names()}"
+        ) from None
     wide = suffix == "wide"
-    if base[0] == "A":
+    if series == "A":
         zetas = WIDE_ZETAS if wide else ZETAS
     else:
         zetas = (WIDE_ZETA_SUBSETS if wide else ZETA_SUBSETS)[n_zeta]
@@ -97,13 +112,18 @@ def preset(name: str, elements: Iterable[str] = ("Si",)) -> DescriptorSet:
         _spread(ANGULAR_ETAS, n_eta),
         zetas,
         wide=wide,
+        weighted=base[0] == WEIGHTED_SERIES,
     )
 
 
 def preset_names() -> list[str]:
     """Study presets (A, B), data-driven ones (S), each also -wide, and
-    data-selected ones (C)."""
+    data-selected ones (C); the weighted ones are `weighted_preset_names`."""
     names = [f"{s}{n}" for s in (*SERIES, DATA_SERIES) for n in LENGTHS]
     return names + [n + "-wide" for n in names] + [f"{SELECTED_SERIES}{n}" for n in LENGTHS]
 
 
+def weighted_preset_names() -> list[str]:
+    """The element-weighted presets ``W16 … W64`` and their -wide variants."""
+    names = [f"{WEIGHTED_SERIES}{n}" for n in LENGTHS]
+    return names + [n + "-wide" for n in names]
