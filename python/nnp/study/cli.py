@@ -13,8 +13,7 @@ import numpy as np
 import torch
 from ase.data import atomic_masses, atomic_numbers
 
-from nnp.data import read_structures
-from nnp.io.atomic import file_sha256
+from nnp.data import data_sha256, read_structures
 from nnp.progress import fmt_time
 from nnp.study import report as study_report
 from nnp.study.config import StudyConfig
@@ -136,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         raise StudyError(f"{sdir.root} exists and is not a directory")
     structures = load_structures(data_path, config.max_structures)
     element, mass = _element(structures)
-    ident = identity(config, file_sha256(data_path), len(structures))
+    ident = identity(config, data_sha256(data_path), len(structures))
     extra = {"data": str(data_path.resolve()),
              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     prepare_directory(sdir, ident, extra, args.restart, args.force, args.update)

@@ -14,9 +14,8 @@ import torch
 from ase.data import atomic_numbers
 
 from nnp import descriptors as descriptors_mod
-from nnp.data import FeaturizedDataset, read_structures
+from nnp.data import FeaturizedDataset, data_sha256, read_structures
 from nnp.io import potential_file
-from nnp.io.atomic import file_sha256
 from nnp.progress import fmt_time
 from nnp.train import refit
 from nnp.train.config import TrainConfig
@@ -143,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
 
     data_path = Path(args.data)
     structures = read_structures(data_path)
-    digest = file_sha256(data_path)
+    digest = data_sha256(data_path)
     elements = _elements_of(structures)
     descriptors = descriptors_mod.resolve(config.descriptor, elements, structures)
     print_line(f"data: {data_path} ({len(structures)} structures, {sum(len(a) for a in structures)} atoms, "
