@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 from scipy.linalg import block_diag
 
+from nnp.cli import prepare_output_file
 from nnp.io import potential_file
 from nnp.io.atomic import file_sha256
 from nnp.io.potential_file import ElementModel, Layer, PotentialData, QuadraticTerm, Scaling
@@ -152,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python -m nnp.train --ensemble K) as one potential file, for LAMMPS and everything else.",
     )
     parser.add_argument("inputs", nargs="+", metavar="FILE", help="potential files (.nnp), at least two")
-    parser.add_argument("--output", required=True, metavar="FILE", help="potential file to write")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="potential file to write")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     args = parser.parse_args(argv)
     try:
@@ -160,8 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("give at least two potential files to average")
         if any(Path(p).resolve() == Path(args.output).resolve() for p in args.inputs):
             raise ValueError(f"{args.output} is one of the inputs: write the mean to another file")
-        if Path(args.output).exists() and not args.force:
-            raise FileExistsError(f"{args.output} exists; refusing to overwrite it (use --force)")
+        prepare_output_file(args.output, args.force)
         path = write_mean(args.inputs, Path(args.output), overwrite=args.force)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Score a potential file on labelled structures, through the C++ core.
 
-    python -m nnp.evaluate --potential Si.nnp --data test.xyz [--report DIR] [--force]
+    nnp evaluate --potential Si.nnp --data test.xyz [-o/--report DIR] [--detail PREFIX] [--force]
 
 Reads every frame of each data file (`nnp.data.read_structures`: extxyz and
 other ASE formats, n2p2 input.data, mlearn JSON; bad frames are refused with
@@ -74,8 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", required=True, nargs="+", metavar="FILE",
                         help="labelled structures: extxyz or any ASE format, n2p2 input.data, mlearn JSON")
     parser.add_argument("--format", help="data format: n2p2, mlearn-json or an ASE format (default: from the content)")
-    parser.add_argument("--report", metavar="DIR", help="write metrics.json, parity plots and report.md to DIR")
-    parser.add_argument("--force", action="store_true", help="write the report into an existing non-empty DIR")
+    parser.add_argument("-o", "--output", "--report", dest="report", metavar="DIR",
+                        help="write metrics.json, parity plots and report.md to DIR (--report is the same)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite outputs: write the report into an existing non-empty DIR")
     args = parser.parse_args(argv)
     try:
         out = evaluate(args.potential, args.data, args.format, args.report, args.force)

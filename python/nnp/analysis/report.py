@@ -18,6 +18,7 @@ import numpy as np
 from nnp.analysis.metrics import UNITS, Predictions, fmt_number, metrics
 from nnp.analysis.metrics import predict_model  # noqa: F401 - nnp.train predicts and reports through this module
 from nnp.analysis.plots import config_type_colours, learning_curve_figure, parity_figure, save_png
+from nnp.cli import check_output_directory
 from nnp.io.atomic import atomic_open
 
 # Files write_report may write; with overwrite, those not rewritten are removed
@@ -113,6 +114,10 @@ def check_report_directory(directory: str | os.PathLike, overwrite: bool) -> Non
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"report directory {directory} is a file")
+    try:
+        check_output_directory(directory)
+    except ValueError as err:
+        raise ValueError(f"report directory {directory}: {err}") from None
     if directory.is_dir() and any(directory.iterdir()) and not overwrite:
         raise FileExistsError(
             f"report directory {directory} exists and is not empty; "

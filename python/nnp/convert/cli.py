@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from nnp.cli import prepare_output_file
 from nnp.convert.n2p2 import UnitFactors, convert_n2p2
 from nnp.io import potential_file as pf
 
@@ -44,10 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = Path(args.output)
     try:
         # Refuse before any work is done.
-        if output.exists() and not args.force:
-            raise FileExistsError(f"{output} exists; refusing to overwrite it (use --force)")
-        if output.is_dir():
-            raise ValueError(f"{output} is a directory")
+        prepare_output_file(output, args.force)
         pot = convert_n2p2(args.directory, UnitFactors(args.cflength, args.cfenergy))
         pf.write(pot, output, overwrite=args.force)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from ase.data import atomic_masses, atomic_numbers
 
+from nnp.cli import check_output_directory
 from nnp.data import data_sha256, read_structures
 from nnp.progress import fmt_time
 from nnp.study import report as study_report
@@ -29,7 +30,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     "properties in LAMMPS, write DIR/report.md with tables and plots.",
     )
     p.add_argument("--data", help="labelled structures (any format nnp.train reads); not needed with --report-only")
-    p.add_argument("--out", required=True, help="study directory (results, checkpoints, report)")
+    # --out was the option's first name; kept as an alias, not shown.
+    p.add_argument("-o", "--output", "--out", dest="out", required=True, metavar="DIR",
+                   help="study directory (results, checkpoints, report)")
     p.add_argument("--quick", action="store_true", help="scaled-down settings: the whole pipeline in minutes")
     p.add_argument("--config", help="YAML file of StudyConfig settings (train: a mapping of TrainConfig settings)")
     p.add_argument("--points", help="comma-separated presets to run now (default: all of the study)")
@@ -131,8 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     points = select_points(config, args.points)
     data_path = Path(args.data)
     # Check the directory before reading the data, as far as possible.
-    if sdir.root.exists() and not sdir.root.is_dir():
-        raise StudyError(f"{sdir.root} exists and is not a directory")
+    check_output_directory(sdir.root)
     structures = load_structures(data_path, config.max_structures)
     element, mass = _element(structures)
     ident = identity(config, data_sha256(data_path), len(structures))

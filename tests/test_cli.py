@@ -1,0 +1,131 @@
+"""The `nnp` command (python -m nnp): subcommands, shared options, and user
+errors that end in one line saying what to do, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from conftest import REPO, SI_DATA
+
+import nnp
+from nnp import cli
+
+SUBCOMMAND_HELP = [["train"], ["evaluate"], ["data"], ["data", "summary"], ["study"], ["convert"],
+                   ["convert", "n2p2"], ["dft"], ["dft", "aimd"], ["committee"]]
+TINY = REPO / "tests" / "data" / "tiny.nnp"
+
+
+def run_nnp(*args, cwd=None) -> subprocess.CompletedProcess:
+    """`python -m nnp ARGS` in a fresh interpreter, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "nnp", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_console_script_is_declared():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["scripts"]["nnp"] == "nnp.cli:main"
+    module, func = project["scripts"]["nnp"].split(":")
+    assert getattr(cli, func) is cli.main and module == cli.__name__
+
+
+def test_version():
+    proc = run_nnp("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"nnp {nnp.__version__}"
+
+
+def test_help_lists_every_subcommand():
+    proc = run_nnp("--help")
+    assert proc.returncode == 0
+    for s in cli.SUBCOMMANDS:
+        assert any(line.split()[:1] == [s.name] and len(line.split()) > 1 for line in proc.stdout.splitlines()), s.name
+
+
+def test_unknown_subcommand(capsys):
+    assert cli.main(["trian"]) == 2
+    assert "unknown command 'trian'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", SUBCOMMAND_HELP, ids=" ".join)
+def test_subcommand_help(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*args, "--help"])
+    assert exc.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_train_missing_data_is_one_line(tmp_path):
+    line = assert_one_line_error(run_nnp("train", "--data", tmp_path / "missing.xyz", "--output", tmp_path / "x.nnp"))
+    assert "missing.xyz" in line and "does not exist" in line
+    assert not (tmp_path / "x.nnp").exists()
+
+
+def test_output_options_are_consistent(capsys):
+    """-o/--output everywhere something is written; study's --out kept."""
+    from nnp.study.cli import parse_args as study_args
+
+    for flag in ("-o", "--output", "--out"):
+        assert study_args(["--data", "d.xyz", flag, "dir"]).out == "dir"
+    for args in (["committee"], ["convert", "n2p2"], ["dft", "aimd"], ["evaluate"], ["study"]):
+        with pytest.raises(SystemExit):
+            cli.main([*args, "--help"])
+        out = capsys.readouterr().out
+        assert "-o " in out and "--output" in out and "--force" in out, args
+
+
+# ------------------------------------------- output paths checked before work
+
+
+def test_committee_creates_the_output_directory(tmp_path):
+    out = tmp_path / "nodir" / "sub" / "mean.nnp"
+    assert cli.main(["committee", str(TINY), str(TINY), "-o", str(out)]) == 0
+    assert out.is_file()
+
+
+def test_outputs_under_a_file_are_refused_before_work(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    cases = [
+        ("committee", TINY, TINY, "-o", blocker / "m.nnp"),
+        ("convert", "n2p2", REPO / "tests" / "data" / "n2p2-si", "-o", blocker / "c.nnp"),
+        ("evaluate", "--potential", TINY, "--data", SI_DATA, "-o", blocker / "report"),
+        ("study", "--data", tmp_path / "missing.xyz", "-o", blocker / "study"),
+    ]
+    for case in cases:
+        proc = run_nnp(*case, cwd=tmp_path)
+        line = assert_one_line_error(proc)
+        assert "afile" in line, (case, line)
+        assert "does not exist" not in line, (case, line)  # refused before the data was read
+    assert blocker.read_text() == "x"
+
+
+def test_existing_output_needs_force(tmp_path, capsys):
+    out = tmp_path / "m.nnp"
+    out.write_text("keep")
+    assert cli.main(["committee", str(TINY), str(TINY), "-o", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err and out.read_text() == "keep"
+    assert cli.main(["committee", str(TINY), str(TINY), "-o", str(out), "--force"]) == 0
+
+
+def test_prepare_output_file(tmp_path):
+    with pytest.raises(ValueError, match="is a directory"):
+        cli.prepare_output_file(tmp_path, overwrite=True)
+    target = tmp_path / "a" / "b" / "c.txt"
+    assert cli.prepare_output_file(target, overwrite=False) == target and target.parent.is_dir()
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(ValueError, match="permission"):
+            cli.prepare_output_file(locked / "x" / "y.nnp", overwrite=False)
