@@ -22,6 +22,10 @@
 
 #include "nnp/potential_file.h"
 
+#ifndef NNP_LAMMPS_HAS_ADD_REQUEST
+#include "nnp_lammps_compat.h"
+#endif
+
 using namespace LAMMPS_NS;
 
 PairNNP::PairNNP(LAMMPS *lmp) : Pair(lmp)
@@ -150,13 +154,16 @@ void PairNNP::coeff(int narg, char **arg)
                ntypes, narg - 3);
 
   // Rank 0 reads the file; every rank parses the broadcast text (so a file
-  // on a disk that only rank 0 sees is enough).
+  // on a disk that only rank 0 sees is enough). Like every LAMMPS pair style,
+  // a file not found as given is looked up in $LAMMPS_POTENTIALS.
   const std::string filename = arg[2];
   std::string text, message;
   long long length = 0;
   if (comm->me == 0) {
     try {
-      text = nnp::read_text_file(filename);
+      std::string path = utils::get_potential_file_path(filename);
+      if (path.empty()) path = filename;  // read_text_file names the missing file
+      text = nnp::read_text_file(path);
       length = static_cast<long long>(text.size());
       if (length > INT_MAX) {
         message = "potential file " + filename + " is too large";
@@ -185,16 +192,28 @@ void PairNNP::coeff(int narg, char **arg)
     error->all(FLERR, "Pair style nnp: invalid potential file: {}", e.what());
   }
 
+  // NULL: a type nnp does not handle (pair_style hybrid gives it to another
+  // sub-style); its atoms are neither centres nor neighbours for nnp.
   std::vector<int> type_element(ntypes + 1, -1);
   for (int t = 1; t <= ntypes; t++) {
     const char *symbol = arg[2 + t];
+    if (strcmp(symbol, "NULL") == 0) {
+      // Alone, nnp would leave those pairs without any interaction.
+      if (force->pair == this)
+        error->all(FLERR,
+                   "Pair style nnp: atom type {} is mapped to NULL in pair_coeff, which leaves it "
+                   "without interactions; NULL is for pair_style hybrid or hybrid/overlay, where "
+                   "another sub-style handles that type",
+                   t);
+      continue;
+    }
     const int e = potential.element_index(symbol);
     if (e < 0) {
       std::string known;
       for (const auto &el : potential.elements()) known += (known.empty() ? "" : " ") + el.symbol;
       error->all(FLERR,
                  "Pair style nnp: element '{}' (atom type {}) is not in potential file {} "
-                 "(its elements: {})",
+                 "(its elements: {}; NULL leaves a type to another pair style)",
                  symbol, t, filename, known);
     }
     type_element[t] = e;
@@ -208,8 +227,12 @@ void PairNNP::coeff(int narg, char **arg)
   pvector_[1] = 0.0;  // the cumulative count is per potential
   warned_ = false;
   cutoff_ = potential_.cutoff();
+  // Only pairs of mapped types are nnp's: pair_style hybrid reads setflag to
+  // assign pairs to sub-styles and to build nnp's (skip) neighbour list.
   for (int i = 1; i <= ntypes; i++)
-    for (int j = 1; j <= ntypes; j++) setflag[i][j] = 1;
+    for (int j = 1; j <= ntypes; j++)
+      setflag[i][j] = (type_element_[i] >= 0 && type_element_[j] >= 0) ? 1 : 0;
+  zbl_warned_ = false;
 }
 
 void PairNNP::init_style()
@@ -223,12 +246,43 @@ void PairNNP::init_style()
                       "model a 2d material as a slab with vacuum along z)");
   if (atom->ntypes + 1 != static_cast<int>(type_element_.size()))
     error->all(FLERR, "Pair style nnp: the number of atom types changed since pair_coeff");
+  warn_double_core();
+#ifdef NNP_LAMMPS_HAS_ADD_REQUEST
   neighbor->add_request(this, NeighConst::REQ_FULL);
+#else
+  nnp_compat::request_full_list(lmp, this, instance_me);
+#endif
+}
+
+// The file's ZBL core plus `pair_style hybrid/overlay nnp ... zbl ...` adds
+// the screened Coulomb repulsion twice; legal, but almost surely a mistake.
+void PairNNP::warn_double_core()
+{
+  if (zbl_warned_ || potential_.repulsion().empty()) return;
+  const std::string style = force->pair_style ? force->pair_style : "";
+  if (style.rfind("hybrid/overlay", 0) != 0 && style.rfind("hybrid/scaled", 0) != 0) return;
+  if (force->pair_match("^zbl", 0) == nullptr) return;
+  zbl_warned_ = true;
+  if (comm->me == 0)
+    error->warning(FLERR,
+                   "Pair style nnp: potential file {} already carries a ZBL repulsive core, and "
+                   "pair_style {} adds pair style zbl on top: the core is counted twice where "
+                   "both apply",
+                   filename_, style);
 }
 
 double PairNNP::init_one(int i, int j)
 {
-  if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
+  if (setflag[i][j] == 0) {
+    const int unmapped = type_element_[i] < 0 ? i : j;
+    if (type_element_[i] < 0 || type_element_[j] < 0)
+      error->all(FLERR,
+                 "Pair style nnp: atom type {} is mapped to NULL in pair_coeff, so the pair of "
+                 "types {} {} has no interaction; give those types to another pair style with "
+                 "pair_style hybrid or hybrid/overlay",
+                 unmapped, i, j);
+    error->all(FLERR, "All pair coeffs are not set");
+  }
   return cutoff_;
 }
 
@@ -282,9 +336,14 @@ void PairNNP::compute(int eflag, int vflag)
     const int jnum = numneigh[i];
     grow_neighbors(jnum);
 
+    // A centre or neighbour of a NULL type is another pair style's (with
+    // hybrid LAMMPS's skip list already leaves them out).
+    const int element = type_element_[type[i]];
+    if (element < 0) continue;
     int n = 0;
     for (int jj = 0; jj < jnum; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
+      if (type_element_[type[j]] < 0) continue;
       const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
       const double rsq = dx * dx + dy * dy + dz * dz;
       if (rsq >= cutsq_all) continue;
@@ -312,7 +371,6 @@ void PairNNP::compute(int eflag, int vflag)
 
     double ei = 0.0;
     bool extrapolating = false;
-    const int element = type_element_[type[i]];
     try {
       ei = potential_.atom_energy(element, view, dE_dr, workspace_, &extrapolating);
     } catch (std::exception &e) {
@@ -367,7 +425,11 @@ void PairNNP::compute(int eflag, int vflag)
   }
 
   if (!newton) {
+#ifdef NNP_LAMMPS_HAS_REVERSE_COMM_PAIR
+    comm->reverse_comm_pair(this);  // LAMMPS before 2022
+#else
     comm->reverse_comm(this);
+#endif
     for (int i = 0; i < nlocal; i++) {
       f[i][0] += fghost_[i][0];
       f[i][1] += fghost_[i][1];

@@ -1,7 +1,10 @@
 /* Pair style `nnp`: Behler-Parrinello neural network potential.
 
      pair_style nnp [keyword value ...]
-     pair_coeff * * FILE E1 E2 ... EN     (one chemical symbol per atom type)
+     pair_coeff * * FILE E1 E2 ... EN     (one chemical symbol per atom type,
+                                           or NULL for a type nnp leaves to
+                                           another style of pair_style hybrid)
+   FILE is looked up in $LAMMPS_POTENTIALS when not found as given.
 
    Keywords (all optional):
      extrapolation warn [every N]   count atoms whose descriptors leave the
@@ -92,8 +95,10 @@ class PairNNP : public Pair {
   double extrapolating_global_ = 0.0;  // [0] summed over ranks (extract())
   bigint last_warning_step_ = -1;
   bool warned_ = false;
+  bool zbl_warned_ = false;  // double ZBL core (hybrid/overlay ... zbl) reported
 
   void allocate();
+  void warn_double_core();
   void check_units();
   void grow_neighbors(int n);
   void report_extrapolation(bigint local, tagint first_tag);
