@@ -12,7 +12,10 @@ import pytest
 from conftest import REPO, SI_DATA
 
 import nnp
-from nnp import cli
+from nnp import NNPCalculator, cli
+from nnp.data import read_structures
+from nnp.descriptors import preset, resolve
+from nnp.descriptors.presets import canonical_preset
 
 SUBCOMMAND_HELP = [["train"], ["evaluate"], ["data"], ["data", "summary"], ["study"], ["convert"],
                    ["convert", "n2p2"], ["dft"], ["dft", "aimd"], ["committee"]]
@@ -129,3 +132,67 @@ def test_prepare_output_file(tmp_path):
         locked.mkdir(mode=0o500)
         with pytest.raises(ValueError, match="permission"):
             cli.prepare_output_file(locked / "x" / "y.nnp", overwrite=False)
+
+
+# ------------------------------------------------- errors that say what to do
+
+
+def test_unknown_file_type_names_the_known_formats(tmp_path):
+    junk = tmp_path / "junk.txt"
+    junk.write_text("hello world\n")
+    with pytest.raises(ValueError) as err:
+        read_structures(junk)
+    message = str(err.value)
+    assert str(junk) in message and "extxyz" in message and "n2p2" in message and "--format" in message
+    line = assert_one_line_error(run_nnp("evaluate", "--potential", TINY, "--data", junk))
+    assert "--format" in line and "frame 0" not in line
+
+
+def _si_frames(tmp_path, count=2) -> list[str]:
+    lines = SI_DATA.read_text().splitlines()
+    frames, at = [], 0
+    for _ in range(count):
+        n = int(lines[at])
+        frames.append(lines[at:at + n + 2])
+        at += n + 2
+    return frames
+
+
+def test_malformed_extxyz_gives_the_line(tmp_path):
+    first, second = _si_frames(tmp_path)
+    bad = list(second)
+    bad[4] = " ".join(bad[4].split()[:5])  # atom 2 of frame 1 loses its last two force columns
+    path = tmp_path / "bad.xyz"
+    path.write_text("\n".join(first + bad) + "\n")
+    bad_line = len(first) + 5
+    with pytest.raises(ValueError, match=rf"bad.xyz: frame 1: .*line {bad_line}: atom 2 of frame 1 has 5 columns"):
+        read_structures(path)
+    path.write_text("\n".join(first + second[:10]) + "\n")  # cut short
+    with pytest.raises(ValueError, match=rf"line {len(first) + 10}: the file ends after 8 of the"):
+        read_structures(path)
+
+
+def test_plain_xyz_says_extxyz_has_the_labels(tmp_path):
+    path = tmp_path / "labelled.xyz"
+    path.write_text("\n".join(_si_frames(tmp_path, 1)[0]) + "\n")
+    assert len(read_structures(path)) == 1
+    with pytest.raises(ValueError, match="plain XYZ, which holds no energies.*--format extxyz"):
+        read_structures(path, format="xyz")
+
+
+def test_missing_potential_is_file_not_found(tmp_path):
+    missing = tmp_path / "missing.nnp"
+    with pytest.raises(FileNotFoundError) as err:
+        NNPCalculator(missing)
+    assert err.value.filename == str(missing) and str(missing) in str(err.value)
+
+
+def test_descriptor_names_in_any_case_and_close_matches():
+    assert canonical_preset("c64") == "C64" and canonical_preset("a40-WIDE") == "A40-wide"
+    assert canonical_preset("w16") == "W16"
+    assert resolve("a16", ["Si"]) == resolve("A16", ["Si"]) == preset("a16")
+    with pytest.raises(ValueError, match="did you mean A64") as err:
+        resolve("A65", ["Si"])
+    assert "B28-wide" not in str(err.value)  # suggestions, not the whole list
+    with pytest.raises(ValueError, match="unknown descriptor preset 'zzz'; Presets are"):
+        canonical_preset("zzz")

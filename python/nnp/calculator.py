@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from nnp import _core
+
+
+class PotentialNotFoundError(FileNotFoundError, ValueError):
+    """A missing potential file: a FileNotFoundError with the path, and a
+    ValueError as the core's errors on bad files are."""
 
 
 class NNPCalculator(Calculator):
@@ -24,6 +30,11 @@ class NNPCalculator(Calculator):
     def __init__(self, potential: str | os.PathLike, **kwargs):
         super().__init__(**kwargs)
         self.potential_path = os.fspath(potential)
+        # The core's own error for a missing file is a bare CoreError; say what and where.
+        if not os.path.exists(self.potential_path):
+            raise PotentialNotFoundError(errno.ENOENT, "potential file does not exist", self.potential_path)
+        if os.path.isdir(self.potential_path):
+            raise IsADirectoryError(errno.EISDIR, "a directory, not a potential file", self.potential_path)
         self.potential = _core.Potential(self.potential_path)
         self._index = {e: i for i, e in enumerate(self.potential.elements)}
 

@@ -14,11 +14,14 @@ or forces from it).
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 from typing import Iterator, Sequence
 
 import ase.io
 from ase import Atoms
+from ase.io.formats import UnknownFileTypeError, filetype
 
 from nnp.data.deepmd import Layout, is_deepmd, iter_deepmd, tree_sha256, write_deepmd_npy
 from nnp.data.frames import Unreadable, check_frame
@@ -35,6 +38,16 @@ _FORMAT_ALIASES = {
     "deepmd-raw": Layout.RAW.value, "deepmd-npy": Layout.NPY.value,
     "cp2k": "cp2k-output", "cp2k-out": "cp2k-output", "cp2k-output": "cp2k-output",
 }
+# What an unreadable or unknown file's message tells the user to do.
+KNOWN_FORMATS = (
+    "nnp reads extxyz (and other ASE formats that carry energies and forces), VASP vasprun.xml and OUTCAR, "
+    "Quantum Espresso pw.x output, n2p2 input.data, mlearn JSON and DeePMD-kit directories; "
+    "name the format with --format (e.g. --format extxyz, --format n2p2, --format vasp-xml)"
+)
+PLAIN_XYZ_MESSAGE = (
+    "format xyz is plain XYZ, which holds no energies, forces or stress; extended XYZ does: "
+    "use --format extxyz, or leave --format out"
+)
 CP2K_MESSAGE = (
     "CP2K output: ASE reads no energies or forces from CP2K's output (only its restart and DCD "
     "trajectory files, which hold no labels), and nnp has no CP2K reader. Convert it first, e.g. with "
@@ -63,7 +76,12 @@ def read_structures(
     for item in iter_frames(path, format, index):
         if isinstance(item, Unreadable):
             raise ValueError(f"{path}: frame {item.frame}: cannot be read: {item.message}")
-        check_frame(item, path, len(frames), elements)
+        try:
+            check_frame(item, path, len(frames), elements)
+        except ValueError as err:
+            if format is not None and normalise_format(format) == "xyz":
+                raise ValueError(f"{err}; {PLAIN_XYZ_MESSAGE}") from None
+            raise
         frames.append(item)
     if not frames:
         raise ValueError(f"{path}: no structures found")
@@ -158,8 +176,54 @@ def _iter_ase(path: str, format: str | None, index: str) -> Iterator[Atoms | Unr
                 return
             yield atoms
             count += 1
+    except UnknownFileTypeError as err:
+        what = f"unknown format {format!r}" if format else f"the file type ({err}) is not one nnp knows"
+        raise ValueError(f"{path}: {what}. {KNOWN_FORMATS}") from None
     except Exception as err:  # ASE raises many types for malformed input
-        yield Unreadable(count, f"{err}")
+        where = _extxyz_problem(path, count) if format in (None, "extxyz") and _is_xyz(path) else None
+        yield Unreadable(count, f"{where} (ASE: {err})" if where else f"{err}")
+
+
+def _is_xyz(path: str) -> bool:
+    try:
+        return filetype(path, guess=False) == "extxyz"
+    except Exception:  # ASE's guess fails in many ways on unreadable files
+        return False
+
+
+def _extxyz_problem(path: str, frame: int) -> str | None:
+    """Where frame `frame` of an extxyz file breaks ("line L: ..."), found by
+    reading the layout ASE expects: atom count, comment with Properties, one
+    line per atom with the declared number of columns. ASE's own errors give
+    no line number. None when the layout looks right."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        numbered = enumerate(f, start=1)
+        for k in range(frame + 1):
+            ln, head = next(numbered, (None, ""))
+            if ln is None:
+                return None
+            try:
+                n = int(head.split()[0])
+            except (IndexError, ValueError):
+                return f"line {ln}: expected the atom count of frame {k}, found {head.strip()[:40]!r}"
+            ln, comment = next(numbered, (ln, None))
+            if comment is None:
+                return f"line {ln}: the file ends after the atom count of frame {k}"
+            match = re.search(r"Properties=(\S+)", comment, flags=re.IGNORECASE)
+            props = match.group(1) if match else "species:S:1:pos:R:3"
+            try:
+                columns = sum(int(x) for x in props.split(":")[2::3])
+            except ValueError:
+                return f"line {ln}: cannot read Properties={props}"
+            read = 0
+            for ln, line in itertools.islice(numbered, n):
+                if k == frame and len(line.split()) != columns:
+                    return (f"line {ln}: atom {read} of frame {k} has {len(line.split())} columns where "
+                            f"Properties={props} declares {columns}")
+                read += 1
+            if read < n:
+                return f"line {ln}: the file ends after {read} of the {n} atom lines of frame {k}"
+    return None
 
 
 def write_structures(path: str | os.PathLike, structures: Sequence[Atoms], format: str, overwrite: bool = False) -> None:

@@ -4,6 +4,7 @@ series (the data-driven S and C series are built in nnp.descriptors.selection)."
 
 from __future__ import annotations
 
+import difflib
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -91,16 +92,13 @@ def preset(name: str, elements: Iterable[str] = ("Si",)) -> DescriptorSet:
     Narrow presets use ζ ∈ {1, 2, 4, 16} (series B: subsets of it); the -wide
     ones ζ ∈ {1, 2, 3, 4} (see `WIDE_ZETAS`), everything else is the same.
     """
+    name = canonical_preset(name)
     base, _, suffix = name.partition("-")
     series = "A" if base[:1] == WEIGHTED_SERIES else base[:1]
-    if suffix not in ("", "wide") or len(base) < 2 or series not in SERIES:
-        raise ValueError(f"unknown descriptor preset {name!r}; choose from {preset_names() + weighted_preset_names()}")
-    try:
-        n_rad, n_eta, n_zeta = SERIES[series][int(base[1:])]
-    except (KeyError, ValueError):
-        raise ValueError(
-            f"unknown descriptor preset {name!r}; choose from {preset_names() + weighted_preset_names()}"
-        ) from None
+    if series not in SERIES:
+        raise ValueError(f"unknown descriptor preset {name!r} for preset(): it is chosen from the data, "
+                         "use nnp.descriptors.resolve with the training structures")
+    n_rad, n_eta, n_zeta = SERIES[series][int(base[1:])]
     wide = suffix == "wide"
     if series == "A":
         zetas = WIDE_ZETAS if wide else ZETAS
@@ -127,3 +125,19 @@ def weighted_preset_names() -> list[str]:
     """The element-weighted presets ``W16 … W64`` and their -wide variants."""
     names = [f"{WEIGHTED_SERIES}{n}" for n in LENGTHS]
     return names + [n + "-wide" for n in names]
+
+
+def canonical_preset(name: str) -> str:
+    """The preset's own spelling of `name`, in any case ("c64" -> "C64",
+    "a40-WIDE" -> "A40-wide"); an unknown name raises a ValueError that
+    suggests the closest names."""
+    known = preset_names() + weighted_preset_names()
+    by_lower = {n.lower(): n for n in known}
+    found = by_lower.get(str(name).strip().lower())
+    if found is not None:
+        return found
+    close = [by_lower[n] for n in difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.5)]
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ValueError(f"unknown descriptor preset {name!r}; {hint}Presets are series A, B, S, W (lengths "
+                     f"{', '.join(map(str, LENGTHS))}, each also -wide) and C (e.g. A64, B40-wide, C52); "
+                     "docs/descriptors.md lists them")

@@ -13,7 +13,7 @@ import numpy as np
 
 from nnp import _core
 from nnp.descriptors.functions import G2, G4, DescriptorSet, SymmetryFunction
-from nnp.descriptors.presets import DATA_SERIES, SELECTED_SERIES, STUDY_CUTOFF, preset, preset_names
+from nnp.descriptors.presets import DATA_SERIES, SELECTED_SERIES, STUDY_CUTOFF, canonical_preset, preset, preset_names
 
 # Series S: centres exp(−η(R − R_s)²) from the shortest distances seen to
 # 0.93 r_c, as wide as their spacing (η = 1/(2Δ²)), TorchANI's "cover linearly".
@@ -75,7 +75,9 @@ def shifted_radial(distances: np.ndarray, count: int, elements: Iterable[str], r
 
 def resolve(name: str, elements: Iterable[str], structures=None) -> DescriptorSet:
     """The descriptor set a preset name stands for; data-driven (S) and
-    data-selected (C) presets need the training `structures`."""
+    data-selected (C) presets need the training `structures`. Any case is
+    accepted ("c64"); an unknown name gets the closest names suggested."""
+    name = canonical_preset(name)
     base, _, suffix = name.partition("-")
     if base.startswith(SELECTED_SERIES) and name in preset_names():
         if structures is None:
