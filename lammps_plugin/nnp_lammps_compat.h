@@ -9,6 +9,7 @@
 #define NNP_LAMMPS_COMPAT_H
 
 #include "error.h"
+#include <string>
 #include "lammps.h"
 #include "neighbor.h"
 #include "pointers.h"
@@ -40,10 +41,10 @@ inline void request_full_list(LAMMPS_NS::LAMMPS *lmp, void *pair, int instance)
   auto *request = reinterpret_cast<RequestHead *>(lmp->neighbor->requests[irequest]);
   if (request->index != irequest || request->requestor != pair || request->pair != 1 ||
       request->half != 1 || request->full != 0)
-    lmp->error->all(FLERR,
+    lmp->error->all(FLERR, std::string(
                     "Pair style nnp: this LAMMPS's NeighRequest does not have the layout of LAMMPS "
                     "2013-2021 that the plugin was built for; build it against LAMMPS sources "
-                    "(-DLAMMPS_SOURCE_DIR=.../src) that include neigh_request.h");
+                    "(-DLAMMPS_SOURCE_DIR=.../src) that include neigh_request.h"));
   request->half = 0;
   request->full = 1;
 }

