@@ -171,12 +171,13 @@ def test_double_zbl_core_warns_once(tmp_path):
 
 
 @pytest.mark.mpi
-def test_hybrid_mpi_two_ranks_match_serial(tmp_path):
+@pytest.mark.parametrize("newton", ["on", "off"])
+def test_hybrid_mpi_two_ranks_match_serial(tmp_path, newton):
     mpirun = VENV_BIN / "mpirun"
     if not mpirun.exists():
         pytest.skip(f"no mpirun in {VENV_BIN}")
     data, _, _, _ = _two_type_system(tmp_path)
-    text = _input(data, HYBRID.replace("0.0 2.0", "0.01 2.0"))
+    text = f"newton {newton}\n" + _input(data, HYBRID.replace("0.0 2.0", "0.01 2.0"))
     (tmp_path / "in.lmp").write_text(text)
     script = tmp_path / "run_mpi.py"
     script.write_text(MPI_SCRIPT.format(tests_dir=str(Path(__file__).resolve().parent)))
