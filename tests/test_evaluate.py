@@ -161,3 +161,54 @@ def test_module_runs_without_torch(setup):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "all " in run.stdout
+
+
+def test_detail_files(setup, tmp_path, capsys):
+    """--detail PREFIX: every prediction beside its reference, with a header
+    naming columns and units (DeePMD-kit's dp test --detail-file)."""
+    _, path, frames, data = setup
+    prefix = tmp_path / "new" / "dir" / "Si"  # the directory is made
+    assert main(["--potential", str(path), "--data", str(data), "--detail", str(prefix), "-o", str(tmp_path / "r")]) == 0
+    assert "per-structure and per-atom predictions" in capsys.readouterr().out
+    p = predict_potential(path, frames)
+    cols = {}
+    for suffix in ("e.out", "e_peratom.out", "f.out", "s.out", "v.out", "v_peratom.out"):
+        file = tmp_path / "new" / "dir" / f"Si.{suffix}"
+        header = file.read_text().splitlines()[0]
+        assert header.startswith("# structure") and ("(eV" in header or "(GPa)" in header), (suffix, header)
+        cols[suffix] = np.loadtxt(file, ndmin=2)
+    n = p.n_atoms
+    np.testing.assert_allclose(cols["e.out"][:, 2:], np.c_[p.energy_ref, p.energy_pred], rtol=1e-9)
+    np.testing.assert_allclose(cols["e_peratom.out"][:, 2:], np.c_[p.energy_ref / n, p.energy_pred / n], rtol=1e-9)
+    np.testing.assert_allclose(cols["f.out"][:, 2:], np.c_[p.forces_ref, p.forces_pred], rtol=1e-9, atol=1e-12)
+    assert cols["f.out"].shape[0] == n.sum()
+    periodic = [k for k, a in enumerate(frames) if a.pbc.all()]
+    assert cols["s.out"][:, 0].tolist() == periodic and cols["v.out"][:, 0].tolist() == periodic
+    volume = np.array([frames[k].get_volume() for k in periodic])
+    w_pred = -p.stress_pred[periodic] * volume[:, None, None]
+    np.testing.assert_allclose(cols["v.out"][:, 10:], w_pred.reshape(-1, 9), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(cols["v_peratom.out"][:, 11:], w_pred.reshape(-1, 9) / n[periodic][:, None],
+                               rtol=1e-9, atol=1e-12)
+    # Existing detail files are refused before any work, without --force.
+    assert main(["--potential", str(path), "--data", str(data), "--detail", str(prefix)]) == 2
+    assert "use --force" in capsys.readouterr().err
+    assert main(["--potential", str(path), "--data", str(data), "--detail", str(prefix), "--force"]) == 0
+
+
+def test_energy_per_structure_virial_per_atom_and_max_column(setup, tmp_path):
+    _, path, frames, data = setup
+    p = predict_potential(path, frames)
+    o = metrics(p)["overall"]
+    de = p.energy_pred - p.energy_ref
+    np.testing.assert_allclose([o["energy_mae_eV"], o["energy_rmse_eV"], o["energy_max_eV"]],
+                               [np.abs(de).mean(), np.sqrt((de**2).mean()), np.abs(de).max()], rtol=1e-9)
+    ok = [k for k, a in enumerate(frames) if a.pbc.all() and np.isfinite(p.stress_ref[k]).all()]
+    dw = np.stack([-(p.stress_pred[k] - p.stress_ref[k]) * frames[k].get_volume() / len(frames[k]) for k in ok])
+    dw = dw[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]] * 1000.0
+    np.testing.assert_allclose([o["virial_mae_meV_atom"], o["virial_rmse_meV_atom"], o["virial_max_meV_atom"]],
+                               [np.abs(dw).mean(), np.sqrt((dw**2).mean()), np.abs(dw).max()], rtol=1e-9)
+    result = evaluate(path, [data], report_dir=tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| E max |" in md and "| F max |" in md and "| σ max |" in md and "E MAE (eV)" in md and "W/N MAE" in md
+    all_row = next(line for line in md.splitlines() if line.startswith("| data | **all** | 4"))
+    assert f"{result['sets']['data']['overall']['force_max_eV_A']:.4f}" in all_row

@@ -6,10 +6,13 @@
     print(format_table(m))
 
 Error definitions (prediction − reference):
-  energy   per-atom error (E_pred − E_ref)/N of each structure, meV/atom
+  energy   per-atom error (E_pred − E_ref)/N of each structure, meV/atom;
+           also per structure, E_pred − E_ref in eV (keys energy_*_eV)
   forces   every Cartesian component of every atom, eV/Å
   stress   the 6 independent components (xx yy zz yz xz xy) of every structure
            with a stress label, GPa (1 eV/Å³ = 160.2177 GPa)
+  virial   the same 6 components of the virial per atom, W/N = −σV/N, meV/atom
+           (DeePMD-kit's "virial / natoms")
 MAE = mean |error|, RMSE = sqrt(mean error²), max = max |error|. A reference
 that is missing (NaN) takes its structure/atom out of that quantity; a
 prediction that is not finite where a reference exists makes the statistics
@@ -30,6 +33,10 @@ from nnp.constants import EV_PER_A3_IN_GPA, VOIGT_I, VOIGT_J
 from nnp.data import DEFAULT_CONFIG_TYPE, labels
 
 UNITS = {"energy": "meV/atom", "force": "eV/Å", "stress": "GPa"}
+# (metrics key, error name in _errors, unit suffix of the keys). Every key
+# carries its unit: energy_*_eV is per structure, virial_*_meV_atom per atom.
+QUANTITIES = (("energy", "energy", "meV_atom"), ("energy", "energy_structure", "eV"), ("force", "force", "eV_A"),
+              ("stress", "stress", "GPa"), ("virial", "virial", "meV_atom"))
 
 
 @dataclass
@@ -49,6 +56,8 @@ class Predictions:
       stress_pred   (S, 3, 3) eV/Å³; NaN where the structure is not periodic
       extrapolating_atoms (S,) or None: atoms outside the descriptor range
                               seen in training (set by predict_potential)
+      volume        (S,) or None: Å³, NaN where the structure is not periodic;
+                              None: not known (then no virial metrics)
     """
 
     config_types: list[str]
@@ -61,6 +70,7 @@ class Predictions:
     stress_ref: np.ndarray
     stress_pred: np.ndarray
     extrapolating_atoms: np.ndarray | None = None
+    volume: np.ndarray | None = None
 
     def __post_init__(self):
         self.config_types = [str(c) for c in self.config_types]
@@ -82,6 +92,10 @@ class Predictions:
                 )
         if np.any(self.atom_struct != np.repeat(np.arange(S), self.n_atoms)):
             raise ValueError("Predictions.atom_struct must list the atoms of structure 0, then 1, ... (n_atoms each)")
+        if self.volume is not None:
+            self.volume = np.asarray(self.volume, dtype=np.float64).reshape(-1)
+            if self.volume.shape != (S,):
+                raise ValueError(f"Predictions.volume must have shape ({S},)")
         if self.extrapolating_atoms is not None:
             self.extrapolating_atoms = np.asarray(self.extrapolating_atoms, dtype=np.int64).reshape(-1)
             if self.extrapolating_atoms.shape != (S,):
@@ -107,6 +121,7 @@ class Predictions:
             self.forces_ref[atoms], self.forces_pred[atoms],
             self.stress_ref[idx], self.stress_pred[idx],
             None if self.extrapolating_atoms is None else self.extrapolating_atoms[idx],
+            None if self.volume is None else self.volume[idx],
         )
 
     @classmethod
@@ -124,7 +139,7 @@ class Predictions:
             np.repeat(np.arange(len(n_atoms)), n_atoms),
             np.concatenate([p.forces_ref for p in parts]), np.concatenate([p.forces_pred for p in parts]),
             np.concatenate([p.stress_ref for p in parts]), np.concatenate([p.stress_pred for p in parts]),
-            extrap,
+            extrap, None if any(p.volume is None for p in parts) else np.concatenate([p.volume for p in parts]),
         )
 
 
@@ -161,7 +176,7 @@ def predict_model(model, data, indices, batch_size: int = 32) -> Predictions:
                     [data.config_types[int(s)] for s in chunk], cpu(batch.n_atoms),
                     cpu(batch.energy), cpu(out["energy"]),
                     cpu(batch.atom_struct), cpu(batch.forces), cpu(out["forces"]),
-                    cpu(batch.stress), cpu(out["stress"]),
+                    cpu(batch.stress), cpu(out["stress"]), None, cpu(batch.volume),
                 )
             )
     return Predictions.concatenate(parts)
@@ -232,8 +247,11 @@ def labelled_predictions(structures: Sequence, energy_pred, forces_pred, stress_
     n_atoms = np.array([len(a) for a in structures], dtype=np.int64)
     energy_ref = np.full(S, math.nan)
     stress_ref = np.full((S, 3, 3), math.nan)
+    volume = np.full(S, math.nan)
     forces_ref = []
     for s, atoms in enumerate(structures):
+        if _has_stress(atoms):
+            volume[s] = atoms.get_volume()
         e_ref, f_ref, st_ref = labels(atoms)
         energy_ref[s] = e_ref
         forces_ref.append(np.asarray(f_ref, dtype=float).reshape(len(atoms), 3))
@@ -244,7 +262,7 @@ def labelled_predictions(structures: Sequence, energy_pred, forces_pred, stress_
         energy_ref, energy_pred, np.repeat(np.arange(S), n_atoms),
         np.concatenate(forces_ref).reshape(-1, 3),
         np.concatenate([np.asarray(f, dtype=float) for f in forces_pred]).reshape(-1, 3),
-        stress_ref, stress_pred, extrapolating_atoms,
+        stress_ref, stress_pred, extrapolating_atoms, volume,
     )
 
 
@@ -272,13 +290,21 @@ def check_elements(known: Sequence[str], structures: Sequence, potential_name: s
 def _errors(p: Predictions) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(reference-present mask, error) per quantity, in report units."""
     e_ok = np.isfinite(p.energy_ref)
+    e_struct = (p.energy_pred - p.energy_ref)[e_ok]  # eV
     e_err = (p.energy_pred - p.energy_ref)[e_ok] / p.n_atoms[e_ok] * 1000.0  # meV/atom
     f_ok = np.all(np.isfinite(p.forces_ref), axis=1)
     f_err = (p.forces_pred - p.forces_ref)[f_ok].reshape(-1)  # eV/Å
     s_ok = np.all(np.isfinite(p.stress_ref), axis=(1, 2))
     d = (p.stress_pred - p.stress_ref)[s_ok]
     s_err = d[:, VOIGT_I, VOIGT_J].reshape(-1) * EV_PER_A3_IN_GPA  # GPa
-    return {"energy": (e_ok, e_err), "force": (f_ok, f_err), "stress": (s_ok, s_err)}
+    # Virial per atom W/N = −σV/N: the stress error in energy units, as DeePMD-kit reports it.
+    out = {"energy": (e_ok, e_err), "energy_structure": (e_ok, e_struct), "force": (f_ok, f_err),
+           "stress": (s_ok, s_err)}
+    if p.volume is not None:
+        v_ok = s_ok & np.isfinite(p.volume)
+        w = -(p.stress_pred - p.stress_ref)[v_ok] * (p.volume[v_ok] / p.n_atoms[v_ok])[:, None, None]
+        out["virial"] = (v_ok, w[:, VOIGT_I, VOIGT_J].reshape(-1) * 1000.0)  # meV/atom
+    return out
 
 
 def _stats(err: np.ndarray) -> tuple[float | None, float | None, float | None, int]:
@@ -298,12 +324,15 @@ def _group_metrics(p: Predictions) -> dict[str, Any]:
         "n_stress_structures": int(np.count_nonzero(errs["stress"][0])),
     }
     nonfinite = 0
-    for q, unit in (("energy", "meV_atom"), ("force", "eV_A"), ("stress", "GPa")):
-        mae, rmse, mx, bad = _stats(errs[q][1])
+    for q, name, unit in QUANTITIES:
+        if name not in errs:
+            continue
+        mae, rmse, mx, bad = _stats(errs[name][1])
         out[f"{q}_mae_{unit}"] = mae
         out[f"{q}_rmse_{unit}"] = rmse
         out[f"{q}_max_{unit}"] = mx
-        nonfinite += bad
+        if name in ("energy", "force", "stress"):  # the others repeat these values' non-finite ones
+            nonfinite += bad
     out["n_nonfinite"] = nonfinite
     return out
 
@@ -349,3 +378,17 @@ def format_table(m: Mapping[str, Any]) -> str:
     if overall.get("n_nonfinite"):
         lines.append(f"warning: {overall['n_nonfinite']} predicted values are NaN or inf (their statistics are '-')")
     return "\n".join(lines)
+
+
+def format_per_structure(m: Mapping[str, Any]) -> str:
+    """One line of `metrics(p)`'s overall energy error per structure (eV)
+    and virial per atom (meV/atom); "" when there is neither."""
+    overall = m["overall"]
+    if overall.get("energy_mae_eV") is None:
+        return ""
+    line = (f"per structure: energy MAE {overall['energy_mae_eV']:.4f} eV, RMSE {overall['energy_rmse_eV']:.4f} eV, "
+            f"max {overall['energy_max_eV']:.4f} eV")
+    if overall.get("virial_mae_meV_atom") is not None:
+        line += (f"; virial per atom MAE {overall['virial_mae_meV_atom']:.2f} meV/atom, "
+                 f"RMSE {overall['virial_rmse_meV_atom']:.2f} meV/atom")
+    return line

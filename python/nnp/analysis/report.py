@@ -125,23 +125,47 @@ def check_report_directory(directory: str | os.PathLike, overwrite: bool) -> Non
         )
 
 
+def _rows(m: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    return list(m["config_types"].items()) + [("**all**", m["overall"])]
+
+
+def _per_structure_table(result: Mapping[str, Any]) -> list[str]:
+    """The energy error per structure (eV) and the virial per atom (meV/atom,
+    DeePMD-kit's "virial / natoms"), where the metrics have them."""
+    lines = ["Per structure: the energy error in eV (not divided by the atom count) and the virial per atom "
+             "W/N = −σV/N (meV/atom), the six components.", "",
+             "| set | config_type | E MAE (eV) | E RMSE (eV) | E max (eV) | W/N MAE | W/N RMSE | W/N max |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, m in result["sets"].items():
+        for ct, g in _rows(m):
+            energy = [fmt_number(g.get(f"energy_{s}_eV"), 4) for s in ("mae", "rmse", "max")]
+            virial = [fmt_number(g.get(f"virial_{s}_meV_atom"), 2) for s in ("mae", "rmse", "max")]
+            lines.append(f"| {name} | {ct} | " + " | ".join(energy + virial) + " |")
+    lines.append("")
+    return lines
+
+
 def _markdown(result: Mapping[str, Any], files: Sequence[str]) -> str:
     lines = ["# Model report", ""]
     lines.append("Errors are prediction − reference: energy per atom (meV/atom), force components (eV/Å), "
                  "the six stress components (GPa); MAE, RMSE and max |error|.")
     lines.append("")
-    lines.append("| set | config_type | structures | atoms | E MAE | E RMSE | F MAE | F RMSE | σ MAE | σ RMSE |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("| set | config_type | structures | atoms | E MAE | E RMSE | E max | F MAE | F RMSE | F max "
+                 "| σ MAE | σ RMSE | σ max |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, m in result["sets"].items():
-        rows = list(m["config_types"].items()) + [("**all**", m["overall"])]
-        for ct, g in rows:
+        for ct, g in _rows(m):
             lines.append(
                 f"| {name} | {ct} | {g['n_structures']} | {g['n_atoms']} | "
                 f"{fmt_number(g['energy_mae_meV_atom'], 2)} | {fmt_number(g['energy_rmse_meV_atom'], 2)} | "
+                f"{fmt_number(g['energy_max_meV_atom'], 2)} | "
                 f"{fmt_number(g['force_mae_eV_A'], 4)} | {fmt_number(g['force_rmse_eV_A'], 4)} | "
-                f"{fmt_number(g['stress_mae_GPa'], 3)} | {fmt_number(g['stress_rmse_GPa'], 3)} |"
+                f"{fmt_number(g['force_max_eV_A'], 4)} | "
+                f"{fmt_number(g['stress_mae_GPa'], 3)} | {fmt_number(g['stress_rmse_GPa'], 3)} | "
+                f"{fmt_number(g['stress_max_GPa'], 3)} |"
             )
     lines.append("")
+    lines += _per_structure_table(result)
     for note in result.get("notes", []):
         lines.append(f"- {note}")
     if result.get("notes"):
