@@ -262,7 +262,8 @@ void PairNNP::warn_double_core()
   if (zbl_warned_ || potential_.repulsion().empty()) return;
   const std::string style = force->pair_style ? force->pair_style : "";
   if (style.rfind("hybrid/overlay", 0) != 0 && style.rfind("hybrid/scaled", 0) != 0) return;
-  if (force->pair_match("^zbl", 0) == nullptr) return;
+  // Exact "zbl" for LAMMPS versions whose inexact match is a substring test.
+  if (force->pair_match("zbl", 1) == nullptr && force->pair_match("^zbl", 0) == nullptr) return;
   zbl_warned_ = true;
   if (comm->me == 0)
     NNP_WARNING(
