@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from nnp import study
+from nnp.study import report as study_report
 from nnp.study.config import StudyConfig
+from nnp.study.plots import plot_elastic
 
 REPO = Path(__file__).resolve().parents[1]
 SI_DATA = REPO / "examples" / "si" / "data" / "train.xyz"
@@ -393,3 +395,22 @@ def test_quick_study_resumes_and_refuses_other_settings(quick_study, capsys):
     (out / "report.md").unlink()
     assert study.main(["--out", str(out), "--report-only"]) == 0
     assert (out / "report.md").is_file()
+
+
+def test_quick_run_says_it_is_quick(tmp_path):
+    """A scaled-down run's report and plots carry a banner with its quench
+    rate; the paper's protocol has none; fixed quantities get no ± 0."""
+    assert study_report.scaled_down(StudyConfig()) == [] and study_report.banner(StudyConfig()) == ""
+    quick = StudyConfig.quick()
+    reasons = "; ".join(study_report.scaled_down(quick))
+    assert "11,333 K/ps" in reasons and "0.2 ps crystal NPT" in reasons
+    text = study_report.markdown([], quick, {}, [])
+    first = text.split("\n## ")[0]
+    assert "QUICK RUN" in first and "11,333 K/ps" in first
+    assert "QUICK RUN" not in study_report.markdown([], StudyConfig(), {}, [])
+    assert study_report._pm(2.57, 0.0, 3) == "2.570" and study_report._pm(2.5, 0.01, 3) == "2.500 ± 0.010"
+    rows = [{"series": s, "length": n, "a0": 5.43 + 0.001 * n, "c11": 150.0, "c12": 60.0, "c44": 70.0}
+            for s in "AB" for n in (16, 28, 40)]
+    for banner in ("", study_report.plot_banner(quick)):
+        path = tmp_path / f"elastic{len(banner)}.png"
+        assert plot_elastic(rows, path, banner) and path.read_bytes()[:4] == b"\x89PNG"

@@ -15,6 +15,22 @@ from nnp.analysis.plots import save_png
 from nnp.study.references import DFT_PBE, EXPERIMENT
 
 SERIES_STYLE = {"A": dict(marker="o", color="tab:blue"), "B": dict(marker="s", color="tab:red")}
+# What the series vary, in words (docs/study.md): A drops Gaussian widths η
+# (radial and angular), B keeps them and drops angular sharpness values ζ.
+SERIES_NOTE = "series A: fewer Gaussian widths; series B: fewer angular resolutions"
+
+
+def _finish(fig: Figure, title: str, banner: str) -> None:
+    """The figure's title; a scaled-down run's `banner` above it (the title
+    turns red) and faintly across every panel, so that a plot copied out of
+    the report still says so."""
+    if not banner:
+        fig.suptitle(title)
+        return
+    fig.suptitle(f"{banner}\n{title}", color="firebrick")
+    for ax in fig.axes:
+        ax.text(0.5, 0.5, "QUICK RUN", transform=ax.transAxes, ha="center", va="center", rotation=25,
+                fontsize=34, color="firebrick", alpha=0.12, zorder=0)
 
 
 def _series(rows, key):
@@ -25,7 +41,7 @@ def _series(rows, key):
     return out
 
 
-def plot_errors(rows, path: Path) -> bool:
+def plot_errors(rows, path: Path, banner: str = "") -> bool:
     if not any(math.isfinite(r["val_energy_rmse"]) for r in rows):
         return False
     fig = Figure(figsize=(10, 4), layout="constrained")
@@ -47,12 +63,12 @@ def plot_errors(rows, path: Path) -> bool:
         ax.set_xticks(sorted({r["length"] for r in rows}))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Validation errors vs descriptor length (A: fewer η, B: fewer ζ)")
+    _finish(fig, f"Validation errors vs descriptor length ({SERIES_NOTE})", banner)
     save_png(fig, path)
     return True
 
 
-def plot_rdf(rows, kind: str, path: Path) -> bool:
+def plot_rdf(rows, kind: str, path: Path, banner: str = "") -> bool:
     have = [r for r in rows if kind in r["rdf"] and np.isfinite(r["rdf"][kind][1]).any()]
     if not have:
         return False
@@ -73,12 +89,12 @@ def plot_rdf(rows, kind: str, path: Path) -> bool:
         ax.set_ylabel("g(r)")
         ax.set_title(f"series {s}")
         ax.legend(title="length", fontsize=8)
-    fig.suptitle(f"Radial distribution function: {kind}")
+    _finish(fig, f"Radial distribution function of {kind} Si, by descriptor length", banner)
     save_png(fig, path)
     return True
 
 
-def plot_bulk_modulus(rows, path: Path, temperature: float) -> bool:
+def plot_bulk_modulus(rows, path: Path, temperature: float, banner: str = "") -> bool:
     if not any(math.isfinite(r["b_npt"]) or math.isfinite(r["b0"]) for r in rows):
         return False
     fig = Figure(figsize=(6.5, 4.5), layout="constrained")
@@ -107,15 +123,15 @@ def plot_bulk_modulus(rows, path: Path, temperature: float) -> bool:
     ax.set_xticks(sorted({r["length"] for r in rows}))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("Bulk modulus of diamond Si vs descriptor length")
+    _finish(fig, "Bulk modulus of diamond Si vs descriptor length", banner)
     save_png(fig, path)
     return True
 
 
-def plot_elastic(rows, path: Path) -> bool:
+def plot_elastic(rows, path: Path, banner: str = "") -> bool:
     if not any(math.isfinite(r["a0"]) for r in rows):
         return False
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
     ax_a, ax_c = fig.subplots(1, 2)
     for s, style in SERIES_STYLE.items():
         data = _series(rows, "a0").get(s)
@@ -138,7 +154,9 @@ def plot_elastic(rows, path: Path) -> bool:
         ax.set_xlabel("descriptor length (functions)")
         ax.set_xticks(sorted({r["length"] for r in rows}))
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("0 K lattice and elastic constants vs descriptor length")
+    ax_a.legend(fontsize=7)
+    # Outside the panel: inside, the legend of six lines covered the C44 points.
+    ax_c.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    _finish(fig, "Lattice constant and elastic constants of diamond Si at 0 K vs descriptor length", banner)
     save_png(fig, path)
     return True

@@ -144,9 +144,46 @@ def _num(x: float, digits: int) -> str:
 
 
 def _pm(x: float, err: float, digits: int) -> str:
+    """x ± err; a quantity held fixed (error exactly 0, e.g. the density of
+    an NVT run) or without an error bar is printed alone."""
     if not math.isfinite(x):
         return "—"
-    return f"{x:.{digits}f} ± {err:.{digits}f}" if math.isfinite(err) else f"{x:.{digits}f}"
+    return f"{x:.{digits}f} ± {err:.{digits}f}" if math.isfinite(err) and err > 0 else f"{x:.{digits}f}"
+
+
+def scaled_down(c: StudyConfig) -> list[str]:
+    """How `c` is smaller than the paper's protocol (`StudyConfig()`), as
+    phrases for the banner; empty for a full run. `--quick` gives all of them."""
+    paper = StudyConfig()
+    out = []
+    epochs, paper_epochs = c.train.get("epochs"), paper.train.get("epochs")
+    if epochs is not None and (paper_epochs is None or epochs < paper_epochs):
+        out.append(f"{epochs} training epochs")
+    if c.max_structures and c.max_structures != paper.max_structures:
+        out.append(f"{c.max_structures} training structures")
+    if c.crystal_ps < paper.crystal_ps:
+        out.append(f"{c.crystal_ps:g} ps crystal NPT (the paper: {paper.crystal_ps:g} ps)")
+    if c.crystal_cells < paper.crystal_cells or c.melt_cells < paper.melt_cells:
+        out.append(f"{8 * c.crystal_cells**3}-atom crystal and {8 * c.melt_cells**3}-atom melt cells "
+                   f"(the paper: {8 * paper.crystal_cells**3})")
+    if c.quench_rate > paper.quench_rate:
+        out.append(f"a quench rate of {c.quench_rate:,.0f} K/ps (the paper: {paper.quench_rate:g} K/ps)")
+    if c.liquid_ps < paper.liquid_ps or c.amorphous_ps < paper.amorphous_ps:
+        out.append(f"{c.liquid_ps:g} ps liquid and {c.amorphous_ps:g} ps amorphous averages")
+    return out
+
+
+def banner(c: StudyConfig) -> str:
+    """The one-line warning of a scaled-down run ("" for the full protocol),
+    on top of report.md and on every plot."""
+    return "QUICK RUN: scaled-down settings, the numbers test the pipeline and are not results" \
+        if scaled_down(c) else ""
+
+
+def plot_banner(c: StudyConfig) -> str:
+    """The banner of a scaled-down run's plots, short enough for one line of
+    the narrowest figure; "" for the full protocol."""
+    return "QUICK RUN (scaled-down settings): not results" if scaled_down(c) else ""
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -192,6 +229,10 @@ def write_csvs(root: Path, rows: list[dict]) -> list[str]:
 def _header(rows: list[dict], c: StudyConfig, stored: dict) -> list[str]:
     ident = stored.get("identity", {})
     L: list[str] = ["# Descriptor-length study", ""]
+    if banner(c):
+        # A quick run's numbers (e.g. B from 0.2 ps of NPT) look like results; say they are not, first.
+        L += [f"> **{banner(c)}.** This run used " + "; ".join(scaled_down(c)) + ". For results, run "
+              "without `--quick` (docs/study.md).", ""]
     L.append(f"Generated {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} by "
              "`python -m nnp.study`. Data: "
              f"`{stored.get('data', '?')}` ({ident.get('structures', '?')} structures, sha256 "
@@ -206,7 +247,7 @@ def _header(rows: list[dict], c: StudyConfig, stored: dict) -> list[str]:
              f"Melt-quench: {8 * c.melt_cells**3} atoms, {c.melt_ps:g} ps at {c.melt_temperature:g} K, liquid "
              f"{c.liquid_equilibrate_ps:g} + {c.liquid_ps:g} ps at {c.liquid_temperature:g} K"
              + (f" (NVT at {c.liquid_density:g} g/cm³)" if c.liquid_density else "") + ", quench to "
-             f"{c.quench_end_temperature:g} K at {c.quench_rate:g} K/ps, amorphous {c.amorphous_equilibrate_ps:g} + "
+             f"{c.quench_end_temperature:g} K at {c.quench_rate:,.0f} K/ps, amorphous {c.amorphous_equilibrate_ps:g} + "
              f"{c.amorphous_ps:g} ps. Error bars: {c.blocks} block averages.")
     total = sum(r["wall_s"] for r in rows)
     done = sum(1 for r in rows for s in r["status"].values() if s == "done")
@@ -276,9 +317,10 @@ def _crystal_section(rows: list[dict], c: StudyConfig, figures: Sequence[str]) -
 
 def _melt_section(rows: list[dict], c: StudyConfig, figures: Sequence[str]) -> list[str]:
     L = [f"## Liquid ({c.liquid_temperature:g} K) and amorphous ({c.quench_end_temperature:g} K) Si", "",
-         (f"The melt and the liquid run NVT at {c.liquid_density:g} g/cm³; "
+         (f"The melt and the liquid run NVT at {c.liquid_density:g} g/cm³ (so the liquid density is fixed, "
+          "not measured); "
           if c.liquid_density else "Every stage runs NPT at the same pressure; ")
-         + f"the amorphous structure is the liquid quenched at {c.quench_rate:g} K/ps, NPT at "
+         + f"the amorphous structure is the liquid quenched at {c.quench_rate:,.0f} K/ps, NPT at "
          f"{c.pressure_atm:g} atm. A phase under half the crystal's density is marked *boiled*: its g(r) "
          "means nothing.", "",
          "| point | liquid ρ (g/cm³) | liquid P (GPa) | liquid coordination | amorphous ρ (g/cm³) "
@@ -339,10 +381,11 @@ def write_outputs(sdir, config: StudyConfig, stored: dict) -> list[str]:
     rows = collect(sdir, config)
     written = write_csvs(root, rows)
     figures = []
-    plots = [("errors_vs_length.png", lambda p: plot_errors(rows, p)),
-             *((f"rdf_{k}.png", (lambda kind: lambda p: plot_rdf(rows, kind, p))(k)) for k in RDF_KINDS),
-             ("bulk_modulus_vs_length.png", lambda p: plot_bulk_modulus(rows, p, config.crystal_temperature)),
-             ("elastic_vs_length.png", lambda p: plot_elastic(rows, p))]
+    note = plot_banner(config)
+    plots = [("errors_vs_length.png", lambda p: plot_errors(rows, p, note)),
+             *((f"rdf_{k}.png", (lambda kind: lambda p: plot_rdf(rows, kind, p, note))(k)) for k in RDF_KINDS),
+             ("bulk_modulus_vs_length.png", lambda p: plot_bulk_modulus(rows, p, config.crystal_temperature, note)),
+             ("elastic_vs_length.png", lambda p: plot_elastic(rows, p, note))]
     for name, make in plots:
         if make(root / name):
             figures.append(name)
