@@ -18,8 +18,9 @@ from nnp.data import FeaturizedDataset, data_sha256, read_structures
 from nnp.io import potential_file
 from nnp.progress import fmt_time
 from nnp.train import refit
-from nnp.train.config import TrainConfig
+from nnp.train.config import DERIVATIVES, TrainConfig
 from nnp.train.console import print_line
+from nnp.train.memory import plan as plan_memory
 from nnp.train.outputs import (mean_output, member_outputs, print_summary, provenance, write_committee,
                                write_report)
 from nnp.train.phases import phase_lengths
@@ -40,6 +41,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="training epochs (0: write the untrained, initialised model)")
     p.add_argument("--seed", type=int, help="random seed (split, initial weights, batch order)")
     p.add_argument("--device", help="torch device to train on: cpu (default) or cuda")
+    p.add_argument("--derivatives", choices=DERIVATIVES,
+                   help="descriptor derivatives stored for the whole set, streamed (recomputed per batch: "
+                        "memory bounded by a batch), or auto (default: stored when the memory estimate fits)")
     p.add_argument("--isolated-atom-energy", action="append", metavar="EL=EV",
                    help="energy of one isolated atom of element EL in eV, from the same DFT setup as the data; "
                         "trained on as a one-atom structure so the model binds with the right cohesive energy "
@@ -112,7 +116,8 @@ def _check_outputs(args: argparse.Namespace, outputs: list[Path]) -> None:
 def _config(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the YAML file, then the command line."""
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    cli = {k: getattr(args, k) for k in ("descriptor", "epochs", "seed", "device") if getattr(args, k) is not None}
+    cli = {k: getattr(args, k) for k in ("descriptor", "epochs", "seed", "device", "derivatives")
+           if getattr(args, k) is not None}
     if args.isolated_atom_energy:
         cli["isolated_atom_energies"] = {**config.isolated_atom_energies,
                                          **_element_energies(args.isolated_atom_energy)}
@@ -153,7 +158,9 @@ def _run(args: argparse.Namespace) -> int:
     if config.isolated_atom_energies:
         print_line("isolated atoms (always trained): " + ", ".join(
             f"{e} {E:g} eV" for e, E in sorted(config.isolated_atom_energies.items())))
-    data = featurize(structures, descriptors, config)
+    memory = plan_memory(structures, descriptors, config)  # refuses a run that cannot fit, before any work
+    print_line(memory.line())
+    data = featurize(structures, descriptors, config, streamed=memory.streamed_mode)
     print_line(f"featurised in {fmt_time(time.perf_counter() - t)} ({data.nbytes() / 2**20:.0f} MiB)")
     _print_plan(config)
     results = [_train_and_write(data, descriptors, member, out, args.resume, data_path, digest)

@@ -21,6 +21,7 @@ from nnp.io import settings
 from nnp.model.network import ACTIVATIONS, SCALING_MODES
 
 LR_SCHEDULES = ("plateau", "cosine")
+DERIVATIVES = ("auto", "stored", "streamed")
 
 
 @dataclass
@@ -105,6 +106,16 @@ class TrainConfig:
     # with the network's, so the mean is better than either (docs/accuracy.md).
     quadratic_weight: float = 0.5
     quadratic_ridge: float = 1e-8
+    # Descriptor derivatives ∂G/∂r: "stored" for the whole training set
+    # (fastest; ~70 kB per atom on water), "streamed" (featurised again per
+    # batch: memory bounded by a batch; same gradients bit for bit), or "auto":
+    # stored when nnp.train.memory's estimate of the run fits memory_budget,
+    # else streamed; a run that fits neither is refused before featurising.
+    derivatives: str = "auto"
+    # GiB that the run (all its processes) may use; 0: 80 % of the memory
+    # available (MemAvailable) when it starts.
+    memory_budget: float = 0.0
+    chunk_size: int = 32  # structures per chunk of full-batch (L-BFGS) passes and evaluations
 
     def check(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -143,6 +154,10 @@ class TrainConfig:
         need(self.log_every >= 0, "log_every must be >= 0")
         need(0 <= self.quadratic_weight <= 1, "quadratic_weight must be in [0, 1] (0: the network alone)")
         need(self.quadratic_ridge >= 0 and math.isfinite(self.quadratic_ridge), "quadratic_ridge must be >= 0")
+        need(self.derivatives in DERIVATIVES, f"derivatives must be one of {DERIVATIVES}")
+        need(self.memory_budget >= 0 and math.isfinite(self.memory_budget),
+             "memory_budget must be >= 0 GiB (0: 80 % of the available memory)")
+        need(self.chunk_size >= 1, "chunk_size must be >= 1")
         for element, energy in self.isolated_atom_energies.items():
             need(element in chemical_symbols[1:], f"isolated_atom_energies: {element!r} is not an element symbol")
             need(isinstance(energy, (int, float)) and not isinstance(energy, bool) and math.isfinite(energy),

@@ -28,7 +28,9 @@ from nnp.model.network import NNPModel
 from nnp.train.config import TrainConfig
 
 # Full-batch (L-BFGS) passes keep the collated training set when the
-# featurised data is at most this large (the cache is a second copy).
+# featurised data is at most this large (the cache is a second copy), and
+# never when derivatives are streamed (each chunk is featurised again, so that
+# memory is bounded by the chunk).
 FULL_BATCH_CACHE_BYTES = 4 * 2**30
 
 # Fixed predictions of another model for the same batches, blended in with a
@@ -131,14 +133,16 @@ class Objective:
         """(energy RMSE, force RMSE) over this set from squared-error sums."""
         return math.sqrt(sums.energy / self.n_structures), math.sqrt(sums.force / self.n_force)
 
-    def chunks(self, chunk: int = 32):
-        """The structures as fixed batches of `chunk` structures. Kept
-        (on the device) when the set is small enough: gathering them anew
-        is a large part of each L-BFGS evaluation."""
+    def chunks(self, chunk: int | None = None):
+        """The structures as fixed batches of `chunk` structures (default:
+        the config's chunk_size). Kept (on the device) when the set is small
+        enough and derivatives are stored: gathering them anew is a large
+        part of each L-BFGS evaluation."""
+        chunk = chunk or self.config.chunk_size
         if self._cached is not None and self._cached[0] == chunk:
             yield from self._cached[1]
             return
-        keep = self.data.nbytes() <= FULL_BATCH_CACHE_BYTES
+        keep = not self.data.is_streamed and self.data.nbytes() <= FULL_BATCH_CACHE_BYTES
         cached = []
         for start in range(0, len(self.indices), chunk):
             batch = self.data.collate(self.indices[start : start + chunk]).to(self.device)
@@ -148,7 +152,7 @@ class Objective:
         if keep:
             self._cached = (chunk, cached)
 
-    def full_batch(self, model: NNPModel, chunk: int = 32) -> float:
+    def full_batch(self, model: NNPModel, chunk: int | None = None) -> float:
         """Gradient of the full-set loss accumulated into .grad (chunked
         backward passes); returns the loss. Squared-error sums of this
         evaluation are kept in `last_sums` for the log."""
@@ -238,7 +242,7 @@ def device_of(model: NNPModel) -> torch.device:
     return next(model.parameters()).device
 
 
-def evaluate(model: NNPModel, data: FeaturizedDataset, indices, config: TrainConfig, chunk: int = 32,
+def evaluate(model: NNPModel, data: FeaturizedDataset, indices, config: TrainConfig, chunk: int | None = None,
              batches=None, mix: tuple[float, list[dict[str, torch.Tensor]]] | None = None) -> Metrics:
     """Loss and errors over the structures `indices`, evaluated in chunks;
     `batches`, when given, are those structures already collated. With
@@ -246,6 +250,7 @@ def evaluate(model: NNPModel, data: FeaturizedDataset, indices, config: TrainCon
     predictions (`errors`)."""
     indices = np.asarray(indices, dtype=np.int64)
     device = device_of(model)
+    chunk = chunk or config.chunk_size
     if batches is None:
         batches = (data.collate(indices[start : start + chunk]).to(device) for start in range(0, len(indices), chunk))
     sums = ErrorSums()

@@ -3,8 +3,6 @@ featurised once, and its split into training and validation structures."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from nnp.data import FeaturizedDataset, isolated_atom, split
@@ -22,13 +20,15 @@ def with_isolated_atoms(structures: list, config: TrainConfig) -> list:
     return list(structures) + [isolated_atom(e, E) for e, E in sorted(config.isolated_atom_energies.items())]
 
 
-def featurize(structures: list, descriptors, config: TrainConfig) -> FeaturizedDataset:
+def featurize(structures: list, descriptors, config: TrainConfig, streamed: bool = False) -> FeaturizedDataset:
     """The training set as `train` wants it: the structures plus the
     config's isolated atoms, descriptor derivatives in float32 (half the
     memory and less time per evaluation than float64; the sums stay
-    float64, and the exported model is evaluated in float64)."""
+    float64, and the exported model is evaluated in float64). `streamed`:
+    derivatives recomputed per batch instead of stored (nnp.train.memory
+    chooses)."""
     return FeaturizedDataset.from_structures(with_isolated_atoms(structures, config), descriptors,
-                                             derivative_dtype=np.float32)
+                                             derivative_dtype=np.float32, streamed=streamed)
 
 
 def isolated_structures(data: FeaturizedDataset) -> np.ndarray:
@@ -39,8 +39,7 @@ def isolated_structures(data: FeaturizedDataset) -> np.ndarray:
 
 def shortest_distance(data: FeaturizedDataset) -> float:
     """The shortest centre–neighbour distance in the featurised data (Å)."""
-    lengths = [b.pair_vector.norm(dim=1).min() for b in data.blocks.values() if len(b.pair_vector)]
-    return float(min(lengths)) if lengths else math.inf
+    return data.shortest_pair_distance()
 
 
 def split_structures(data: FeaturizedDataset, config: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
