@@ -70,9 +70,9 @@ class TrainConfig:
     # A ZBL repulsive core for every element pair, switched off between
     # core_outer − core_width and core_outer (Å), so MD cannot collapse atoms
     # below the shortest training distance, where the network only extrapolates.
-    # core_outer 0: CORE_MARGIN (0.025 Å) below the shortest distance in the
-    # training data, rounded down to 0.05 Å, so the core does not touch the
-    # training data.
+    # core_outer 0: for each pair, CORE_MARGIN (0.025 Å) below that pair's
+    # shortest distance in the training data, rounded down to 0.05 Å, so the
+    # core does not touch the training data (nnp.train.initial_model).
     core_repulsion: bool = True
     core_outer: float = 0.0
     core_width: float = 0.5

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import time
 
+import torch
+
 from nnp.data import FeaturizedDataset
 from nnp.io.potential_file import Repulsion
 from nnp.model import quadratic
@@ -14,7 +16,6 @@ from nnp.model.network import NNPModel
 from nnp.progress import fmt_time
 from nnp.train.config import TrainConfig
 from nnp.train.console import Log, print_line
-from nnp.train.training_set import shortest_distance
 
 # Å between the shortest training distance and the end of the core: far
 # enough that the core never reaches the training data, close enough that MD
@@ -23,23 +24,58 @@ from nnp.train.training_set import shortest_distance
 CORE_MARGIN = 0.025
 
 
+def shortest_pair_distances(data: FeaturizedDataset) -> dict[tuple[str, str], float]:
+    """The shortest centre–neighbour distance (Å) of each element pair that
+    occurs within the cutoff, keyed (a, b) in the data's element order."""
+    order = {e: k for k, e in enumerate(data.elements)}
+    element_of = torch.full((data.n_total_atoms,), -1, dtype=torch.long)
+    for e, b in data.blocks.items():
+        element_of[b.atom] = order[e]
+    shortest: dict[tuple[str, str], float] = {}
+    for centre, b in data.blocks.items():
+        if not len(b.pair_vector):
+            continue
+        lengths = b.pair_vector.norm(dim=1)
+        neighbour = element_of[b.pair_neighbor]
+        for other in data.elements:
+            mine = lengths[neighbour == order[other]]
+            if len(mine):
+                key = (centre, other) if order[centre] <= order[other] else (other, centre)
+                shortest[key] = min(shortest.get(key, math.inf), float(mine.min()))
+    return shortest
+
+
 def core_repulsion(data: FeaturizedDataset, descriptors, config: TrainConfig) -> list[Repulsion]:
-    """The ZBL cores `config` asks for (none, or one per element pair)."""
+    """The ZBL cores `config` asks for (none, or one per element pair).
+
+    With core_outer 0 each pair's core ends CORE_MARGIN below that pair's own
+    shortest training distance (rounded down to 0.05 Å): O–O in water
+    never comes as close as an O–H bond. A pair that never occurs within
+    the cutoff gets its core from the shortest distance of any pair, as a
+    lower bound nothing in the data contradicts, rather than no core at all,
+    which would leave MD free to collapse it (docs/accuracy.md, water)."""
     if not config.core_repulsion:
         return []
-    outer = config.core_outer
-    if outer == 0.0:
-        shortest = shortest_distance(data)
-        if not math.isfinite(shortest):
-            return []  # no neighbours at all: nothing tells where the data ends
-        outer = math.floor((shortest - CORE_MARGIN) / 0.05) * 0.05
-    inner = outer - config.core_width
-    if inner <= 0:
-        raise ValueError(f"config: the repulsive core would end at {outer:.3g} Å, leaving no room for "
-                         f"core_width {config.core_width} Å; set core_outer/core_width or core_repulsion: false")
     elements = descriptors.elements
-    return [Repulsion(a, b, round(inner, 6), round(outer, 6))
-            for i, a in enumerate(elements) for b in elements[i:]]
+    pairs = [(a, b) for i, a in enumerate(elements) for b in elements[i:]]
+    if config.core_outer != 0.0:
+        outer = {p: config.core_outer for p in pairs}
+    else:
+        by_pair = shortest_pair_distances(data)
+        if not by_pair:
+            return []  # no neighbours at all: nothing tells where the data ends
+        anywhere = min(by_pair.values())
+        outer = {(a, b): math.floor((by_pair.get((a, b), by_pair.get((b, a), anywhere)) - CORE_MARGIN) / 0.05) * 0.05
+                 for a, b in pairs}
+    cores = []
+    for a, b in pairs:
+        inner = outer[a, b] - config.core_width
+        if inner <= 0:
+            raise ValueError(f"config: the {a}-{b} repulsive core would end at {outer[a, b]:.3g} Å, leaving no "
+                             f"room for core_width {config.core_width} Å; set core_outer/core_width or "
+                             "core_repulsion: false")
+        cores.append(Repulsion(a, b, round(inner, 6), round(outer[a, b], 6)))
+    return cores
 
 
 def build_model(data: FeaturizedDataset, descriptors, config: TrainConfig, train_idx) -> NNPModel:
