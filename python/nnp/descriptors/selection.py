@@ -53,6 +53,41 @@ def neighbor_distances(structures, rc: float) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def pair_distances(structures, elements: Iterable[str], rc: float) -> dict[tuple[str, str], np.ndarray]:
+    """Every centre–neighbour distance below `rc` in `structures` (Å), by
+    (centre element, neighbour element); pairs that never occur are absent."""
+    elements = tuple(elements)
+    parts: dict[tuple[str, str], list[np.ndarray]] = {}
+    for atoms in structures:
+        offsets, j, vectors = _core.neighbor_list(np.ascontiguousarray(atoms.positions, dtype=np.float64),
+                                            np.ascontiguousarray(atoms.cell.array, dtype=np.float64),
+                                            [bool(p) for p in atoms.pbc], rc)
+        d = np.linalg.norm(vectors, axis=1)
+        kind = np.array([elements.index(e) for e in atoms.get_chemical_symbols()], dtype=np.int64)
+        ci = np.repeat(kind, np.diff(np.asarray(offsets, dtype=np.int64)))  # offsets: row starts per centre
+        nj = kind[np.asarray(j, dtype=np.int64)]
+        for a, centre in enumerate(elements):
+            for b, neighbour in enumerate(elements):
+                mine = d[(ci == a) & (nj == b)]
+                if len(mine):
+                    parts.setdefault((centre, neighbour), []).append(mine)
+    return {pair: np.concatenate(p) for pair, p in parts.items()}
+
+
+def _of_centre(distances: dict[tuple[str, str], np.ndarray], centre: str) -> dict[str, np.ndarray]:
+    """The (centre, neighbour) entries of `distances`, by neighbour element."""
+    return {n: d for (c, n), d in distances.items() if c == centre}
+
+
+def _per_neighbour_shifted(elements: tuple[str, ...], distances: dict[str, np.ndarray], count: int,
+                           rc: float) -> list[G2]:
+    """`count` shifted G2 for each neighbour element, spread over the
+    distances to that element (in water O–O starts at 2.3 Å, O–H at 0.9 Å);
+    none for a neighbour element absent from `distances`."""
+    return [f for n in elements if n in distances and bool((distances[n] < rc).any())
+            for f in shifted_radial(distances[n], count, [n], rc)]
+
+
 def shifted_radial(distances: np.ndarray, count: int, elements: Iterable[str], rc: float = STUDY_CUTOFF) -> list[G2]:
     """`count` shifted G2 per neighbour element, centres spread evenly from
     the low quantile of `distances` (rounded down to 0.05 Å) to 0.93 r_c."""
@@ -92,19 +127,28 @@ def resolve(name: str, elements: Iterable[str], structures=None) -> DescriptorSe
     elements = tuple(elements)
     template = preset("A" + name[len(DATA_SERIES):], elements)
     n_radial = sum(isinstance(f, G2) for f in template.functions[elements[0]]) // len(elements)
-    radial = shifted_radial(neighbor_distances(structures, STUDY_CUTOFF), n_radial, elements)
+    distances = pair_distances(structures, elements, STUDY_CUTOFF)
     functions = {
-        e: tuple(radial) + tuple(f for f in template.functions[e] if not isinstance(f, G2)) for e in elements
+        e: tuple(_per_neighbour_shifted(elements, _of_centre(distances, e), n_radial, STUDY_CUTOFF))
+        + tuple(f for f in template.functions[e] if not isinstance(f, G2)) for e in elements
     }
     return DescriptorSet(elements, functions, template.cutoff_function, template.angular_sum)
 
 
-def candidate_pool(elements: Iterable[str], distances: np.ndarray, rc: float = STUDY_CUTOFF) -> list[SymmetryFunction]:
+def candidate_pool(elements: Iterable[str], distances: np.ndarray | dict[str, np.ndarray],
+                   rc: float = STUDY_CUTOFF) -> list[SymmetryFunction]:
     """The series-C candidates for one centre element: shifted and centred G2
-    per neighbour element, G4 per neighbour pair (see above)."""
+    per neighbour element, G4 per neighbour pair (see above). `distances`:
+    the centre's neighbour distances, one array for every neighbour element
+    or one per neighbour element (a neighbour element missing from it gets
+    no shifted G2)."""
     elements = tuple(elements)
     pairs = [(a, b) for i, a in enumerate(elements) for b in elements[i:]]
-    pool: list[SymmetryFunction] = list(shifted_radial(distances, CUR_RADIAL_SHIFTED, elements, rc))
+    if isinstance(distances, dict):
+        shifted = _per_neighbour_shifted(elements, distances, CUR_RADIAL_SHIFTED, rc)
+    else:
+        shifted = shifted_radial(distances, CUR_RADIAL_SHIFTED, elements, rc)
+    pool: list[SymmetryFunction] = list(shifted)
     pool += [G2(e, eta, 0.0, rc) for e in elements for eta in CUR_RADIAL_CENTRED_ETAS]
     pool += [
         G4(p, round(x / rc**2, 8), zeta, lam, 0.0, rc)
@@ -165,8 +209,9 @@ def selected(count: int, elements: Iterable[str], structures, rc: float = STUDY_
     `cur_select` on the descriptors of `structures`; radial ones first, each
     kind in pool order."""
     elements = tuple(elements)
-    pool = candidate_pool(elements, neighbor_distances(structures, rc), rc)
-    everything = DescriptorSet(elements, {e: tuple(pool) for e in elements})
+    distances = pair_distances(structures, elements, rc)
+    pools = {c: candidate_pool(elements, _of_centre(distances, c), rc) for c in elements}
+    everything = DescriptorSet(elements, {e: tuple(pools[e]) for e in elements})
     rows: dict[str, list[np.ndarray]] = {e: [] for e in elements}
     for atoms in structures:
         feats = everything.featurize(atoms, derivatives=False)
@@ -174,6 +219,7 @@ def selected(count: int, elements: Iterable[str], structures, rc: float = STUDY_
             rows[e].append(feats[e].G)
     functions = {}
     for e in elements:
+        pool = pools[e]
         matrix = np.concatenate(rows[e]) if rows[e] else np.zeros((0, len(pool)))
         if len(matrix) < 2:
             raise ValueError(f"descriptor selection needs atoms of element {e} in the training structures")
