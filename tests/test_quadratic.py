@@ -12,11 +12,14 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from nnp import _core
 from nnp.io import potential_file
 from nnp.model import quadratic
-from nnp.data import FeaturizedDataset
+from nnp.data import FeaturizedDataset, read_structures
+from nnp.descriptors import G2, DescriptorSet
 from nnp.model.network import NNPModel
 from nnp.io.potential_file import QuadraticTerm, Repulsion
-from nnp.train import TrainConfig
+from nnp.train import TrainConfig, build_model, evaluate, featurize as featurize_training_set
 from nnp.train.loss import Objective
+from nnp.train.training_set import split_structures
+from conftest import shared_data
 from test_model import ds, featurize, make_model, si_c_cluster, si_triclinic, sic  # noqa: F401 (fixtures)
 
 torch.set_num_threads(1)
@@ -272,3 +275,122 @@ def test_malformed_quadratic_sections_name_file_and_line(tmp_path, quadratic_tex
         msg = str(err.value)
         assert msg.startswith(f"{path}:{line}:"), msg
         assert words.lower() in msg.lower(), msg
+
+
+# ------------------------------------------------ singular normal equations
+
+
+def _solve_paths(monkeypatch) -> list[bool]:
+    """Records, per fit, whether the normal equations were solved as they
+    are (True) or found numerically singular (False)."""
+    seen: list[bool] = []
+    as_they_are = quadratic._solved_as_they_are
+
+    def spy(system, rhs):
+        theta = as_they_are(system, rhs)
+        seen.append(theta is not None)
+        return theta
+
+    monkeypatch.setattr(quadratic, "_solved_as_they_are", spy)
+    return seen
+
+
+def _quadratic_alone(fit: quadratic.QuadraticFit, like: NNPModel) -> NNPModel:
+    """e0 + Q of `fit` as a model (a network that gives 0), in `like`'s scaling."""
+    zero = NNPModel(like.descriptors, [2], "linear")
+    with torch.no_grad():
+        for p in zero.parameters():
+            p.zero_()
+        for e in like.elements:
+            for dst, src in zip(zero.scaling(e), like.scaling(e)):
+                dst.copy_(src)
+    return quadratic.blend(zero, fit, 1.0)
+
+
+def _assert_reproduces_labels(model: NNPModel, data: FeaturizedDataset, tol: float = 1e-6) -> None:
+    """Energies within `tol` eV, forces within `tol` × the largest force."""
+    pred = model(data.collate(range(len(data))), forces=True)
+    scale = float(data.forces.abs().max())
+    np.testing.assert_allclose(pred["energy"].detach().numpy(), data.energy.numpy(), rtol=0, atol=tol)
+    np.testing.assert_allclose(pred["forces"].detach().numpy(), data.forces.numpy(), rtol=0, atol=tol * scale)
+
+
+@pytest.mark.parametrize("ridge", [1e-8, 0.0])
+def test_one_composition_makes_the_constants_singular_and_the_fit_copes(ds, featurize, monkeypatch, ridge):
+    """Every structure 4 Si + 4 C: the energies fix only c_Si + c_C, forces
+    never see the constants, so the unpenalised constants make the normal
+    equations exactly singular (the water set's case). The fit takes the
+    minimum-norm split and still reproduces every label."""
+    same = [sic(k) for k in range(6)]
+    truth = with_quadratic(make_model(ds, same, featurize, seed=1), seed=2, zero_network=True)
+    data = FeaturizedDataset.from_structures(labelled(same, truth, featurize), ds, featurize)
+    paths = _solve_paths(monkeypatch)
+    centers, widths = scalings(truth)
+    fit = quadratic.fit(data, range(len(data)), centers, widths, 1.0, 0.06, 0.01, ridge=ridge)
+    assert paths == [False]
+    _assert_reproduces_labels(_quadratic_alone(fit, truth), data, 1e-6 if ridge == 0 else 1e-4)  # the ridge's bias
+    if ridge > 0:  # penalised alike, the two constants share the energy equally
+        assert fit.constants["Si"] == pytest.approx(fit.constants["C"], rel=1e-6)
+
+
+def test_a_descriptor_function_zero_on_every_atom_is_no_failure(ds, featurize, monkeypatch):
+    """A function that is 0 for every atom (as an H–H–H angular function with
+    no such triplets in range would be) makes its columns constant or
+    collinear with others: singular without a ridge. The fit drops what the
+    data do not determine and reproduces labels made without that function."""
+    rng = np.random.default_rng(7)
+    base = make_model(ds, STRUCTURES, featurize, seed=1)
+    pot = base.to_potential_data()
+    dead = 1  # the second function of Si
+    for e, m in pot.models.items():
+        m.quadratic = random_quadratic(pot.descriptors.size(e), rng)
+        m.layers[-1].weights = np.zeros_like(m.layers[-1].weights)
+        m.layers[-1].biases = np.zeros_like(m.layers[-1].biases)
+    q = pot.models["Si"].quadratic
+    q.linear[dead] = 0.0
+    q.matrix[dead, :] = q.matrix[:, dead] = 0.0
+    truth = NNPModel.from_potential_data(pot)
+    data = FeaturizedDataset.from_structures(labelled(STRUCTURES, truth, featurize), ds, featurize)
+    block = data.blocks["Si"]
+    block.G[:, dead] = 0.0
+    block.dG_dr[:, dead, :] = 0.0
+    paths = _solve_paths(monkeypatch)
+    centers, widths = scalings(truth)
+    fit = quadratic.fit(data, range(len(data)), centers, widths, 1.0, 0.06, 0.01, ridge=0.0)
+    assert paths == [False]
+    _assert_reproduces_labels(_quadratic_alone(fit, truth), data)
+
+
+def test_a_regular_fit_is_solved_as_it_always_was(ds, featurize, monkeypatch):
+    """Mixed compositions and a ridge: today's solve, untouched (the Si
+    default's file stays the same number for number)."""
+    truth = with_quadratic(make_model(ds, STRUCTURES, featurize, seed=1), seed=2, zero_network=True)
+    data = FeaturizedDataset.from_structures(labelled(STRUCTURES, truth, featurize), ds, featurize)
+    paths = _solve_paths(monkeypatch)
+    quadratic.fit(data, range(len(data)), *scalings(truth), 1.0, 0.06, 0.01, ridge=1e-8)
+    assert paths == [True]
+
+
+def test_the_water_holdout_split_fits(monkeypatch):
+    """The holdout split of the water set (the default split seed and
+    validation fraction): 128 H and 64 O in every frame, so the H and O
+    constants are singular, and the H-centred H–O radial functions summed
+    over H equal the O-centred O–H ones summed over O (collinear columns).
+    A few radial functions per element keep it cheap; the default
+    descriptor's fit failed on the same constants."""
+    structures = read_structures(shared_data("water-deepmd/train.xyz"))
+    radial = lambda *neighbours: tuple(G2(n, eta, 0.0, 4.0) for n in neighbours for eta in (0.5, 2.0))  # noqa: E731
+    ds = DescriptorSet(("H", "O"), {"H": radial("H", "O"), "O": radial("H", "O")})
+    config = TrainConfig()
+    data = featurize_training_set(structures, ds, config)
+    fit_idx, train_idx, val_idx = split_structures(data, config)
+    assert len(val_idx) == 32 and len(train_idx) == 288
+    model = build_model(data, ds, config, fit_idx)
+    paths = _solve_paths(monkeypatch)
+    for ridge in (config.quadratic_ridge, 0.0):
+        fit = quadratic.fit(data, train_idx, *scalings(model), config.energy_weight, config.force_weight,
+                            config.stress_weight, ridge, baseline=quadratic.core_baseline(model))
+        assert all(np.isfinite(fit.constants[e]) and np.isfinite(fit.terms[e].matrix).all() for e in "HO")
+        errors = evaluate(_quadratic_alone(fit, model), data, val_idx, config)
+        assert errors.energy_rmse < 0.05 and errors.force_rmse < 2.0  # eV/atom, eV/Å: a fit, not noise
+    assert paths == [False, False]

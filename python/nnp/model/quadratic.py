@@ -24,6 +24,25 @@ as nnp.model.network (the torch model). The normal equations are accumulated ove
 thousand rows, so memory does not grow with the data set (D² for D
 parameters: 37 MB for 64 functions and one element). On the Si data (193
 structures, 64 functions) a fit takes about 15 s on one core.
+
+The ridge penalises every coefficient but the constants e0 (they carry the
+energy scale), so the normal equations can be singular in the constants:
+when every structure has the same composition, as in liquid-water frames
+(128 H and 64 O each), the energy rows fix only Σ_e (n_e/N) e0_e and forces
+and virials do not see e0 at all. The water set's holdout split made the
+solve fail on exactly that (its 2 × 2 block of H and O counts,
+Σw² [[4/9, 2/9], [2/9, 1/9]], has determinant 0); where rounding leaves a
+tiny pivot instead (the all-frame fit of the same data did not fail), the
+split of the energy between elements is arbitrary. Columns that are constant or collinear over the training
+atoms (a function zero on every atom, or one equal to another) would do the
+same without the ridge (quadratic_ridge 0). So the system is solved as it is
+(torch.linalg.solve, today's arithmetic) only when a Cholesky factorisation
+and LAPACK's condition estimate say it is numerically regular (RCOND);
+otherwise the constants are penalised too (relative to their mean
+diagonal: an undetermined split of the energy between elements then follows
+the composition, as NNPModel.fit_reference_energies' lstsq does) and a
+pseudo-inverse (eigen-decomposition, relative cutoff RCOND) solves what is
+left, so the fit cannot fail on any data.
 """
 
 from __future__ import annotations
@@ -34,6 +53,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from scipy.linalg import lapack
 
 from nnp.constants import VOIGT_I, VOIGT_J
 from nnp.data import FeaturizedDataset
@@ -42,6 +62,12 @@ from nnp.model.network import NNPModel
 
 DTYPE = torch.float64
 ROW_BLOCK = 4096  # design-matrix rows per product X^T X
+# The normal equations are solved as they are down to a reciprocal condition
+# number (equilibrated) of RCOND, below which float64 (ε = 2.2e-16) leaves
+# some direction undetermined; the pseudo-inverse drops the eigen-directions
+# below RCOND × the largest (numpy.linalg.pinv's default cutoff). The Si
+# default's is about 2e-13, set by its ridge.
+RCOND = 1e-15
 
 
 @dataclass
@@ -276,13 +302,71 @@ def _solve(equations: _NormalEquations, design: _Design, ridge: float) -> Quadra
     untouched = diag == 0
     reg = torch.where(penalised, torch.full((D,), ridge * scale, dtype=DTYPE), torch.zeros(D, dtype=DTYPE))
     reg = reg + untouched.to(DTYPE)
-    theta = torch.linalg.solve(normal + torch.diag(reg), rhs).numpy()
+    theta = _solved_as_they_are(normal + torch.diag(reg), rhs)
+    if theta is None:
+        # Numerically singular (module docstring): the constants are penalised
+        # too, relative to their own mean diagonal (one value for all, so that
+        # an undetermined split follows the composition, as lstsq's does), and
+        # what the data still leave undetermined solves to 0.
+        touched = ~penalised & ~untouched
+        constant_scale = float(diag[touched].mean()) if bool(touched.any()) else 0.0
+        reg = torch.where(penalised, torch.full((D,), ridge * scale, dtype=DTYPE),
+                          torch.full((D,), ridge * constant_scale, dtype=DTYPE)) + untouched.to(DTYPE)
+        theta = pseudo_inverse_solve((normal + torch.diag(reg)).numpy(), equations.rhs)
     constants, terms = {}, {}
     for e in design.elements:
         off, M = design.offsets[e], design.sizes[e]
         constants[e] = float(theta[off])
         terms[e] = terms_from_coefficients(theta[off + 1 : off + 1 + M + M * (M + 1) // 2], M)
     return QuadraticFit(constants, terms)
+
+
+def _solved_as_they_are(system: torch.Tensor, rhs: torch.Tensor) -> np.ndarray | None:
+    """torch.linalg.solve's θ when `system` is numerically regular, else None."""
+    if not well_conditioned(system.numpy()):
+        return None
+    try:
+        theta = torch.linalg.solve(system, rhs).numpy()
+    except RuntimeError:  # torch.linalg.LinAlgError: an exactly zero pivot
+        return None
+    return theta if np.isfinite(theta).all() else None
+
+
+def _equilibrated(system: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(D^-1/2 S D^-1/2, D^-1/2) with D = diag(S): unit diagonal, so that the
+    condition number does not depend on the units of the columns."""
+    d = np.diagonal(system)
+    inv_sqrt = 1.0 / np.sqrt(np.where(d > 0, d, 1.0))
+    return system * inv_sqrt[:, None] * inv_sqrt[None, :], inv_sqrt
+
+
+def well_conditioned(system: np.ndarray) -> bool:
+    """Whether the symmetric `system` is positive definite with a reciprocal
+    condition number of at least RCOND (LAPACK's estimate, dpocon, after
+    equilibration): a Cholesky factorisation, far cheaper than the solve."""
+    if not np.isfinite(system).all() or (np.diagonal(system) <= 0).any():
+        return False
+    scaled, _ = _equilibrated(system)
+    factor, info = lapack.dpotrf(scaled, lower=False, clean=False, overwrite_a=False)
+    if info != 0:
+        return False
+    rcond, info = lapack.dpocon(factor, np.abs(scaled).sum(0).max())  # upper factor, as dpotrf gave
+    return info == 0 and rcond >= RCOND
+
+
+def pseudo_inverse_solve(system: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """The minimum-norm least-squares θ of system · θ = rhs (in equilibrated
+    columns): eigen-directions below RCOND × the largest eigenvalue (what
+    the data and the ridge leave undetermined) solve to 0."""
+    if not (np.isfinite(system).all() and np.isfinite(rhs).all()):
+        raise ValueError("the quadratic fit's normal equations are not finite (a non-finite force or descriptor "
+                         "value in the training data?)")
+    scaled, inv_sqrt = _equilibrated(system)
+    values, vectors = np.linalg.eigh(scaled)
+    keep = values > RCOND * max(float(values[-1]), 0.0)
+    b = rhs * inv_sqrt
+    theta = vectors[:, keep] @ ((vectors[:, keep].T @ b) / values[keep])
+    return theta * inv_sqrt
 
 
 def core_baseline(model: NNPModel):
