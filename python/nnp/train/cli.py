@@ -24,7 +24,7 @@ from nnp.train.memory import plan as plan_memory
 from nnp.train.outputs import (mean_output, member_outputs, print_summary, provenance, write_committee,
                                write_report)
 from nnp.train.phases import phase_lengths
-from nnp.train.refit import Member, checkpoint_paths, train_member
+from nnp.train.refit import HoldoutTwinFailed, Member, checkpoint_paths, train_member
 from nnp.train.training_set import featurize
 
 
@@ -200,11 +200,19 @@ def _train_and_write(data: FeaturizedDataset, descriptors, config: TrainConfig, 
     if resume and out.exists() and not any(p.exists() for p in checkpoint_paths(out)):
         print_line(f"{out} is finished; skipping it")
         return Member(out, config, None, None)
-    final, holdout = train_member(data, descriptors, config, out, resume, digest)
+    twin_error = ""
+    try:
+        final, holdout = train_member(data, descriptors, config, out, resume, digest)
+    except HoldoutTwinFailed as err:
+        if err.final is None:
+            raise  # training stopped: the error says how to resume
+        final, holdout, twin_error = err.final, None, str(err)  # the finished model is written all the same
     pot = final.model.to_potential_data(provenance(data_path, digest, config, final, holdout, data))
     potential_file.write(pot, out, overwrite=True)  # refused above unless --force or resuming
     for path in checkpoint_paths(out):
         path.unlink(missing_ok=True)
     print_summary(final, holdout, data, config)
     print_line(f"wrote {out}")
-    return Member(out, config, final, holdout)
+    if twin_error:
+        print(f"warning: {twin_error}; {out} is written, its validation errors are not measured", file=sys.stderr)
+    return Member(out, config, final, holdout, twin_error)

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -75,13 +75,17 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     data_digest: str = "",
+    between_epochs: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train on `data` as `config` says; returns the best model (lowest
     validation loss; training loss when nothing is held out).
 
     With `checkpoint`, the whole training state is saved there (atomically)
     after every epoch; with `resume` training continues from it and ends with
-    the same model as an uninterrupted run.
+    the same model as an uninterrupted run. `between_epochs()` is called
+    after every epoch: an exception it raises stops training, after a
+    checkpoint of that epoch (how the holdout twin's failure stops the run
+    beside it).
     """
     config.check()
     device = torch.device(config.device)
@@ -111,6 +115,7 @@ def train(
     if fitted is not None and len(val_idx):
         mix = _validation_mix(model, fitted, validation, config.quadratic_weight, device)
     run = _Run(model, data, config, objective, validation, mix, progress, generator, log, checkpoint, data_digest)
+    run.between_epochs = between_epochs
     run.all_phases(saved)
     return _result(model, fitted, progress.best_state, progress.best_epoch, data, config, train_idx, val_idx,
                    progress.history)
@@ -160,6 +165,7 @@ class _Run:
         self.live = log is print_line and sys.stdout.isatty()  # redraw one line between log lines
         self.t0 = self.last_checkpoint = time.perf_counter()
         self.first_epoch = progress.epoch + 1
+        self.between_epochs: Callable[[], None] | None = None
 
     def all_phases(self, saved: dict[str, Any] | None) -> None:
         """Adam, then L-BFGS, each until its last epoch or until `patience`
@@ -207,6 +213,12 @@ class _Run:
             p.stopped.append(phase.kind.value)
         self._save(phase, stop or p.epoch == config.epochs)
         self._log_epoch(phase.kind, loss, val, lr, improved, stop)
+        if self.between_epochs is not None:
+            try:
+                self.between_epochs()
+            except Exception:
+                self._save(phase, True)  # this epoch is kept: --resume continues after it
+                raise
         if stop:
             kind = phase.kind.value
             self.log(f"{kind}: no better validation loss in {config.patience} epochs; {kind} stops here")

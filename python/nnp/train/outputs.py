@@ -49,12 +49,15 @@ def _version() -> str:
         return str(getattr(nnp, "__version__", "unknown"))
 
 
-def provenance(data_path: Path, digest: str, config: TrainConfig, final: TrainResult, holdout: TrainResult,
+def provenance(data_path: Path, digest: str, config: TrainConfig, final: TrainResult, holdout: TrainResult | None,
                data: FeaturizedDataset) -> list[str]:
     """Comment lines for the potential file (no wall time: same seed, same file
-    apart from the date line)."""
+    apart from the date line). `holdout` None: the holdout twin failed."""
     split_line = f"{len(final.train_indices)} train, {len(final.validation_indices)} validation"
-    if holdout is not final:
+    if holdout is None:
+        split_line = (f"all {len(final.train_indices)} train (refit); the holdout twin failed: "
+                      "validation errors not measured")
+    elif holdout is not final:
         split_line = (f"all {len(final.train_indices)} train (refit); the holdout twin: "
                       f"{len(holdout.train_indices)} train, {len(holdout.validation_indices)} validation")
     lines = [
@@ -66,13 +69,21 @@ def provenance(data_path: Path, digest: str, config: TrainConfig, final: TrainRe
         "config: " + json.dumps(config.as_dict(), sort_keys=True),
         f"train RMSE: {final.train}",
     ]
-    if holdout.validation is not None:
+    if holdout is not None and holdout.validation is not None:
         lines.append(f"validation RMSE: {holdout.validation}  (best epoch {holdout.best_epoch}"
                      + (" of the holdout twin)" if holdout is not final else ")"))
     return lines
 
 
-def print_summary(final: TrainResult, holdout: TrainResult, data: FeaturizedDataset, config: TrainConfig) -> None:
+def print_summary(final: TrainResult, holdout: TrainResult | None, data: FeaturizedDataset,
+                  config: TrainConfig) -> None:
+    """The errors of the written model and its holdout twin (None: the twin failed)."""
+    if holdout is None:
+        print_line(f"train      RMSE: {final.train}  MAE: {final.train.mae_str()}  (the written model, all "
+                   f"{len(final.train_indices)} structures)")
+        print_line("validation: not measured (the holdout twin failed)")
+        print_isolated_atoms(final.model, data)
+        return
     groups = metrics_by_config_type(holdout.model, data, holdout.validation_indices, config)
     twin = " of the holdout model" if holdout is not final else ""
     if len(groups) > 1:
@@ -114,6 +125,12 @@ def write_report(directory: Path, member: Member, data: FeaturizedDataset, overw
         return
     final, holdout = member.final, member.holdout
     sets = {"train": report.predict_model(final.model, data, final.train_indices)}
+    if holdout is None:
+        notes = [f"train: the written model, trained on all {len(final.train_indices)} structures (refit).",
+                 f"validation: not measured; the holdout twin failed ({member.twin_error})."]
+        report.write_report(directory, sets, final.history, overwrite=overwrite, notes=notes)
+        print_line(f"wrote the report to {directory} (without validation errors)")
+        return
     if len(holdout.validation_indices):
         sets["validation"] = report.predict_model(holdout.model, data, holdout.validation_indices)
     notes = []
@@ -133,6 +150,8 @@ def _mean_validation(results: list[Member], data: FeaturizedDataset) -> tuple[Me
     """Validation errors of the members' mean when they share one split:
     the mean of the models that did not see it (the holdout twins with
     refit, else the members themselves); else None and the reason."""
+    if any(m.twin_error for m in results):
+        return None, "the holdout twin of a member failed"
     if any(m.holdout is None for m in results):
         return None, "a member was finished by an earlier run, whose holdout model is gone"
     val = results[0].holdout.validation_indices

@@ -4,8 +4,15 @@ validation errors.
 
 On a CPU with two or more cores the twin trains alongside, in a forked child
 process, which sends back one message: `HoldoutDone` (its result, and its
-model as potential-file text) or `HoldoutFailed` (the exception to raise in
-the parent).
+model as potential-file text) or `HoldoutFailed` (what went wrong, as text:
+an exception object need not survive pickling). The parent looks at the
+child after every epoch of its own: when the twin failed or its process
+died (killed, out of memory), training stops there, checkpointed, with
+`HoldoutTwinFailed`, a one-line error that says how to resume. Stopping, not
+training on without the twin, because what kills the twin (divergence,
+memory) usually concerns the run beside it too, and the checkpoints keep
+the work; a written model that finished before the twin failed is still
+written, without validation errors (the `final` of the error).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import multiprocessing
 import os
 import signal
 from dataclasses import dataclass
+from typing import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -35,12 +43,15 @@ class Member:
     """One model of a `python -m nnp.train` run: what was written to `output`
     (`final`) and the model whose validation errors are reported (`holdout`:
     its twin trained without the validation structures when refitting, else
-    `final` itself). Both None: finished by an earlier run."""
+    `final` itself). Both None: finished by an earlier run. `holdout` None
+    beside a `final`: the holdout twin failed after the written model had
+    finished (`twin_error` says how), so validation errors are not measured."""
 
     output: Path
     config: TrainConfig
     final: TrainResult | None
     holdout: TrainResult | None
+    twin_error: str = ""
 
 
 @dataclass
@@ -70,9 +81,25 @@ class HoldoutDone:
 
 @dataclass
 class HoldoutFailed:
-    """The exception that ended the child's training, raised again in the parent."""
+    """The exception that ended the child's training, as text: its type's
+    name and its message."""
 
-    error: Exception
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        first = self.message.strip().splitlines()[0] if self.message.strip() else ""
+        return f"{self.kind}: {first}" if first else self.kind
+
+
+class HoldoutTwinFailed(ChildProcessError):
+    """The holdout twin failed or its process died. `final`: the written
+    model's result when it had finished by then (it is written, without
+    validation errors), else None (training stopped, checkpointed)."""
+
+    def __init__(self, what: str, final: TrainResult | None = None):
+        super().__init__(what)
+        self.final = final
 
 
 def checkpoint_paths(output: Path) -> list[Path]:
@@ -95,7 +122,8 @@ def train_member(data: FeaturizedDataset, descriptors, config: TrainConfig, outp
     errors are reported. With refit, the final model trains on every
     structure (config with validation_fraction 0) and the holdout model is
     `train(config)`, each bit for bit what a run of its own gives; on a CPU
-    with two or more cores the holdout trains in a forked process alongside."""
+    with two or more cores the holdout trains in a forked process alongside
+    (its failure raises HoldoutTwinFailed)."""
     final_ckpt, holdout_ckpt = checkpoint_paths(output)
     if not config.refits:
         result = train(data, descriptors, config, checkpoint=final_ckpt, resume=resume and final_ckpt.exists(),
@@ -104,14 +132,14 @@ def train_member(data: FeaturizedDataset, descriptors, config: TrainConfig, outp
     final_config = config.updated({"validation_fraction": 0.0})
     holdout = HoldoutRun(data, descriptors, config, holdout_ckpt, resume and holdout_ckpt.exists(), data_digest)
 
-    def train_final() -> TrainResult:
+    def train_final(between_epochs: Callable[[], None] | None = None) -> TrainResult:
         return train(data, descriptors, final_config, log=labelled("all data"), checkpoint=final_ckpt,
-                     resume=resume and final_ckpt.exists(), data_digest=data_digest)
+                     resume=resume and final_ckpt.exists(), data_digest=data_digest, between_epochs=between_epochs)
 
     if not twin_in_parallel(config):
         twin = train_holdout(holdout)
         return train_final(), twin
-    return _alongside(train_final, holdout)
+    return _alongside(train_final, holdout, final_ckpt)
 
 
 def train_holdout(run: HoldoutRun) -> TrainResult:
@@ -119,27 +147,74 @@ def train_holdout(run: HoldoutRun) -> TrainResult:
                  resume=run.resume, data_digest=run.data_digest)
 
 
-def _alongside(train_final, holdout: HoldoutRun) -> tuple[TrainResult, TrainResult]:
-    """train_final() here while the holdout twin trains in a forked child."""
-    ctx = multiprocessing.get_context("fork")
-    receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_holdout_process, args=(sender, holdout), daemon=True)
-    child.start()
-    sender.close()
+def _alongside(train_final, holdout: HoldoutRun, final_ckpt: Path) -> tuple[TrainResult, TrainResult]:
+    """train_final() here while the holdout twin trains in a forked child,
+    which is looked at after every epoch here."""
+    twin = _Twin(holdout)
     try:
-        final = train_final()
         try:
-            message = receiver.recv()
-        except EOFError:
-            child.join()
-            raise ChildProcessError(f"the holdout run ended without a result (exit code {child.exitcode})") from None
+            final = train_final(twin.check)
+        except HoldoutTwinFailed as err:
+            raise HoldoutTwinFailed(f"{err}; the model on all data stopped after its last epoch, checkpointed in "
+                                    f"{final_ckpt}: rerun the same command with --resume to continue, or set "
+                                    "refit: false (and --force) to train without the twin") from None
+        try:
+            return final, twin.result()
+        except HoldoutTwinFailed as err:
+            raise HoldoutTwinFailed(str(err), final) from None
     finally:
-        if child.is_alive():
-            child.terminate()  # an interrupt: its checkpoint is at most checkpoint_every old
-        child.join()
-    if isinstance(message, HoldoutFailed):
-        raise message.error
-    return final, message.unpacked()
+        twin.close()
+
+
+class _Twin:
+    """The forked process of the holdout twin, and its one message."""
+
+    def __init__(self, holdout: HoldoutRun):
+        ctx = multiprocessing.get_context("fork")
+        self.receiver, sender = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_holdout_process, args=(sender, holdout), daemon=True)
+        self.process.start()
+        sender.close()
+        self.message: HoldoutDone | HoldoutFailed | None = None
+
+    def check(self) -> None:
+        """Raise HoldoutTwinFailed if the twin failed or its process ended
+        without a result; else return at once (it may still be training)."""
+        if self.message is None and (self.receiver.poll() or not self.process.is_alive()):
+            self._receive()  # a message, or the end of the pipe: the process is gone
+        if isinstance(self.message, HoldoutFailed):
+            raise HoldoutTwinFailed(f"the holdout run failed: {self.message}")
+
+    def result(self) -> TrainResult:
+        """The twin's result, waiting for it if need be."""
+        if self.message is None:
+            self._receive()
+        self.check()
+        assert isinstance(self.message, HoldoutDone)
+        return self.message.unpacked()
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()  # an interrupt: its checkpoint is at most checkpoint_every old
+        self.process.join()
+        self.receiver.close()
+
+    def _receive(self) -> None:
+        """Wait for the message; the pipe's end without one means the process died."""
+        try:
+            self.message = self.receiver.recv()
+        except EOFError:
+            self.process.join()
+            raise HoldoutTwinFailed(_ended(self.process.exitcode)) from None
+
+
+def _ended(exitcode: int | None) -> str:
+    """How the twin's process ended without a result, in words."""
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else f"signal {-exitcode}"
+        why = " (the system's out-of-memory killer sends it when memory runs out)" if -exitcode == signal.SIGKILL else ""
+        return f"the holdout run was killed by {name}{why}"
+    return f"the holdout run ended without a result (exit code {exitcode})"
 
 
 def _die_with_parent() -> None:
@@ -164,7 +239,7 @@ def _holdout_process(sender: Connection, run: HoldoutRun) -> None:
         sender.send(HoldoutDone(dataclasses.replace(result, model=None), text))
     except KeyboardInterrupt:
         pass  # the parent reports the interrupt
-    except Exception as err:  # noqa: BLE001 - handed to the parent, which raises it
-        sender.send(HoldoutFailed(err))
+    except Exception as err:  # noqa: BLE001 - handed to the parent, which reports it
+        sender.send(HoldoutFailed(type(err).__name__, str(err)))
     finally:
         sender.close()
