@@ -43,13 +43,14 @@ from nnp.train.loss import FULL_BATCH_CACHE_BYTES
 GIB = 2**30
 DEFAULT_BUDGET_FRACTION = 0.8  # of MemAvailable, when memory_budget is 0
 NEIGHBOUR_SAMPLE = 16  # structures whose neighbour lists give the mean neighbour counts
-BASE_BYTES = 400 * 2**20  # the interpreter with torch, numpy, ASE and nnp loaded
-CHILD_BYTES = 100 * 2**20  # what a forked child adds before it allocates anything
+BASE_BYTES = 500 * 2**20  # the interpreter with torch, numpy, ASE and nnp loaded
+CHILD_BYTES = 300 * 2**20  # what a forked child adds besides its own arrays (pages it touches)
 ATOMS_BYTES_PER_ATOM = 120  # the structures as read (ASE: positions, numbers, forces, ...)
 ATOMS_BYTES_PER_STRUCTURE = 12_000
 GRAPH_FACTOR = 0.3  # autograd graph of a chunk, relative to its collated entries
 STREAMED_ASSEMBLY_FACTOR = 1.0  # a streamed chunk's entries exist twice while they are assembled
 QUADRATIC_COPIES = 3  # normal equations, the system solved and its factorisation
+CACHE_MARGIN = 1.1
 
 
 class Derivatives(str, enum.Enum):
@@ -160,7 +161,8 @@ def estimate(shape: DataShape, config: TrainConfig, streamed: bool, twin: bool) 
         featurising = data + float(largest[0]) * 2
     else:
         data = stored_data
-        cache = data if data <= FULL_BATCH_CACHE_BYTES else 0.0
+        # The estimate is within ~10 %: near the threshold, count the cache.
+        cache = data if data <= CACHE_MARGIN * FULL_BATCH_CACHE_BYTES else 0.0
         working = GRAPH_FACTOR * max(chunk, batch) + (batch if cache else chunk)
         featurising = data + float(max((entries[:, k].sum() * per_entry[k] + rows[:, k].sum() * per_row[k])
                                        for k in range(len(shape.sizes))))
