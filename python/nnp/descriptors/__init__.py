@@ -20,6 +20,7 @@ from nnp.descriptors.presets import (
     build,
     preset,
     preset_names,
+    canonical_preset,
     weighted_preset_names,
 )
 from nnp.descriptors.selection import (
@@ -38,7 +39,7 @@ from nnp.descriptors.selection import (
 __all__ = [
     "G2", "G4", "G5", "W2", "W4", "W5", "DescriptorSet", "SymmetryFunction", "from_core",
     "ANGULAR_ETAS", "DATA_SERIES", "LENGTHS", "RADIAL_ETAS", "SELECTED_SERIES", "SERIES", "STUDY_CUTOFF",
-    "WIDE_ZETA_SUBSETS", "WIDE_ZETAS", "ZETA_SUBSETS", "ZETAS", "build", "preset", "preset_names", "weighted_preset_names",
+    "WIDE_ZETA_SUBSETS", "WIDE_ZETAS", "ZETA_SUBSETS", "ZETAS", "build", "canonical_preset", "preset", "preset_names", "weighted_preset_names",
     "CUR_MAX_TAIL_RATIO", "DEFAULT_PRESET", "candidate_pool", "cur_select", "neighbor_distances", "pair_distances", "resolve",
     "selected", "shifted_radial", "tail_ratio",
 ]

@@ -19,7 +19,9 @@ import torch
 FORMAT = "nnp-checkpoint 1"
 # Settings that may change between the interrupted run and its resumption:
 # they do not change the numbers.
-MAY_DIFFER = ("threads", "log_every", "device", "checkpoint_every")
+# derivatives and memory_budget choose how the numbers are computed, not
+# which: both derivative modes give the same batches bit for bit.
+MAY_DIFFER = ("threads", "log_every", "device", "checkpoint_every", "derivatives", "memory_budget")
 # Settings added after checkpoints without them were written, with the value
 # that gives what the writing version did (others count as their default).
 ADDED_LATER = {"quadratic_weight": 0.0}

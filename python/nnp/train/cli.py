@@ -34,7 +34,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Train a Behler–Parrinello potential on energies, forces (and stress) and write a potential file.",
     )
     p.add_argument("--data", required=True, help="labelled structures (any format ASE reads with energy and forces)")
-    p.add_argument("--output", required=True, help="potential file to write (e.g. Si.nnp)")
+    p.add_argument("-o", "--output", required=True, help="potential file to write (e.g. Si.nnp)")
     p.add_argument("--config", help="YAML file of TrainConfig settings")
     p.add_argument("--descriptor", help=f"descriptor preset (default {descriptors_mod.DEFAULT_PRESET}): "
                    + ", ".join(descriptors_mod.preset_names()))
@@ -98,6 +98,7 @@ def _check_outputs(args: argparse.Namespace, outputs: list[Path]) -> None:
     for out in outputs:
         if out.is_dir():
             raise ValueError(f"{out} is a directory")
+        _make_parent(out)
         if out.exists() and not args.force:
             raise FileExistsError(f"{out} exists; refusing to overwrite it (use --force)")
         ckpts = checkpoint_paths(out)
@@ -111,6 +112,17 @@ def _check_outputs(args: argparse.Namespace, outputs: list[Path]) -> None:
         report_dir = Path(args.report)
         if report_dir.exists() and (not report_dir.is_dir() or any(report_dir.iterdir())) and not args.force:
             raise FileExistsError(f"report directory {report_dir} exists and is not empty (use --force)")
+
+
+def _make_parent(path: Path) -> None:
+    """Create the directory an output goes to now, so that a bad path fails
+    before featurising rather than at the first checkpoint."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create the directory of {path}: {err.strerror}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"cannot write to {path.parent}")
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:

@@ -122,10 +122,10 @@ class TrainConfig:
             if not cond:
                 raise ValueError(f"config: {msg}")
 
-        if self.descriptor not in descriptors_mod.preset_names():
-            raise ValueError(
-                f"config: unknown descriptor preset {self.descriptor!r}; choose from {descriptors_mod.preset_names()}"
-            )
+        try:
+            self.descriptor = descriptors_mod.canonical_preset(self.descriptor)
+        except ValueError as err:
+            raise ValueError(f"config: {err}") from None
         need(self.hidden_layers >= 0, "hidden_layers must be >= 0")
         need(self.hidden_nodes >= 1, "hidden_nodes must be >= 1")
         need(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}")

@@ -26,23 +26,9 @@ CORE_MARGIN = 0.025
 
 def shortest_pair_distances(data: FeaturizedDataset) -> dict[tuple[str, str], float]:
     """The shortest centre–neighbour distance (Å) of each element pair that
-    occurs within the cutoff, keyed (a, b) in the data's element order."""
-    order = {e: k for k, e in enumerate(data.elements)}
-    element_of = torch.full((data.n_total_atoms,), -1, dtype=torch.long)
-    for e, b in data.blocks.items():
-        element_of[b.atom] = order[e]
-    shortest: dict[tuple[str, str], float] = {}
-    for centre, b in data.blocks.items():
-        if not len(b.pair_vector):
-            continue
-        lengths = b.pair_vector.norm(dim=1)
-        neighbour = element_of[b.pair_neighbor]
-        for other in data.elements:
-            mine = lengths[neighbour == order[other]]
-            if len(mine):
-                key = (centre, other) if order[centre] <= order[other] else (other, centre)
-                shortest[key] = min(shortest.get(key, math.inf), float(mine.min()))
-    return shortest
+    occurs within the cutoff, keyed (a, b) in the data's element order
+    (the data set knows it in both derivative modes)."""
+    return data.shortest_pair_distances()
 
 
 def core_repulsion(data: FeaturizedDataset, descriptors, config: TrainConfig) -> list[Repulsion]:

@@ -91,9 +91,13 @@ def train(
     device = torch.device(config.device)
     fit_idx, train_idx, val_idx = split_structures(data, config)
     model = build_model(data, descriptors, config, fit_idx).to(device)
+    shortest = data.shortest_pair_distances()
     for core in model.repulsion:
+        pair = shortest.get((core.element_a, core.element_b), shortest.get((core.element_b, core.element_a)))
+        seen = f"this pair's shortest training distance {pair:.3f} Å" if pair is not None else \
+            f"the pair never meets in the data; shortest of any pair {shortest_distance(data):.3f} Å"
         log(f"repulsive core {core.element_a}-{core.element_b}: ZBL, switched off between {core.r_inner:g} "
-            f"and {core.r_outer:g} Å (shortest training distance {shortest_distance(data):.3f} Å)")
+            f"and {core.r_outer:g} Å ({seen})")
     generator = torch.Generator().manual_seed(config.seed)
     progress = Progress(copy.deepcopy(model.state_dict()))
     saved = None

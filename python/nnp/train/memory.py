@@ -126,7 +126,8 @@ def data_shape(structures, descriptors, config: TrainConfig, sample: int = NEIGH
     for s, atoms in enumerate(structures):
         np.add.at(counts[s], [index[x] for x in atoms.get_chemical_symbols()], 1)
     for k, element in enumerate(sorted(config.isolated_atom_energies)):
-        counts[len(structures) + k, index[element]] = 1
+        if element in index:  # an element not in the data is refused later, with its own message
+            counts[len(structures) + k, index[element]] = 1
     pairs, centres = np.zeros(len(elements)), np.zeros(len(elements))
     for s in np.unique(np.linspace(0, len(structures) - 1, min(sample, len(structures))).round().astype(int)):
         atoms = structures[s]
