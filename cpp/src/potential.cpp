@@ -87,20 +87,26 @@ bool scale_inputs(const Scaling& s, const std::vector<double>& G, std::vector<do
 
 }  // namespace
 
-double Potential::atom_energy(int element, const NeighborView& nb, double* dE_dr, AtomWorkspace& ws,
-                              bool* extrapolating) const {
+double Potential::model_energy(int element, AtomWorkspace& ws, bool* extrapolating) const {
   const ElementModel& m = elements_.at(element);
   const int M = m.descriptor.size();
-  ws.G.resize(M);
   ws.x.resize(M);
   ws.dE_dx.resize(M);
   ws.dE_dG.resize(M);
-  m.descriptor.compute(nb, ws.G.data(), ws.descriptor);
   const bool outside = scale_inputs(m.scaling, ws.G, ws.x);
   if (extrapolating) *extrapolating = outside;
   double e = m.network.forward_backward(ws.x.data(), ws.dE_dx.data(), ws.network);
   if (!m.quadratic.empty()) e += m.quadratic.value_and_gradient(ws.x.data(), ws.dE_dx.data(), ws.quadratic);
   for (int k = 0; k < M; ++k) ws.dE_dG[k] = ws.dE_dx[k] / m.scaling.width[k];
+  return e;
+}
+
+double Potential::atom_energy(int element, const NeighborView& nb, double* dE_dr, AtomWorkspace& ws,
+                              bool* extrapolating) const {
+  const ElementModel& m = elements_.at(element);
+  ws.G.resize(m.descriptor.size());
+  m.descriptor.compute(nb, ws.G.data(), ws.descriptor);
+  const double e = model_energy(element, ws, extrapolating);
   m.descriptor.accumulate_gradient(nb, ws.dE_dG.data(), dE_dr, ws.descriptor, /*prepared=*/true);
   const double rep = repulsion_.empty() ? 0.0 : repulsion_energy(element, nb, dE_dr);
   return m.reference_energy + e + rep;

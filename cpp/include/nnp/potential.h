@@ -56,6 +56,12 @@ class Potential {
   double atom_energy(int element, const NeighborView& nb, double* dE_dr, AtomWorkspace& ws,
                      bool* extrapolating = nullptr) const;
 
+  // The regressor's part of E_i (network + quadratic term, without reference
+  // energy and repulsion) from the descriptor values in ws.G, with ∂E/∂G in
+  // ws.dE_dG: the step between the descriptor pass and the gradient pass,
+  // public so that models sharing one descriptor (a committee) reuse ws.G.
+  double model_energy(int element, AtomWorkspace& ws, bool* extrapolating = nullptr) const;
+
   // Energy only (no gradient).
   double atom_energy(int element, const NeighborView& nb, AtomWorkspace& ws) const;
 
