@@ -3,8 +3,11 @@
 Pure torch, float64, written for clarity rather than speed: the neighbour list
 comes from ASE (``neighbor_list('ijD')``), every function type is one small
 function below with its formula next to it, and ∂G/∂r_ij comes from autograd.
-Weighted functions (W2, W4, W5) are summed over neighbours with their
-weights directly, not as combinations of element-resolved functions.
+Weighted functions (W2, W4, W5, CW2, CW4, CW5) are summed over neighbours
+with their weights directly, not as combinations of element-resolved
+functions. The cutoffs are n2p2's (hard, cos, tanh3 = tanhu,
+tanh3_normalised, exp, poly1-4, with the inner radius α r_c), the compact
+functions (C2, C4, C5) follow Bircher et al. 2021 as n2p2 implements them.
 It shares no code with the C++ core, so agreement between the two is evidence
 that both follow docs/potential-format.md.
 
@@ -26,7 +29,7 @@ import numpy as np
 import torch
 from ase.neighborlist import neighbor_list
 
-from nnp.descriptors import G2, G4, G5, W2, W4, W5, DescriptorSet
+from nnp.descriptors import C2, C4, C5, CW2, CW4, CW5, G2, G4, G5, W2, W4, W5, DescriptorSet
 
 DTYPE = torch.float64
 
@@ -34,17 +37,50 @@ DTYPE = torch.float64
 # ----------------------------------------------------------------- cutoffs
 
 
-def cutoff_cos(r: torch.Tensor, rc: float) -> torch.Tensor:
-    """f_c(R) = ½[cos(πR/R_c) + 1] for R < R_c, else 0."""
-    return torch.where(r < rc, 0.5 * (torch.cos(math.pi * r / rc) + 1.0), torch.zeros_like(r))
+def cutoff_cos(r: torch.Tensor, rc: float, alpha: float = 0.0) -> torch.Tensor:
+    """f_c(R) = ½[cos(πx) + 1], x = (R − αR_c)/(R_c − αR_c), 1 below αR_c, 0 beyond R_c."""
+    return _inner(r, rc, alpha, lambda x: 0.5 * (torch.cos(math.pi * x) + 1.0))
 
 
-def cutoff_tanh3(r: torch.Tensor, rc: float) -> torch.Tensor:
+def cutoff_tanh3(r: torch.Tensor, rc: float, alpha: float = 0.0) -> torch.Tensor:
     """f_c(R) = tanh³(1 − R/R_c) for R < R_c, else 0."""
     return torch.where(r < rc, torch.tanh(1.0 - r / rc) ** 3, torch.zeros_like(r))
 
 
-CUTOFFS = {"cos": cutoff_cos, "tanh3": cutoff_tanh3}
+def _inner(r: torch.Tensor, rc: float, alpha: float, f) -> torch.Tensor:
+    """1 below the inner radius αR_c, f(x) with x = (R − αR_c)/(R_c − αR_c) up to R_c, 0 beyond."""
+    rci = alpha * rc
+    x = torch.where((r >= rci) & (r < rc), (r - rci) / (rc - rci), torch.zeros_like(r))
+    return torch.where(r < rci, torch.ones_like(r), torch.where(r < rc, f(x), torch.zeros_like(r)))
+
+
+# n2p2's core functions p(x) on [0, 1): p(0) = 1, p(1) = 0.
+CORES = {
+    "p1": lambda x: (2 * x - 3) * x**2 + 1,
+    "p2": lambda x: ((15 - 6 * x) * x - 10) * x**3 + 1,
+    "p3": lambda x: (x * (x * (20 * x - 70) + 84) - 35) * x**4 + 1,
+    "p4": lambda x: (x * (x * ((315 - 70 * x) * x - 540) + 420) - 126) * x**5 + 1,
+    "e": lambda x: math.e * torch.exp(1.0 / (x**2 - 1.0)),
+}
+
+CUTOFFS = {
+    "cos": cutoff_cos,
+    "tanh3": cutoff_tanh3,
+    "hard": lambda r, rc, alpha=0.0: torch.where(r < rc, torch.ones_like(r), torch.zeros_like(r)),
+    "tanh3_normalised": lambda r, rc, alpha=0.0: cutoff_tanh3(r, rc) / math.tanh(1.0) ** 3,
+    "exp": lambda r, rc, alpha=0.0: _inner(r, rc, alpha, CORES["e"]),
+    **{f"poly{n}": (lambda r, rc, alpha=0.0, n=n: _inner(r, rc, alpha, CORES[f"p{n}"])) for n in range(1, 5)},
+}
+
+
+def compact_window(a: torch.Tensor, left: float, right: float, core: str) -> torch.Tensor:
+    """C(a) = p(|a − c|/h) for left < a < right (c the centre, h the half
+    width), else 0; core "pNa": p((2 − y) y) with y = |a − c|/h."""
+    inside = (a > left) & (a < right)
+    y = torch.where(inside, torch.abs(a - 0.5 * (left + right)) / (0.5 * (right - left)), torch.zeros_like(a))
+    if core.endswith("a"):
+        y = (2.0 - y) * y
+    return torch.where(inside, CORES[core.rstrip("a")](y), torch.zeros_like(a))
 
 
 # ------------------------------------------------------------- geometry
@@ -144,6 +180,37 @@ def w_angular(geo: Geometry, sf, weight: torch.Tensor, fc, angular_sum: str) -> 
     return total if angular_sum == "full" else 0.5 * total
 
 
+def compact_triplet_terms(geo: Geometry, sf) -> torch.Tensor:
+    """C_a(θ) C_r(R_ij) C_r(R_ik) (C_r(R_jk) for C4/CW4) of every ordered
+    triplet; 0 for collinear triplets (|cosθ| = 1), as n2p2 skips them."""
+    inside = (geo.cos > -1.0) & (geo.cos < 1.0)
+    theta = torch.acos(torch.where(inside, geo.cos, torch.zeros_like(geo.cos)))
+    ang = compact_window(theta, math.radians(sf.angle_left), math.radians(sf.angle_right), sf.core)
+    rad = compact_window(geo.R_ij, sf.rl, sf.rc, sf.core) * compact_window(geo.R_ik, sf.rl, sf.rc, sf.core)
+    if isinstance(sf, (C4, CW4)):
+        rad = rad * compact_window(geo.R_jk, sf.rl, sf.rc, sf.core)
+    return torch.where(inside, ang * rad, torch.zeros_like(rad))
+
+
+def compact(geo: Geometry, sf, index: dict[str, int], weight: torch.Tensor, angular_sum: str) -> torch.Tensor:
+    """C2/CW2: Σ_j [g(j)] C_r(R_ij); C4, C5, CW4, CW5: the ordered triplet sum
+    of the terms above (times g(j) g(k)), halved for the 'half' sum."""
+    if isinstance(sf, (C2, CW2)):
+        term = compact_window(geo.r, sf.rl, sf.rc, sf.core)
+        term = term * weight[geo.elem] if isinstance(sf, CW2) else torch.where(
+            geo.elem == index[sf.neighbor], term, torch.zeros_like(term))
+        return _per_centre(term, geo.center, geo.n_atoms)
+    term = compact_triplet_terms(geo, sf)
+    ej, ek = geo.elem[geo.j], geo.elem[geo.k]
+    if isinstance(sf, (CW4, CW5)):
+        term = term * weight[ej] * weight[ek]
+    else:
+        a, b = (index[e] for e in sf.neighbors)
+        term = torch.where(((ej == a) & (ek == b)) | ((ej == b) & (ek == a)), term, torch.zeros_like(term))
+    total = _per_centre(term, geo.t_center, geo.n_atoms)
+    return total if angular_sum == "full" else 0.5 * total
+
+
 def g4(geo: Geometry, sf: G4, pair, fc, angular_sum: str) -> torch.Tensor:
     """G4 (narrow): includes exp(−η(R_jk−R_s)²) f_c(R_jk)."""
     return _angular(geo, sf, pair, fc, angular_sum, narrow=True)
@@ -157,10 +224,16 @@ def g5(geo: Geometry, sf: G5, pair, fc, angular_sum: str) -> torch.Tensor:
 def evaluate_columns(ds: DescriptorSet, geo: Geometry, centre_element: str) -> list[torch.Tensor]:
     """G of every atom for the functions of `centre_element`: M columns of (n_atoms,)."""
     index = {e: n for n, e in enumerate(ds.elements)}
-    fc = CUTOFFS[ds.cutoff_function]
+    def fc(r, rc):
+        return CUTOFFS[ds.cutoff_function](r, rc, ds.cutoff_alpha)
+
     cols = []
     for sf in ds.functions[centre_element]:
-        if isinstance(sf, (W2, W4, W5)):
+        if isinstance(sf, (C2, C4, C5, CW2, CW4, CW5)):
+            table = dict(getattr(sf, "weights", ()))
+            weight = torch.tensor([table.get(e, 0.0) for e in ds.elements], dtype=DTYPE)
+            cols.append(compact(geo, sf, index, weight, ds.angular_sum))
+        elif isinstance(sf, (W2, W4, W5)):
             table = dict(sf.weights)
             weight = torch.tensor([table[e] for e in ds.elements], dtype=DTYPE)
             cols.append(w2(geo, sf, weight, fc) if isinstance(sf, W2) else w_angular(geo, sf, weight, fc,

@@ -439,12 +439,15 @@ def _add(*lines: str):
 
 
 REFUSALS = {
-    "cos_alpha": (_set("cutoff_type", "1 0.1"), ["input.nn:4", "alpha", "inner cutoff"]),
-    "poly_cutoff": (_set("cutoff_type", "6"), ["input.nn:4", "cutoff_type 6", "poly2"]),
+    # cutoff_type 0-8 and alpha convert since format version 5 (tests/test_n2p2_examples.py)
+    "cos_alpha": (_set("cutoff_type", "1 1.5"), ["input.nn:4", "alpha", "0 <= alpha < 1"]),
+    "unknown_cutoff": (_set("cutoff_type", "9"), ["input.nn:4", "cutoff_type 9"]),
     "relu": (_set("global_activation_short", "t r l"), ["input.nn:10", "activation 'r'", "relu"]),
     "gaussian": (_set("global_activation_short", "g t l"), ["input.nn:10", "activation 'g'"]),
     "weighted_sf": (_sf_line("symfunction_short Si 13 0.01 1 1 0 10.39 0"), ["input.nn:45", "type 13", "weighted"]),
-    "polynomial_sf": (_sf_line("symfunction_short Si 21 Si Si 0 5 0 180 10"), ["input.nn:45", "type 21", "polynomial"]),
+    "polynomial_sf": (_sf_line("symfunction_short Si 21 Si Si 0 5 0 180 10"), ["input.nn:45", "type 21", "polynomial",
+                                                                                  "subtype '10'"]),
+    "polynomial_weighted_angular": (_sf_line("symfunction_short Si 24 0 5 0 180 p2"), ["input.nn:45", "type 24"]),
     "lambda": (_sf_line("symfunction_short Si 3 Si Si 0.01 0.5 1.0 10.39"), ["input.nn:45", "lambda"]),
     "zeta": (_sf_line("symfunction_short Si 3 Si Si 0.01 1 0.5 10.39"), ["input.nn:45", "zeta"]),
     "unknown_element": (_sf_line("symfunction_short Si 3 Si Ge 0.01 1 1 10.39"), ["input.nn:45", "'Ge'"]),
@@ -525,10 +528,10 @@ def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys, reference):
 
 
 def test_cli_error_message_and_module_entry_point(tmp_path):
-    d = n2p2_copy(tmp_path, _set("cutoff_type", "5"))
+    d = n2p2_copy(tmp_path, _set("cutoff_type", "9"))
     out = tmp_path / "x.nnp"
     r = subprocess.run([sys.executable, "-m", "nnp.convert", "n2p2", str(d), "-o", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 1
-    assert "error:" in r.stderr and "cutoff_type 5" in r.stderr and "Traceback" not in r.stderr
+    assert "error:" in r.stderr and "cutoff_type 9" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()

@@ -39,7 +39,7 @@ def every_feature(cutoff_function: str, angular_sum: str, quadratic: bool, repul
     return pf.PotentialData(d, models, comments, cores)
 
 
-@pytest.mark.parametrize("cutoff_function", _core.CUTOFF_FUNCTIONS)
+@pytest.mark.parametrize("cutoff_function", ("cos", "tanh3"))  # n2p2's other cutoffs: version 5, below
 @pytest.mark.parametrize("angular_sum", _core.ANGULAR_SUMS)
 @pytest.mark.parametrize("quadratic, repulsion, version", [(False, False, 1), (False, True, 2), (True, False, 3),
                                                            (True, True, 3)])
@@ -86,7 +86,7 @@ def test_spec_is_typed():
     assert spec.elements[1].quadratic.matrix.shape == (len(spec.elements[1].functions),) * 2
     assert [(r.element_a, r.element_b) for r in spec.repulsion] == [(0, 1), (1, 1)]
     assert spec.comments == ["every feature", "two", "lines", "  indented", "non-ASCII: Å η"]
-    assert set(_core.SYMMETRY_FUNCTION_KINDS) == {"G2", "G4", "G5", "W2", "W4", "W5"}
+    assert set(_core.SYMMETRY_FUNCTION_KINDS) == {"G2", "G4", "G5", "W2", "W4", "W5", "C2", "C4", "C5", "CW2", "CW4", "CW5"}
 
 
 def test_the_writer_checks_what_it_writes():
@@ -118,3 +118,36 @@ def test_a_parameter_rule_lives_in_the_core():
     lines[k] = "G2 Si 0.1 0 31"
     with pytest.raises(pf.PotentialFileError, match=f"^mem:{k + 1}: rc must be <= 30 Å"):
         pf.loads("\n".join(lines) + "\n", "mem")
+
+
+# Version 5: n2p2's cutoffs (with the inner radius alpha) and the compact functions.
+@pytest.mark.parametrize("cutoff_function, alpha", [(c, 0.0) for c in _core.CUTOFF_FUNCTIONS[2:]] +
+                         [("cos", 0.25), ("poly2", 0.5)])
+def test_version_5_write_read_write_is_the_same_text(cutoff_function, alpha):
+    from nnp.descriptors import C2, C4, C5, CW2, CW5, DescriptorSet
+
+    pot = every_feature("cos", "half", True, True)
+    compact = (C2("C", -4.5, 4.5, "p2"), C2("Si", 0.5, 4.0, "p3a"), C4(("Si", "C"), -4.0, 4.0, -90.0, 90.0, "p2a"),
+               C5(("C", "C"), 0.0, 4.2, 60.0, 180.0, "e"), CW2(-4.0, 4.0, "p4"), CW5(-4.0, 4.0, 90.0, 270.0, "p1"))
+    d = pot.descriptors
+    functions = {e: d.functions[e] + compact for e in d.elements}
+    pot.descriptors = DescriptorSet(d.elements, functions, cutoff_function, d.angular_sum, alpha)
+    for m in pot.models.values():
+        n = len(compact)
+        m.scaling = pf.Scaling(*(np.concatenate([v, np.full(n, x)]) for v, x in
+                                 zip((m.scaling.center, m.scaling.width, m.scaling.min, m.scaling.max), (0, 1, -1, 1))))
+        w = m.layers[0].weights
+        m.layers[0].weights = np.concatenate([w, np.ones((w.shape[0], n))], axis=1)
+        m.quadratic = None
+    text = pf.dumps(pot)
+    assert text.startswith("nnp-potential 5\n") and pot.format_version == 5
+    assert f"cutoff_function {cutoff_function}" + (f" alpha {alpha!r}" if alpha else "") + "\n" in text
+    for line in ("C2 C -4.5 4.5 p2\n", "C4 C Si -4 4 -90 90 p2a\n", "C5 C C 0 4.2000000000000002 60 180 e\n",
+                 "CW2 -4 4 p4\n", "CW5 -4 4 90 270 p1\n"):
+        assert line in text
+    spec = _core.parse_potential(text, "mem")
+    assert spec.format_version == 5 and spec.cutoff_alpha == alpha
+    assert _core.format_potential(spec) == text
+    assert pf.dumps(pf.loads(text)) == text
+    with pytest.raises(ValueError, match="needs format version 5"):
+        _core.parse_potential(text.replace("nnp-potential 5", "nnp-potential 4", 1), "mem")

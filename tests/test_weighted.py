@@ -63,7 +63,7 @@ def structure(n_elements: int, seed: int = 0) -> Atoms:
 
 
 @pytest.mark.parametrize("n_elements", [1, 2, 3])
-@pytest.mark.parametrize("cutoff_function", _core.CUTOFF_FUNCTIONS)
+@pytest.mark.parametrize("cutoff_function", ("cos", "tanh3"))  # n2p2 cutoffs: tests/test_n2p2_examples.py
 @pytest.mark.parametrize("angular_sum", _core.ANGULAR_SUMS)
 def test_values_and_jacobians_match_brute_force(n_elements, cutoff_function, angular_sum):
     for weights, plain in (((), False), (CUSTOM, True)):
@@ -154,7 +154,7 @@ def test_version_4_round_trip(weighted_sic_potential):
     assert "\nelement_weights Si 1.8999999999999999 C 2.5499999999999998\n" in text
     assert "\nW2 0.050000000000000003 0 5\n" in text and "\nW4 " in text and "\nW5 " in text
     spec = _core.parse_potential(text, "mem")
-    assert spec.format_version == 4 == spec.lowest_format_version() == _core.FORMAT_VERSION
+    assert spec.format_version == 4 == spec.lowest_format_version() <= _core.FORMAT_VERSION  # 6: GP sections
     assert _core.format_potential(spec) == text
     again = pf.loads(text)
     assert pf.dumps(again) == text

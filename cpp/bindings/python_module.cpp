@@ -69,11 +69,13 @@ bool full_sum_from_name(const std::string& name) {
 }
 
 std::vector<Descriptor> make_descriptors(const std::vector<std::vector<nnp::SymmetryFunction>>& functions,
-                                         const std::string& cutoff_function, const std::string& angular_sum) {
+                                         const std::string& cutoff_function, const std::string& angular_sum,
+                                         double cutoff_alpha = 0.0) {
   const bool full = full_sum_from_name(angular_sum);
   const nnp::CutoffType cutoff = cutoff_from_name(cutoff_function);
   std::vector<Descriptor> out;
-  for (const auto& funcs : functions) out.emplace_back(funcs, cutoff, full, static_cast<int>(functions.size()));
+  for (const auto& funcs : functions)
+    out.emplace_back(funcs, cutoff, full, static_cast<int>(functions.size()), cutoff_alpha);
   return out;
 }
 
@@ -178,10 +180,10 @@ PYBIND11_MODULE(_core, m) {
   bind_spec(m);
   py::class_<PyDescriptors>(m, "Descriptors", "Symmetry functions per centre element, ready to evaluate.")
       .def(py::init([](const std::vector<std::vector<nnp::SymmetryFunction>>& functions,
-                       const std::string& cutoff_function, const std::string& angular_sum) {
-             return PyDescriptors{make_descriptors(functions, cutoff_function, angular_sum)};
+                       const std::string& cutoff_function, const std::string& angular_sum, double cutoff_alpha) {
+             return PyDescriptors{make_descriptors(functions, cutoff_function, angular_sum, cutoff_alpha)};
            }),
-           py::arg("functions"), py::arg("cutoff_function"), py::arg("angular_sum"),
+           py::arg("functions"), py::arg("cutoff_function"), py::arg("angular_sum"), py::arg("cutoff_alpha") = 0.0,
            "functions: per centre element (in element order) its SymmetryFunction list.")
       .def(
           "featurize",
@@ -349,7 +351,14 @@ void bind_spec(py::module_& m) {
       .value("G5", nnp::SymmetryFunctionType::G5)
       .value("W2", nnp::SymmetryFunctionType::W2)
       .value("W4", nnp::SymmetryFunctionType::W4)
-      .value("W5", nnp::SymmetryFunctionType::W5);
+      .value("W5", nnp::SymmetryFunctionType::W5)
+      .value("C2", nnp::SymmetryFunctionType::C2)
+      .value("C4", nnp::SymmetryFunctionType::C4)
+      .value("C5", nnp::SymmetryFunctionType::C5)
+      .value("CW2", nnp::SymmetryFunctionType::CW2)
+      .value("CW4", nnp::SymmetryFunctionType::CW4)
+      .value("CW5", nnp::SymmetryFunctionType::CW5);
+  m.attr("COMPACT_CORES") = py::tuple(py::cast(nnp::compact_core_names()));
   py::dict kinds;
   for (const auto& k : nnp::symmetry_function_kinds()) {
     py::list params;
@@ -363,8 +372,13 @@ void bind_spec(py::module_& m) {
                                "(element_b -1 for G2); weighted kinds (W2, W4, W5) take one weight per "
                                "element instead (element_a and element_b -1).")
       .def(py::init([](nnp::SymmetryFunctionType kind, int element_a, int element_b, double eta, double zeta,
-                       int lambda, double rs, double rc, std::vector<double> weights) {
+                       int lambda, double rs, double rc, std::vector<double> weights, double rl,
+                       const std::string& core, double angle_left, double angle_right) {
              SymmetryFunction f;
+             if (!nnp::set_compact_core(f, core)) throw py::value_error("unknown compact core '" + core + "'");
+             f.rl = rl;
+             f.angle_left = angle_left;
+             f.angle_right = angle_right;
              f.weights = std::move(weights);
              f.type = kind;
              f.element_a = element_a;
@@ -378,7 +392,12 @@ void bind_spec(py::module_& m) {
            }),
            py::kw_only(), py::arg("kind"), py::arg("element_a"), py::arg("element_b") = -1, py::arg("eta"),
            py::arg("zeta") = 1.0, py::arg("lambda_") = 1, py::arg("rs") = 0.0, py::arg("rc"),
-           py::arg("weights") = std::vector<double>{})
+           py::arg("weights") = std::vector<double>{}, py::arg("rl") = 0.0, py::arg("core") = "p2",
+           py::arg("angle_left") = 0.0, py::arg("angle_right") = 0.0)
+      .def_readwrite("rl", &SymmetryFunction::rl)
+      .def_readwrite("angle_left", &SymmetryFunction::angle_left)
+      .def_readwrite("angle_right", &SymmetryFunction::angle_right)
+      .def_property_readonly("core", &nnp::compact_core_name, "A compact function's core: p1-p4, p1a-p4a or e.")
       .def_readwrite("kind", &SymmetryFunction::type)
       .def_readwrite("element_a", &SymmetryFunction::element_a)
       .def_readwrite("element_b", &SymmetryFunction::element_b)
@@ -490,10 +509,11 @@ void bind_spec(py::module_& m) {
   py::class_<nnp::PotentialSpec>(m, "PotentialSpec", "Everything a potential file holds (docs/potential-format.md).")
       .def(py::init([](std::vector<nnp::ElementSpec> elements, const std::string& cutoff_function,
                        const std::string& angular_sum, std::vector<std::string> comments,
-                       std::vector<nnp::RepulsionPair> repulsion) {
+                       std::vector<nnp::RepulsionPair> repulsion, double cutoff_alpha) {
              nnp::PotentialSpec s;
              s.elements = std::move(elements);
              s.cutoff = cutoff_from_name(cutoff_function);
+             s.cutoff_alpha = cutoff_alpha;
              s.full_angular_sum = full_sum_from_name(angular_sum);
              s.comments = std::move(comments);
              s.repulsion = std::move(repulsion);
@@ -501,7 +521,9 @@ void bind_spec(py::module_& m) {
              return s;
            }),
            py::arg("elements"), py::arg("cutoff_function"), py::arg("angular_sum"),
-           py::arg("comments") = std::vector<std::string>{}, py::arg("repulsion") = std::vector<nnp::RepulsionPair>{})
+           py::arg("comments") = std::vector<std::string>{}, py::arg("repulsion") = std::vector<nnp::RepulsionPair>{},
+           py::arg("cutoff_alpha") = 0.0)
+      .def_readonly("cutoff_alpha", &nnp::PotentialSpec::cutoff_alpha)
       .def_readonly("elements", &nnp::PotentialSpec::elements)
       .def_readonly("comments", &nnp::PotentialSpec::comments)
       .def_readonly("repulsion", &nnp::PotentialSpec::repulsion)

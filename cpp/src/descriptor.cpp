@@ -55,6 +55,7 @@
 #include <map>
 
 #include "nnp/error.h"
+#include "nnp/symmetry_function.h"
 
 namespace nnp {
 
@@ -65,7 +66,8 @@ std::size_t DescriptorWorkspace::bytes() const {
                            uy.capacity() + uz.capacity() + fc.capacity() + dfc.capacity() +
                            radial_exp.capacity() + grad.capacity() + triplet_data.capacity() +
                            moments.capacity() + scratch.capacity() + vectors.capacity() + g.capacity() +
-                           w.capacity() + term_g.capacity() + term_w.capacity() + term_jacobian.capacity()) +
+                           w.capacity() + term_g.capacity() + term_w.capacity() + term_jacobian.capacity() +
+                           compact_radial.capacity()) +
          sizeof(int) * (index.capacity() + element_start.capacity() + cursor.capacity() +
                         triplet_pairs.capacity()) +
          sizeof(std::size_t) * (triplet_count.capacity() + triplet_pair_offset.capacity() +
@@ -73,12 +75,14 @@ std::size_t DescriptorWorkspace::bytes() const {
 }
 
 Descriptor::Descriptor(std::vector<SymmetryFunction> functions, CutoffType cutoff,
-                       bool full_angular_sum, int n_elements)
+                       bool full_angular_sum, int n_elements, double cutoff_alpha)
     : functions_(std::move(functions)),
+      cutoff_alpha_(cutoff_alpha),
       cutoff_(cutoff),
       full_angular_sum_(full_angular_sum),
       n_elements_(n_elements) {
   if (functions_.empty()) throw Error("a descriptor needs at least one symmetry function");
+  if (const std::string bad = cutoff_alpha_error(cutoff_, cutoff_alpha_); !bad.empty()) throw Error(bad);
   for (const SymmetryFunction& f : functions_)
     if (is_weighted(f.type)) {
       plan_weighted(n_elements);
@@ -103,6 +107,15 @@ Descriptor::Descriptor(std::vector<SymmetryFunction> functions, CutoffType cutof
   for (std::size_t out = 0; out < functions_.size(); ++out) {
     const SymmetryFunction& f = functions_[out];
     const std::string where = "symmetry function " + std::to_string(out + 1) + ": ";
+    if (is_compact(f.type)) {
+      const std::string bad = parameter_error(f);
+      if (!bad.empty()) throw Error(where + bad);
+      if (f.element_a < 0 || f.element_a >= n_elements || (!is_radial(f.type) && (f.element_b < 0 || f.element_b >= n_elements)))
+        throw Error(where + "neighbour element index out of range");
+      max_cutoff_ = std::max(max_cutoff_, f.rc);
+      plan_compact(f, static_cast<int>(out));
+      continue;
+    }
     if (!(std::isfinite(f.rc) && f.rc > 0)) throw Error(where + "rc must be > 0");
     if (!(f.rc <= kMaxCutoff)) throw Error(where + "rc must be <= " + std::to_string(int(kMaxCutoff)) + " Å");
     if (!(std::isfinite(f.eta) && f.eta >= 0)) throw Error(where + "eta must be >= 0");
@@ -285,6 +298,11 @@ Descriptor::Descriptor(std::vector<SymmetryFunction> functions, CutoffType cutof
     internal_to_output_.insert(internal_to_output_.end(), block, -1);
     next += block;
   }
+  for (CompactGroup& g : compact_groups_)
+    for (CompactFunction& fn : g.functions) {
+      internal_to_output_.push_back(fn.internal);  // still the output index here
+      fn.internal = next++;
+    }
   for (std::size_t out = 0; out < functions_.size(); ++out) {
     if (angular_group[out] < 0) continue;
     const AngularGroup& g = angular_groups_[angular_group[out]];
@@ -410,14 +428,14 @@ void Descriptor::prepare(const NeighborView& nb, DescriptorWorkspace& ws) const 
     const double rc = cutoff_radii_[s];
     double* __restrict f = ws.fc.data() + s * active;
     double* __restrict df = ws.dfc.data() + s * active;
-    if (cutoff_ == CutoffType::Cos) {
+    if (cutoff_ == CutoffType::Cos && cutoff_alpha_ == 0.0) {
       if (kernel::wide_vectors()) {
         kernel::cos_cutoff_array<kernel::V4>(r, f, df, active, rc);
       } else {
         kernel::cos_cutoff_array<kernel::V2>(r, f, df, active, rc);
       }
     } else {
-      for (int m = 0; m < active; ++m) cutoff_function(cutoff_, r[m], rc, f[m], df[m]);
+      for (int m = 0; m < active; ++m) cutoff_function(cutoff_, r[m], rc, f[m], df[m], cutoff_alpha_);
     }
   }
   for (std::size_t s = 0; s < ne; ++s) {
@@ -460,6 +478,7 @@ void Descriptor::prepare_all(const NeighborView& nb, DescriptorWorkspace& ws) co
       build_triplets(static_cast<int>(gi), ws);
     }
   }
+  if (!compact_groups_.empty()) compact_prepare(ws);
 }
 
 void Descriptor::values(DescriptorWorkspace& ws) const {
@@ -471,6 +490,7 @@ void Descriptor::values(DescriptorWorkspace& ws) const {
       triplet_values(static_cast<int>(gi), ws);
     }
   }
+  if (!compact_groups_.empty()) compact_values(ws);
 }
 
 // ---------------------------------------------------------------- weighted
@@ -502,8 +522,8 @@ void Descriptor::plan_weighted(int n_elements) {
         if (!std::isfinite(g)) throw Error(where + "element weights must be finite");
       SymmetryFunction t = f;
       t.weights.clear();
-      if (f.type == SymmetryFunctionType::W2) {
-        t.type = SymmetryFunctionType::G2;
+      if (is_radial(f.type)) {
+        t.type = f.type == SymmetryFunctionType::W2 ? SymmetryFunctionType::G2 : SymmetryFunctionType::C2;
         t.element_b = -1;
         for (int e = 0; e < n_elements; ++e) {
           if (f.weights[e] == 0.0) continue;
@@ -512,7 +532,10 @@ void Descriptor::plan_weighted(int n_elements) {
           mix_coef_.push_back(f.weights[e]);
         }
       } else {
-        t.type = f.type == SymmetryFunctionType::W4 ? SymmetryFunctionType::G4 : SymmetryFunctionType::G5;
+        t.type = f.type == SymmetryFunctionType::W4    ? SymmetryFunctionType::G4
+                 : f.type == SymmetryFunctionType::W5  ? SymmetryFunctionType::G5
+                 : f.type == SymmetryFunctionType::CW4 ? SymmetryFunctionType::C4
+                                                       : SymmetryFunctionType::C5;
         for (int a = 0; a < n_elements; ++a)
           for (int b = a; b < n_elements; ++b) {
             const double c = f.weights[a] * f.weights[b];
@@ -527,18 +550,14 @@ void Descriptor::plan_weighted(int n_elements) {
     mix_start_.push_back(static_cast<int>(mix_term_.size()));
   }
   if (terms.empty()) throw Error("every weighted symmetry function has all element weights 0");
-  terms_ = std::make_shared<const Descriptor>(std::move(terms), cutoff_, full_angular_sum_, n_elements);
+  terms_ = std::make_shared<const Descriptor>(std::move(terms), cutoff_, full_angular_sum_, n_elements, cutoff_alpha_);
   max_cutoff_ = terms_->max_cutoff();
 }
 
 // Same element-resolved term: same kind and parameters, same neighbour
 // element(s) (angular pairs unordered).
 bool Descriptor::same_term(const SymmetryFunction& a, const SymmetryFunction& b) {
-  if (a.type != b.type || a.eta != b.eta || a.rs != b.rs || a.rc != b.rc) return false;
-  if (a.type == SymmetryFunctionType::G2) return a.element_a == b.element_a;
-  return std::min(a.element_a, a.element_b) == std::min(b.element_a, b.element_b) &&
-         std::max(a.element_a, a.element_b) == std::max(b.element_a, b.element_b) && a.zeta == b.zeta &&
-         a.lambda == b.lambda;
+  return same_function(a, b);
 }
 
 void Descriptor::mix(const double* terms, double* G) const {
@@ -616,6 +635,7 @@ void Descriptor::accumulate_gradient(const NeighborView& nb, const double* dE_dG
       triplet_gradient(static_cast<int>(gi), ws);
     }
   }
+  if (!compact_groups_.empty()) compact_gradient(ws);
   for (std::size_t m = 0; m < active; ++m) {
     double* d = dE_dr + 3 * static_cast<std::size_t>(ws.index[m]);
     d[0] += gx[m];

@@ -137,6 +137,7 @@ void Descriptor::jacobian(DescriptorWorkspace& ws, double* dG_dr) const {
       }
     }
   }
+  if (!compact_groups_.empty()) compact_jacobian(ws, dG_dr);
 }
 
 }  // namespace nnp

@@ -111,14 +111,14 @@ void Descriptor::build_triplets(int gi, DescriptorWorkspace& ws) const {
     double* __restrict fcc = grow(ws.scratch, 2 * count);
     double* __restrict dfcc = fcc + count;
     kernel::sqrt_array(c, n);
-    if (cutoff_ == CutoffType::Cos) {
+    if (cutoff_ == CutoffType::Cos && cutoff_alpha_ == 0.0) {
       if (kernel::wide_vectors()) {
         kernel::cos_cutoff_array<kernel::V4>(c, fcc, dfcc, n, g.rc);
       } else {
         kernel::cos_cutoff_array<kernel::V2>(c, fcc, dfcc, n, g.rc);
       }
     } else {
-      for (int t = 0; t < n; ++t) cutoff_function(cutoff_, c[t], g.rc, fcc[t], dfcc[t]);
+      for (int t = 0; t < n; ++t) cutoff_function(cutoff_, c[t], g.rc, fcc[t], dfcc[t], cutoff_alpha_);
     }
     for (int t = 0; t < n; ++t) {
       const double f2 = F[t], f3 = fcc[t];

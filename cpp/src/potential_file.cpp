@@ -230,6 +230,14 @@ SymmetryFunction read_function(Lines& lines, const std::vector<std::string>& ele
   read.integer = [&](std::size_t i, const std::string& what, long lo, long hi) {
     return lines.integer(l, i, what, lo, hi);
   };
+  read.choice = [&](std::size_t i, const std::string& what, const std::vector<std::string>& choices) {
+    for (std::size_t c = 0; c < choices.size(); ++c)
+      if (l.tokens.at(i) == choices[c]) return static_cast<int>(c);
+    throw lines.error(l.number, "expected " + what + " (" + joined(choices) + "), found '" + l.tokens.at(i) + "'");
+  };
+  if (is_compact(kind->type) && version < 5)
+    throw lines.error(l.number, "'" + std::string(kind->name) + "' needs format version 5 (line 1: '" +
+                                    std::string(kFormatName) + " 5')");
   SymmetryFunction f = parse_function(*kind, read);
   if (kind->weighted) f.weights = *weights;
   const std::string bad = parameter_error(f);
@@ -259,8 +267,9 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
     if (l.tokens[0] != kFormatName)
       throw lines.error(l.number, "not an nnp potential file: line 1 must be '" + name + " 1', '" + name + " 2', '" +
                                       name + " 3' or '" + name + " 4'");
-    if (l.tokens.size() != 2 || (l.tokens[1] != "1" && l.tokens[1] != "2" && l.tokens[1] != "3" && l.tokens[1] != "4"))
-      throw lines.error(l.number, "unsupported format version; this reader knows versions 1, 2, 3 and 4");
+    if (l.tokens.size() != 2 || (l.tokens[1] != "1" && l.tokens[1] != "2" && l.tokens[1] != "3" && l.tokens[1] != "4" &&
+                                 l.tokens[1] != "5"))
+      throw lines.error(l.number, "unsupported format version; this reader knows versions 1 to 5");
     version = l.tokens[1][0] - '0';
     version_line = l.number;
   }
@@ -283,13 +292,24 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
     }
   }
   CutoffType cutoff;
+  double cutoff_alpha = 0.0;
   {
-    const Line& l = lines.keyword("cutoff_function", 1);
+    // cutoff_function NAME [alpha A] (alpha: version 5)
+    const Line& l = lines.keyword("cutoff_function");
+    if (l.tokens.size() != 2 && !(l.tokens.size() == 4 && l.tokens[2] == "alpha"))
+      throw lines.error(l.number, "expected 'cutoff_function name' or 'cutoff_function name alpha A'");
     try {
       cutoff = cutoff_type_from_name(l.tokens[1]);
     } catch (const Error& e) {
       throw lines.error(l.number, e.what());
     }
+    if (l.tokens.size() == 4) cutoff_alpha = lines.number(l, 3, "alpha");
+    if (const std::string bad = cutoff_alpha_error(cutoff, cutoff_alpha); !bad.empty())
+      throw lines.error(l.number, bad);
+    if (cutoff_needs_version5(cutoff, cutoff_alpha) && version < 5)
+      throw lines.error(l.number, std::string("'cutoff_function ") + cutoff_type_name(cutoff) +
+                                      (cutoff_alpha != 0.0 ? " alpha ...'" : "'") + " needs format version 5 (line 1: '" +
+                                      std::string(kFormatName) + " 5')");
   }
   bool full_sum;
   {
@@ -476,6 +496,7 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
   spec.format_version = version;
   spec.comments = std::move(lines.comments());
   spec.cutoff = cutoff;
+  spec.cutoff_alpha = cutoff_alpha;
   spec.full_angular_sum = full_sum;
   for (std::size_t e = 0; e < elements.size(); ++e) {
     PendingElement& p = pending[e];
@@ -519,6 +540,10 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
     }
   }
   spec.repulsion = std::move(repulsion);
+  if (version == 5 && spec.lowest_format_version() != 5)
+    throw lines.error(version_line, "a version-5 file without n2p2 cutoffs (other than cos and tanh3, or with alpha) "
+                                    "or compact symmetry functions must be written as version " +
+                                        std::to_string(spec.lowest_format_version()));
   return spec;
 }
 

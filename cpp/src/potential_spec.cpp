@@ -17,7 +17,8 @@ const std::vector<std::string>& activation_names() {
 }
 
 const std::vector<std::string>& cutoff_function_names() {
-  static const std::vector<std::string> names = {"cos", "tanh3"};
+  static const std::vector<std::string> names = {"cos",   "tanh3", "hard",  "tanh3_normalised", "exp",
+                                                 "poly1", "poly2", "poly3", "poly4"};
   return names;
 }
 
@@ -40,6 +41,10 @@ const std::vector<double>* PotentialSpec::element_weights() const {
 }
 
 int PotentialSpec::lowest_format_version() const {
+  if (cutoff_needs_version5(cutoff, cutoff_alpha)) return 5;
+  for (const ElementSpec& e : elements)
+    for (const SymmetryFunction& f : e.functions)
+      if (is_compact(f.type)) return 5;
   if (element_weights()) return 4;
   for (const ElementSpec& e : elements)
     if (e.quadratic) return 3;
@@ -158,6 +163,7 @@ void check_repulsion(const PotentialSpec& spec) {
 
 void check_spec(const PotentialSpec& spec) {
   if (spec.elements.empty()) throw Error("a potential needs at least one element");
+  if (const std::string bad = cutoff_alpha_error(spec.cutoff, spec.cutoff_alpha); !bad.empty()) throw Error(bad);
   const std::vector<std::string> symbols = spec.symbols();
   for (std::size_t e = 0; e < symbols.size(); ++e) {
     if (symbols[e].empty() || symbols[e].find_first_of(" \t\n\r#") != std::string::npos)
@@ -202,7 +208,8 @@ std::string format_potential(const PotentialSpec& spec) {
   std::string elements = "elements " + std::to_string(symbols.size());
   for (const std::string& s : symbols) elements += " " + s;
   out.push_back(elements);
-  out.push_back(std::string("cutoff_function ") + cutoff_type_name(spec.cutoff));
+  out.push_back(std::string("cutoff_function ") + cutoff_type_name(spec.cutoff) +
+                (spec.cutoff_alpha != 0.0 ? " alpha " + format_number(spec.cutoff_alpha) : ""));
   out.push_back("angular_sum " + angular_sum_names()[spec.full_angular_sum ? 1 : 0]);
   if (const std::vector<double>* weights = spec.element_weights()) {
     std::string line = "element_weights";
@@ -259,7 +266,7 @@ Potential build_potential(const PotentialSpec& spec, const std::string& source) 
     m.symbol = e.symbol;
     m.reference_energy = e.reference_energy;
     try {
-      m.descriptor = Descriptor(e.functions, spec.cutoff, spec.full_angular_sum, n_elements);
+      m.descriptor = Descriptor(e.functions, spec.cutoff, spec.full_angular_sum, n_elements, spec.cutoff_alpha);
       m.network = Network(e.layers);
       if (e.quadratic) m.quadratic = QuadraticTerm(e.quadratic->linear, e.quadratic->matrix);
     } catch (const Error& err) {

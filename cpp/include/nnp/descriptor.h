@@ -32,6 +32,20 @@
 // same parameters: W2 = Σ_e g_e G2(e), W4 = Σ_{a<=b} g_a g_b G4(a, b) (the
 // unordered pair sum splits into same-element pairs and mixed pairs, each
 // counted once by G4(a, b)), and are evaluated that way.
+//
+// Compact ("polynomial") functions (Bircher et al., Mach. Learn.: Sci.
+// Technol. 2, 035026 (2021); n2p2 types 20–25) use no cutoff function: a
+// bump C(a) = p(|a − c|/h) on [c − h, c + h] (p a core function of
+// nnp/cutoff.h, "asymmetric" cores p((2 − y)y) instead of p(y)) is their own
+// radial window, R_l < R < R_c (c = (R_l + R_c)/2, h = (R_c − R_l)/2; R_l may
+// be negative, making C a cutoff-like function of R), and their angular
+// window, θ in [θ_l, θ_r] (degrees in the file):
+//   C2 = Σ_j C_r(R_ij)
+//   C4 = p Σ_{j<k} C_a(θ_ijk) C_r(R_ij) C_r(R_ik) C_r(R_jk)
+//   C5 = p Σ_{j<k} C_a(θ_ijk) C_r(R_ij) C_r(R_ik)
+// each term only inside the windows (R strictly inside, θ inside, and
+// |cosθ| < 1, as n2p2 skips collinear triplets). CW2, CW4, CW5 weight them
+// as W2, W4, W5 weight G2, G4, G5. Kernels: cpp/src/descriptor_compact.cpp.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -43,13 +57,19 @@
 
 namespace nnp {
 
-enum class SymmetryFunctionType { G2, G4, G5, W2, W4, W5 };
+enum class SymmetryFunctionType { G2, G4, G5, W2, W4, W5, C2, C4, C5, CW2, CW4, CW5 };
 
 inline bool is_weighted(SymmetryFunctionType t) {
-  return t == SymmetryFunctionType::W2 || t == SymmetryFunctionType::W4 || t == SymmetryFunctionType::W5;
+  return t == SymmetryFunctionType::W2 || t == SymmetryFunctionType::W4 || t == SymmetryFunctionType::W5 ||
+         t == SymmetryFunctionType::CW2 || t == SymmetryFunctionType::CW4 || t == SymmetryFunctionType::CW5;
 }
 inline bool is_radial(SymmetryFunctionType t) {
-  return t == SymmetryFunctionType::G2 || t == SymmetryFunctionType::W2;
+  return t == SymmetryFunctionType::G2 || t == SymmetryFunctionType::W2 || t == SymmetryFunctionType::C2 ||
+         t == SymmetryFunctionType::CW2;
+}
+inline bool is_compact(SymmetryFunctionType t) {
+  return t == SymmetryFunctionType::C2 || t == SymmetryFunctionType::C4 || t == SymmetryFunctionType::C5 ||
+         t == SymmetryFunctionType::CW2 || t == SymmetryFunctionType::CW4 || t == SymmetryFunctionType::CW5;
 }
 
 // Largest accepted cutoff radius (Å). Symmetry functions reach 4–12 Å in
@@ -69,6 +89,13 @@ struct SymmetryFunction {
   // Weighted kinds (W2, W4, W5) only: the weight g of each element (index
   // into the element list); element_a/element_b are unused (−1). Empty else.
   std::vector<double> weights;
+  // Compact kinds only: the radial window (rl, rc) in Å (rl < rc, rl may be
+  // negative), the core function and whether it is asymmetric (radial part
+  // only, n2p2's "p2a"), and the angular window in degrees (angular kinds).
+  double rl = 0.0;
+  CoreFunction core = CoreFunction::Poly2;
+  bool asymmetric = false;
+  double angle_left = 0.0, angle_right = 0.0;
 };
 
 // Neighbours of one centre atom, structure of arrays. Vectors point from the
@@ -115,6 +142,8 @@ struct DescriptorWorkspace {
   // Descriptors with weighted functions: G, dE/dG and dG/dr of their
   // element-resolved terms.
   std::vector<double> term_g, term_w, term_jacobian;
+  // Compact functions: C_r and dC_r/dR per [radial window][member].
+  std::vector<double> compact_radial;
   std::size_t bytes() const;
 };
 
@@ -122,13 +151,15 @@ struct DescriptorWorkspace {
 class Descriptor {
  public:
   Descriptor() = default;
+  // cutoff_alpha: the inner radius fraction of cutoffs that have one (nnp/cutoff.h).
   Descriptor(std::vector<SymmetryFunction> functions, CutoffType cutoff, bool full_angular_sum,
-             int n_elements);
+             int n_elements, double cutoff_alpha = 0.0);
 
   int size() const { return static_cast<int>(functions_.size()); }
   double max_cutoff() const { return max_cutoff_; }
   const std::vector<SymmetryFunction>& functions() const { return functions_; }
   CutoffType cutoff_type() const { return cutoff_; }
+  double cutoff_alpha() const { return cutoff_alpha_; }
   bool full_angular_sum() const { return full_angular_sum_; }
 
   // G (size()) of one centre atom.
@@ -263,7 +294,47 @@ class Descriptor {
   std::vector<int> mix_start_, mix_term_;
   std::vector<double> mix_coef_;
 
+  // Compact functions (descriptor_compact.cpp). Radial windows are shared by
+  // all compact functions (C_r per member computed once); angular functions
+  // are grouped by kind and element pair, so that a pair of neighbours is
+  // visited once per group and each distinct angular window evaluated once.
+  struct CompactWindow {
+    double center, scale;  // C(a) = p(|a − center| · scale)
+    double left, right;    // open interval of a where C is evaluated
+    CoreFunction core;
+    bool asymmetric;
+  };
+  struct CompactFunction {
+    int radial;    // index into compact_windows_
+    int angle;     // index into the group's angles (angular)
+    int internal;  // index into the internal G
+  };
+  struct CompactGroup {
+    SymmetryFunctionType type;  // C2, C4 or C5
+    int element_a, element_b;   // element_a <= element_b (angular); C2: element_a
+    std::vector<CompactWindow> angles;  // radians
+    std::vector<int> radials;           // distinct radial windows of the group (narrow: for R_jk)
+    std::vector<CompactFunction> functions;
+  };
+  // Per pair (j, k) of a group: each function's term T and its partial
+  // derivatives by cosθ, R_ij, R_ik and R_jk (0 for wide).
+  struct CompactPair {
+    int j, k;
+    double cos, djk[3];  // djk: (r_k − r_j)/R_jk (narrow)
+    const double *T, *Tc, *Tj, *Tk, *Tjk;
+  };
+  void plan_compact(const SymmetryFunction& f, int out);
+  void compact_prepare(DescriptorWorkspace& ws) const;
+  void compact_values(DescriptorWorkspace& ws) const;
+  void compact_gradient(DescriptorWorkspace& ws) const;
+  void compact_jacobian(DescriptorWorkspace& ws, double* dG_dr) const;
+  template <class Sink>
+  void compact_pairs(DescriptorWorkspace& ws, const CompactGroup& g, Sink&& sink) const;
+  std::vector<CompactWindow> compact_windows_;
+  std::vector<CompactGroup> compact_groups_;
+
   std::vector<SymmetryFunction> functions_;
+  double cutoff_alpha_ = 0.0;
   CutoffType cutoff_ = CutoffType::Cos;
   bool full_angular_sum_ = false;
   double max_cutoff_ = 0.0;

@@ -21,11 +21,14 @@ constexpr const char* kFormatName = "nnp-potential";
 // functions (W2, W4, W5) and the `element_weights` line. A file carries the
 // lowest version that can express it: 4 with weighted functions, else 3 with
 // a quadratic section, else 2 with repulsion lines, else 1 (all are read).
-constexpr int kFormatVersion = 4;
+// Version 5 adds n2p2's cutoff functions (hard, tanh3_normalised, exp,
+// poly1-poly4, and `alpha`, the inner radius) and the compact symmetry
+// functions (C2, C4, C5, CW2, CW4, CW5), written as 5 only when used.
+constexpr int kFormatVersion = 5;
 
 // Words of the file's vocabulary, for the Python door and messages.
 const std::vector<std::string>& activation_names();       // tanh sigmoid softplus silu linear
-const std::vector<std::string>& cutoff_function_names();  // cos tanh3
+const std::vector<std::string>& cutoff_function_names();  // cos tanh3 hard tanh3_normalised exp poly1-4
 const std::vector<std::string>& angular_sum_names();      // half full
 
 struct QuadraticSpec {
@@ -46,12 +49,14 @@ struct PotentialSpec {
   int format_version = 1;  // as read; the writer writes lowest_format_version()
   std::vector<std::string> comments;  // one per '#' line, without "# "
   CutoffType cutoff = CutoffType::Cos;
+  double cutoff_alpha = 0.0;  // inner radius α r_c of cos, exp, poly1-poly4 (version 5 if not 0)
   bool full_angular_sum = false;
   std::vector<ElementSpec> elements;
   std::vector<RepulsionPair> repulsion;  // file order
 
   std::vector<std::string> symbols() const;
-  // 4 with weighted functions, else 3 with a quadratic term, else 2 with a
+  // 5 with an n2p2 cutoff or compact functions, else 4 with weighted
+  // functions, else 3 with a quadratic term, else 2 with a
   // repulsive core, else 1.
   int lowest_format_version() const;
   // The element weights of the weighted functions (they share one table,

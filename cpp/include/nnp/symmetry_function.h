@@ -1,5 +1,5 @@
-// The kinds of symmetry function (G2, G4, G5 and the element-weighted W2,
-// W4, W5) as the potential file and the
+// The kinds of symmetry function (G2, G4, G5, the element-weighted W2,
+// W4, W5 and the compact C2, C4, C5, CW2, CW4, CW5) as the potential file and the
 // Python door see them: each kind owns its name, its neighbour-element count,
 // its parameters in file order, their checks and its line format, in one place
 // (cpp/src/symmetry_function.cpp). The maths is in nnp/descriptor.h.
@@ -13,7 +13,8 @@
 namespace nnp {
 
 // One parameter of a kind, in the order of the file line.
-enum class Parameter { Eta, Zeta, Lambda, Rs, Rc };
+// Compact kinds: Rl, Rc, AngleLeft, AngleRight (degrees), Core ("p2", "p2a", "e", ...).
+enum class Parameter { Eta, Zeta, Lambda, Rs, Rc, Rl, AngleLeft, AngleRight, Core };
 
 struct SymmetryFunctionKind {
   SymmetryFunctionType type;
@@ -23,12 +24,19 @@ struct SymmetryFunctionKind {
   bool weighted = false;  // neighbours of every element, weighted by the file's element_weights
 };
 
-// Every kind, in the order G2, G4, G5, W2, W4, W5.
+// Every kind, in the order G2, G4, G5, W2, W4, W5, C2, C4, C5, CW2, CW4, CW5.
 const std::vector<SymmetryFunctionKind>& symmetry_function_kinds();
 const SymmetryFunctionKind& kind_of(SymmetryFunctionType type);
 // nullptr if `name` names no kind.
 const SymmetryFunctionKind* kind_named(const std::string& name);
-const char* parameter_name(Parameter p);  // "eta", "zeta", "lambda", "rs", "rc"
+const char* parameter_name(Parameter p);  // "eta", "zeta", "lambda", "rs", "rc", "rl", ...
+
+// The core of a compact function as n2p2 writes it: "p1"–"p4" (polynomials),
+// "p1a"–"p4a" (asymmetric), "e" (exponential).
+const std::vector<std::string>& compact_core_names();
+std::string compact_core_name(const SymmetryFunction& f);
+// Sets f.core and f.asymmetric; false if `name` is not one of compact_core_names().
+bool set_compact_core(SymmetryFunction& f, const std::string& name);
 
 // The usage of a kind's line, e.g. "G2 element eta rs rc".
 std::string usage(const SymmetryFunctionKind& kind);
@@ -36,8 +44,10 @@ std::string usage(const SymmetryFunctionKind& kind);
 // The first broken rule of f's parameters ("eta must be >= 0", ...), or ""
 // when they are valid: λ = ±1 and ζ >= 1 (angular), η >= 0, 0 < r_c <=
 // kMaxCutoff, 0 <= R_s < r_c, all finite; weighted kinds: finite element
-// weights, not all 0. Element indices and the count of weights are not
-// checked here.
+// weights, not all 0; compact kinds: r_l < r_c (r_l may be negative), the
+// angular window θ_l < θ_r no wider than 360° and inside [0°, 180°] unless
+// centred on 0° or 180° (n2p2's rules). Element indices and the count of
+// weights are not checked here.
 std::string parameter_error(const SymmetryFunction& f);
 
 // Same function: same kind and parameters (and weights); angular neighbour
@@ -50,6 +60,8 @@ struct TokenReader {
   std::function<int(std::size_t token)> element;
   std::function<double(std::size_t token, const std::string& what)> number;
   std::function<long(std::size_t token, const std::string& what, long lo, long hi)> integer;
+  // The index of the token in `choices` (a compact function's core).
+  std::function<int(std::size_t token, const std::string& what, const std::vector<std::string>& choices)> choice;
 };
 
 // The function of a line whose tokens (the kind's name first) have the

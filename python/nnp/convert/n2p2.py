@@ -52,7 +52,8 @@ def convert_n2p2(directory: str | Path, units: UnitFactors = UnitFactors()) -> p
 
     functions = {e: tuple(sf.converted(units.cflength) for sf in settings.functions[e]) for e in settings.elements}
     try:
-        descriptors = DescriptorSet(settings.elements, functions, settings.cutoff_function, "half")
+        descriptors = DescriptorSet(settings.elements, functions, settings.cutoff_function, "half",
+                                    settings.cutoff_alpha)
     except ValueError as err:
         raise N2p2Error(f"{settings.path}: {err}") from None
 

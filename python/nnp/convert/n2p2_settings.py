@@ -14,24 +14,27 @@ from typing import Sequence
 
 from ase.data import atomic_numbers
 
+from nnp.convert.n2p2_compact import COMPACT_TYPES, CompactSymFunc, parse_compact
 from nnp.descriptors import G2, G4, G5, SymmetryFunction
 
 # n2p2 names weight files by Z and orders elements by Z. ASE's "X" (Z = 0)
 # is a placeholder, not an element.
 ATOMIC_NUMBER = {s: z for s, z in atomic_numbers.items() if z >= 1}
 
-# n2p2 cutoff_type codes -> our cutoff_function names (None: not supported).
+# n2p2 cutoff_type codes -> (n2p2's name, our cutoff_function name).
 CUTOFF_TYPES = {
-    0: ("hard", None),
+    0: ("hard", "hard"),
     1: ("cos", "cos"),
     2: ("tanhu", "tanh3"),
     3: ("tanh, normalised: c·tanh³(1 − r/r_c) with f(0) = 1", "tanh3"),  # c is folded into the scaling
-    4: ("exp", None),
-    5: ("poly1", None),
-    6: ("poly2", None),
-    7: ("poly3", None),
-    8: ("poly4", None),
+    4: ("exp", "exp"),
+    5: ("poly1", "poly1"),
+    6: ("poly2", "poly2"),
+    7: ("poly3", "poly3"),
+    8: ("poly4", "poly4"),
 }
+# Cutoffs whose inner radius α r_c n2p2 uses (the others ignore α).
+_ALPHA_CUTOFFS = {"cos", "exp", "poly1", "poly2", "poly3", "poly4"}
 
 # The constant of n2p2's normalised tanh cutoff (cutoff_type 3), computed as
 # n2p2 computes it: c = ((e + 1/e)/(e − 1/e))³ = 1/tanh³(1), so that f(0) = 1.
@@ -52,10 +55,6 @@ _OTHER_ACTIVATIONS = {
 _OTHER_SF_TYPES = {
     12: "weighted radial",
     13: "weighted narrow angular",
-    20: "compact polynomial radial",
-    21: "compact polynomial narrow angular",
-    22: "compact polynomial wide angular",
-    23: "compact polynomial weighted radial",
     24: "compact polynomial weighted narrow angular",
     25: "compact polynomial weighted wide angular",
 }
@@ -152,14 +151,15 @@ class N2p2Settings:
     path: Path
     elements: tuple[str, ...]  # ordered by atomic number, as n2p2 orders them
     atom_energy: dict[str, float]
-    cutoff_function: str  # ours: cos or tanh3
+    cutoff_function: str  # ours (CUTOFF_TYPES)
+    cutoff_alpha: float  # inner radius α r_c (cos, exp, poly1-poly4), else 0
     cutoff_prefactor: float  # n2p2's f_c / ours (TANH_PRE for the normalised tanh, else 1)
     scaling: ScalingMode
     hidden_nodes: dict[str, list[int]]  # per element
     hidden_activations: list[str]  # ours, one per hidden layer
     normalize_nodes: bool
     normalization: Normalization | None
-    functions: dict[str, list[SymFunc]]  # per element, in n2p2's sorted order
+    functions: dict[str, list[SymFunc | CompactSymFunc]]  # per element, in n2p2's sorted order
     notes: list[str] = field(default_factory=list)  # things worth a provenance comment
 
 
@@ -202,7 +202,7 @@ def integer(path: Path, line: int, text: str, what: str) -> int:
         raise N2p2Error(f"{path}:{line}: expected an integer for {what}, found {text!r}") from None
 
 
-def _parse_symfunction(path: Path, line: int, value: str, elements: Sequence[str]) -> SymFunc:
+def _parse_symfunction(path: Path, line: int, value: str, elements: Sequence[str]) -> SymFunc | CompactSymFunc:
     tok = value.split()
     where = f"{path}:{line}"
     if len(tok) < 2:
@@ -237,15 +237,16 @@ def _parse_symfunction(path: Path, line: int, value: str, elements: Sequence[str
             raise N2p2Error(f"{where}: zeta = {zeta:g} < 1 is not supported (our format needs zeta >= 1)")
         pair = tuple(sorted(tok[2:4], key=ATOMIC_NUMBER.__getitem__))
         sf = SymFunc(centre, sf_type, pair, eta, rs, rc, zeta, int(lam), line=line)
+    elif sf_type in COMPACT_TYPES:
+        return parse_compact(path, line, tok, sf_type, elements, number, ATOMIC_NUMBER, N2p2Error)
     elif sf_type in _OTHER_SF_TYPES:
         raise N2p2Error(
             f"{where}: symmetry function type {sf_type} ({_OTHER_SF_TYPES[sf_type]}) is not supported; "
-            "the converter supports types 2 (radial), 3 (narrow angular) and 9 (wide angular)"
+            "the converter supports types 2, 3, 9 and 20-23"
         )
     else:
         raise N2p2Error(
-            f"{where}: unknown symmetry function type {sf_type}; the converter supports types 2 (radial), "
-            "3 (narrow angular) and 9 (wide angular)"
+            f"{where}: unknown symmetry function type {sf_type}; the converter supports types 2, 3, 9 and 20-23"
         )
     if sf.eta < 0:
         raise N2p2Error(f"{where}: eta must be >= 0, found {sf.eta:g}")
@@ -278,7 +279,7 @@ def read_input_nn(path: Path) -> N2p2Settings:
     elements = _read_elements(path, first)
     atom_energy = _read_atom_energy(path, lines, elements)
     normalization = _read_normalization(path, first)
-    cutoff_function, cutoff_prefactor = _read_cutoff(path, first, notes)
+    cutoff_function, cutoff_alpha, cutoff_prefactor = _read_cutoff(path, first, notes)
     scaling = _read_scaling_mode(path, first)
     hidden_nodes, hidden_activations = _read_networks(path, lines, first, elements, notes)
     functions = _read_functions(path, lines, elements)
@@ -287,6 +288,7 @@ def read_input_nn(path: Path) -> N2p2Settings:
         elements=elements,
         atom_energy=atom_energy,
         cutoff_function=cutoff_function,
+        cutoff_alpha=cutoff_alpha,
         cutoff_prefactor=cutoff_prefactor,
         scaling=scaling,
         hidden_nodes=hidden_nodes,
@@ -374,32 +376,27 @@ def _read_normalization(path: Path, first: FirstValues) -> Normalization | None:
     return Normalization(**vals)
 
 
-def _read_cutoff(path: Path, first: FirstValues, notes: list[str]) -> tuple[str, float]:
-    """Our cutoff function and n2p2's f_c / ours (see N2p2Settings)."""
+def _read_cutoff(path: Path, first: FirstValues, notes: list[str]) -> tuple[str, float, float]:
+    """Our cutoff function, its α and n2p2's f_c / ours (see N2p2Settings)."""
     n, value = _need(path, first, "cutoff_type")
     tok = value.split()
     code = integer(path, n, tok[0] if tok else "", "cutoff_type")
     alpha = number(path, n, tok[1], "the cutoff parameter alpha") if len(tok) > 1 else 0.0
-    name, ours = CUTOFF_TYPES.get(code, (f"unknown code {code}", None))
-    if ours is None:
-        raise N2p2Error(
-            f"{path}:{n}: cutoff_type {code} ({name}) is not supported; the converter supports "
-            "cutoff_type 1 (cosine, alpha = 0), 2 (tanhu, tanh³(1 − r/rc)) and 3 (normalised tanh)"
-        )
-    if ours == "cos" and alpha != 0.0:
-        raise N2p2Error(
-            f"{path}:{n}: the cosine cutoff with an inner cutoff (alpha = {alpha:g}) is not supported; "
-            "our format's cosine cutoff is the alpha = 0 function ½[cos(πr/rc) + 1]"
-        )
-    if ours == "tanh3" and alpha != 0.0:
+    if code not in CUTOFF_TYPES:
+        raise N2p2Error(f"{path}:{n}: unknown cutoff_type {code}; n2p2 knows 0 to 8")
+    name, ours = CUTOFF_TYPES[code]
+    if not 0.0 <= alpha < 1.0:
+        raise N2p2Error(f"{path}:{n}: the cutoff parameter alpha = {alpha:g} must satisfy 0 <= alpha < 1")
+    if ours not in _ALPHA_CUTOFFS and alpha != 0.0:
         # n2p2 itself ignores alpha for these cutoffs (and says so in its log).
         notes.append(f"cutoff_type {code} alpha {alpha:g} ignored, as n2p2 ignores it for {name.split(',')[0]}")
+        alpha = 0.0
     # The normalised tanh cutoff is c·tanh³: a function with k cutoff factors
     # is c^k times its tanh3 value, and that constant goes into the scaling.
     cutoff_prefactor = TANH_PRE if code == 3 else 1.0
     if code == 3:
         notes.append("cutoff_type 3 (normalised tanh): the constant c^k of each function is folded into its scaling")
-    return ours, cutoff_prefactor
+    return ours, alpha, cutoff_prefactor
 
 
 def _read_scaling_mode(path: Path, first: FirstValues) -> ScalingMode:
@@ -480,7 +477,7 @@ def _read_functions(path: Path, lines: Lines, elements: tuple[str, ...]) -> dict
     for e in elements:
         if not functions[e]:
             raise N2p2Error(f"{path}: no symfunction_short lines for element {e}")
-        functions[e].sort(key=SymFunc.sort_key)
+        functions[e].sort(key=lambda sf: sf.sort_key())
         for a, b in zip(functions[e], functions[e][1:]):
             if a.sort_key() == b.sort_key():
                 raise N2p2Error(f"{path}:{b.line}: symmetry function repeats line {a.line}")

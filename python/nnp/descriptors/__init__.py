@@ -4,6 +4,7 @@
 in the C++ core; this package says *which* functions to use.
 """
 
+from nnp.descriptors.compact import C2, C4, C5, CW2, CW4, CW5
 from nnp.descriptors.functions import G2, G4, G5, W2, W4, W5, DescriptorSet, SymmetryFunction, from_core
 from nnp.descriptors.presets import (
     ANGULAR_ETAS,
@@ -37,7 +38,7 @@ from nnp.descriptors.selection import (
 )
 
 __all__ = [
-    "G2", "G4", "G5", "W2", "W4", "W5", "DescriptorSet", "SymmetryFunction", "from_core",
+    "G2", "G4", "G5", "W2", "W4", "W5", "C2", "C4", "C5", "CW2", "CW4", "CW5", "DescriptorSet", "SymmetryFunction", "from_core",
     "ANGULAR_ETAS", "DATA_SERIES", "LENGTHS", "RADIAL_ETAS", "SELECTED_SERIES", "SERIES", "STUDY_CUTOFF",
     "WIDE_ZETA_SUBSETS", "WIDE_ZETAS", "ZETA_SUBSETS", "ZETAS", "build", "canonical_preset", "preset", "preset_names", "weighted_preset_names",
     "CUR_MAX_TAIL_RATIO", "DEFAULT_PRESET", "candidate_pool", "cur_select", "neighbor_distances", "pair_distances", "resolve",

@@ -16,6 +16,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from nnp import _core
+from nnp.descriptors.compact import C2, C4, C5, COMPACT_WEIGHTED, CW2, CW4, CW5, compact_from_core
 
 _Kind = _core.SymmetryFunctionKind
 
@@ -138,8 +139,9 @@ class W5(_WeightedAngular):
     """Element-weighted wide angular (no R_jk terms)."""
 
 
-SymmetryFunction = Union[G2, G4, G5, W2, W4, W5]
-WEIGHTED = (W2, W4, W5)
+SymmetryFunction = Union[G2, G4, G5, W2, W4, W5, C2, C4, C5, CW2, CW4, CW5]
+WEIGHTED = (W2, W4, W5, *COMPACT_WEIGHTED)
+_COMPACT_KINDS = (_Kind.C2, _Kind.C4, _Kind.C5, _Kind.CW2, _Kind.CW4, _Kind.CW5)
 
 
 def _check(sf: SymmetryFunction, core: _core.SymmetryFunction) -> None:
@@ -150,6 +152,8 @@ def _check(sf: SymmetryFunction, core: _core.SymmetryFunction) -> None:
 
 def from_core(f: _core.SymmetryFunction, elements: Sequence[str]) -> SymmetryFunction:
     """The typed function of a core function whose element indices refer to `elements`."""
+    if f.kind in _COMPACT_KINDS:
+        return compact_from_core(f, elements)
     if f.kind == _Kind.G2:
         return G2(elements[f.element_a], f.eta, f.rs, f.rc)
     if f.kind in (_Kind.W2, _Kind.W4, _Kind.W5):
@@ -170,6 +174,7 @@ class DescriptorSet:
     functions: dict[str, tuple[SymmetryFunction, ...]]
     cutoff_function: str = "cos"
     angular_sum: str = "half"
+    cutoff_alpha: float = 0.0  # inner radius α r_c of the cos, exp and poly cutoffs (format version 5)
     _core: object = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -196,7 +201,7 @@ class DescriptorSet:
         for centre, funcs in self.functions.items():
             for sf in funcs:
                 sf.check()
-                used = (sf.neighbor,) if isinstance(sf, G2) else () if isinstance(sf, WEIGHTED) else sf.neighbors
+                used = (sf.neighbor,) if isinstance(sf, (G2, C2)) else () if isinstance(sf, WEIGHTED) else sf.neighbors
                 for e in used:
                     if e not in self.elements:
                         raise ValueError(f"{sf} names element {e}, not in {list(self.elements)}")
@@ -229,7 +234,8 @@ class DescriptorSet:
         """The C++ descriptor evaluator (built once, cached)."""
         if self._core is None:
             functions = [self.to_core(e) for e in self.elements]
-            object.__setattr__(self, "_core", _core.Descriptors(functions, self.cutoff_function, self.angular_sum))
+            object.__setattr__(self, "_core", _core.Descriptors(functions, self.cutoff_function, self.angular_sum,
+                                                                self.cutoff_alpha))
         return self._core
 
     def element_indices(self, symbols: Sequence[str]) -> np.ndarray:

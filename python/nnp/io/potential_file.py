@@ -155,13 +155,14 @@ def to_spec(pot: PotentialData, with_models: bool = True) -> _core.PotentialSpec
     repulsion = [_repulsion_to_core(r, index) for r in pot.repulsion]
     elements = [_element_to_core(pot, e, with_models) for e in d.elements]
     comments = [c for line in pot.comments for c in line.splitlines()]
-    return _core.PotentialSpec(elements, d.cutoff_function, d.angular_sum, comments, repulsion)
+    return _core.PotentialSpec(elements, d.cutoff_function, d.angular_sum, comments, repulsion,
+                               cutoff_alpha=d.cutoff_alpha)
 
 
 def from_spec(spec: _core.PotentialSpec) -> PotentialData:
     symbols = tuple(e.symbol for e in spec.elements)
     functions = {e.symbol: tuple(from_core(f, symbols) for f in e.functions) for e in spec.elements}
-    descriptors = DescriptorSet(symbols, functions, spec.cutoff_function, spec.angular_sum)
+    descriptors = DescriptorSet(symbols, functions, spec.cutoff_function, spec.angular_sum, spec.cutoff_alpha)
     models = {}
     for e in spec.elements:
         s = e.scaling
