@@ -23,6 +23,12 @@ one's fastest run.
 
 --potentials adds potential files of your own (e.g. the mean of two models
 from `python -m nnp.committee`, whose networks are twice as wide).
+
+--committee 1 2 4 times committees of K untrained members of the default
+model (`python -m nnp.train --ensemble K --epochs 0`) with `pair_style nnp
+committee mean`, which evaluates every member and the deviations on every
+step, and prints the cost relative to K = 1 (docs/lammps.md, "Committees and
+deviation").
 """
 
 from __future__ import annotations
@@ -68,6 +74,18 @@ def untrained_potential(preset: str, workdir: Path) -> Path:
             check=True, stdout=subprocess.DEVNULL,
         )
     return path
+
+
+def committee_members(k: int, workdir: Path) -> list[Path]:
+    """K untrained members of the default model (distinct initial weights, the same descriptors)."""
+    path = workdir / f"committee{k}" / "Si.nnp"
+    if k > 1:
+        subprocess.run([sys.executable, "-m", "nnp.train", "--data", str(DATA), "--output", str(path),
+                        "--ensemble", str(k), "--epochs", "0"], check=True, stdout=subprocess.DEVNULL)
+        return [path.with_name(f"Si.{m}.nnp") for m in range(k)]
+    subprocess.run([sys.executable, "-m", "nnp.train", "--data", str(DATA), "--output", str(path), "--epochs", "0"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return [path]
 
 
 def run_lammps(pair_lines: str, cells: int, steps: int, ranks: int, workdir: Path) -> dict:
@@ -119,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs per style, in turns; the fastest is kept")
     p.add_argument("--potentials", nargs="*", default=[], metavar="FILE",
                    help="Si potential files to time as well (after the presets)")
+    p.add_argument("--committee", type=int, nargs="*", default=[], metavar="K",
+                   help="committee sizes to time (e.g. 1 2 4), members of the default model")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
@@ -139,6 +159,9 @@ def main(argv=None) -> int:
             styles.append((f"nnp {preset}", f"pair_style nnp\npair_coeff * * {path} Si"))
         for f in args.potentials:
             styles.append((f"nnp {Path(f).name}", f"pair_style nnp\npair_coeff * * {Path(f).resolve()} Si"))
+        for k in args.committee:
+            files = " ".join(str(f) for f in committee_members(k, workdir))
+            styles.append((f"nnp K={k}", f"pair_style nnp committee mean\npair_coeff * * {files} Si"))
 
         cpu = _cpu_name()
         print(f"{cpu}; {args.cells}^3 cubic cells ({8 * args.cells**3} atoms), {args.steps} steps, 600 K, "
@@ -158,6 +181,10 @@ def main(argv=None) -> int:
                 kb = r["mb_per_rank"] * ranks * 1024 / r["atoms"]
                 print(f"{name:<16}{ranks:>6}{r['us']:>14.2f}{r['us'] / sw:>8.1f}{r['wall_us']:>9.2f}"
                       f"{r['mb_per_rank']:>10.1f}{kb:>9.2f}", flush=True)
+            if "nnp K=1" in best:
+                one = best["nnp K=1"]["us"]
+                print("committee cost: " + ", ".join(f"K={k} {best[f'nnp K={k}']['us'] / one:.2f}x K=1"
+                                                     for k in args.committee))
     return 0
 
 

@@ -3,8 +3,8 @@
    the one LAMMPS was compiled with:
      - lammpsplugin_init(lmp, handle, regfunc) is looked up by `plugin load`;
      - it fills one lammpsplugin_t per style and passes it to regfunc(plugin, lmp).
-   Pair, fix, compute, ... styles use the one-argument factory (creator.v1),
-   commands the three-argument one (creator.v2). */
+   Pair, bond, ... styles use the one-argument factory (creator.v1), fix and
+   compute styles and commands the three-argument one (creator.v2). */
 #ifndef NNP_LAMMPSPLUGIN_H
 #define NNP_LAMMPSPLUGIN_H
 

@@ -1,5 +1,5 @@
 // Pair style `nnp` (see pair_nnp.h). No descriptor or network maths here: all
-// of it is nnp::Potential::atom_energy.
+// of it is nnp::Committee::atom_energies (nnp::Potential for each member).
 #include "pair_nnp.h"
 
 #include "atom.h"
@@ -42,15 +42,19 @@ PairNNP::PairNNP(LAMMPS *lmp) : Pair(lmp)
   // LAMMPS size its buffers for that even when newton is off).
   comm_reverse = 3;
   comm_reverse_off = 3;
-  // Extrapolation counts for `compute pair nnp` (which sums them over ranks).
-  nextra = 2;
+  // Extrapolation counts and committee deviations for `compute pair nnp`
+  // (which sums them over ranks).
+  nextra = kPvectorSize;
   pvector = pvector_;
 }
 
 PairNNP::~PairNNP()
 {
   if (copymode) return;
+  if (deviation_fp_) fclose(deviation_fp_);
   memory->destroy(fghost_);
+  memory->destroy(member_f_);
+  memory->destroy(deviation_atom_);
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -79,7 +83,8 @@ void PairNNP::check_units()
                update->unit_style);
 }
 
-// pair_style nnp [extrapolation warn [every N] | error N | ignore] [min_distance D]
+// pair_style nnp [extrapolation warn [every N] | error N | ignore] [extrapolation_margin M]
+//                [min_distance D]
 void PairNNP::settings(int narg, char **arg)
 {
   // Re-issuing pair_style nnp calls this again: start from the defaults.
@@ -87,6 +92,13 @@ void PairNNP::settings(int narg, char **arg)
   warn_every_ = 1000;
   max_extrapolating_ = 0;
   min_distance_ = 0.1;
+  extrapolation_margin_ = nnp::kDefaultExtrapolationMargin;
+  drive_ = Drive::First;
+  deviation_file_.clear();
+  deviation_every_ = 1;
+  if (deviation_fp_) fclose(deviation_fp_);
+  deviation_fp_ = nullptr;
+  last_written_step_ = -1;
   int iarg = 0;
   while (iarg < narg) {
     const std::string key = arg[iarg];
@@ -121,6 +133,36 @@ void PairNNP::settings(int narg, char **arg)
         NNP_ERROR_ALL( "Illegal pair_style nnp: 'extrapolation' must be followed by 'warn [every N]', "
                           "'error N' or 'ignore', got '{}'", mode);
       }
+    } else if (key == "extrapolation_margin") {
+      if (iarg + 1 >= narg)
+        NNP_ERROR_ALL("Illegal pair_style nnp: 'extrapolation_margin' needs a fraction of the training range");
+      extrapolation_margin_ = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (!(extrapolation_margin_ >= 0.0) || !std::isfinite(extrapolation_margin_))
+        NNP_ERROR_ALL("Illegal pair_style nnp: 'extrapolation_margin M' needs a finite M >= 0, got {}",
+                      extrapolation_margin_);
+      iarg += 2;
+    } else if (key == "committee") {
+      const std::string mode = iarg + 1 < narg ? arg[iarg + 1] : "";
+      if (mode != "first" && mode != "mean")
+        NNP_ERROR_ALL("Illegal pair_style nnp: 'committee' must be followed by 'first' (the first "
+                      "potential file drives the dynamics) or 'mean' (the members' mean), got '{}'",
+                      mode);
+      drive_ = mode == "mean" ? Drive::Mean : Drive::First;
+      iarg += 2;
+    } else if (key == "deviation") {
+      if (iarg + 1 >= narg)
+        NNP_ERROR_ALL("Illegal pair_style nnp: 'deviation' needs a file name (deviation FILE [every N])");
+      deviation_file_ = arg[iarg + 1];
+      iarg += 2;
+      if (iarg < narg && strcmp(arg[iarg], "every") == 0) {
+        if (iarg + 1 >= narg)
+          NNP_ERROR_ALL("Illegal pair_style nnp: 'deviation FILE every' needs a number of steps");
+        deviation_every_ = utils::bnumeric(FLERR, arg[iarg + 1], false, lmp);
+        if (deviation_every_ < 1)
+          NNP_ERROR_ALL("Illegal pair_style nnp: 'deviation FILE every N' needs N >= 1, got {}",
+                        deviation_every_);
+        iarg += 2;
+      }
     } else if (key == "min_distance") {
       if (iarg + 1 >= narg) NNP_ERROR_ALL( "Illegal pair_style nnp: 'min_distance' needs a distance");
       min_distance_ = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
@@ -130,34 +172,19 @@ void PairNNP::settings(int narg, char **arg)
     } else {
       NNP_ERROR_ALL(
                  "Illegal pair_style nnp argument '{}': expected 'extrapolation warn [every N] | error N "
-                 "| ignore' or 'min_distance D' (the cutoff comes from the potential file, so pair_style "
+                 "| ignore', 'extrapolation_margin M', 'min_distance D', 'committee first | mean' or "
+                 "'deviation FILE [every N]' (the cutoff comes from the potential file, so pair_style "
                  "nnp takes no arguments other than these keywords)",
                  key);
     }
   }
 }
 
-// pair_coeff * * FILE E1 ... E_ntypes
-void PairNNP::coeff(int narg, char **arg)
+// Rank 0 reads the file; every rank gets the broadcast text (so a file on a
+// disk that only rank 0 sees is enough). Like every LAMMPS pair style, a file
+// not found as given is looked up in $LAMMPS_POTENTIALS.
+std::string PairNNP::read_potential_text(const std::string &filename)
 {
-  check_units();
-  const int ntypes = atom->ntypes;
-  if (narg < 3)
-    NNP_ERROR_ALL( "Incorrect args for pair coefficients: expected 'pair_coeff * * FILE E1 ... "
-                      "E{}' for pair style nnp",
-               ntypes);
-  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
-    NNP_ERROR_ALL( "Pair style nnp takes a single 'pair_coeff * * FILE E1 ... E{}'", ntypes);
-  if (narg - 3 != ntypes)
-    NNP_ERROR_ALL(
-               "Wrong number of elements in pair_coeff for pair style nnp: expected {} (one "
-               "per atom type) after the file name, got {}",
-               ntypes, narg - 3);
-
-  // Rank 0 reads the file; every rank parses the broadcast text (so a file
-  // on a disk that only rank 0 sees is enough). Like every LAMMPS pair style,
-  // a file not found as given is looked up in $LAMMPS_POTENTIALS.
-  const std::string filename = arg[2];
   std::string text, message;
   long long length = 0;
   if (comm->me == 0) {
@@ -185,19 +212,76 @@ void PairNNP::coeff(int narg, char **arg)
   }
   text.resize(static_cast<std::size_t>(length));
   if (length > 0) MPI_Bcast(text.data(), static_cast<int>(length), MPI_CHAR, 0, world);
+  return text;
+}
 
-  nnp::Potential potential;
-  try {
-    potential = nnp::parse_potential(text, filename);
-  } catch (std::exception &e) {
-    NNP_ERROR_ALL( "Pair style nnp: invalid potential file: {}", e.what());
+// pair_coeff * * FILE [FILE ...] E1 ... E_ntypes: the files are the
+// arguments before the first chemical symbol (or NULL).
+void PairNNP::coeff(int narg, char **arg)
+{
+  check_units();
+  const int ntypes = atom->ntypes;
+  if (narg < 3)
+    NNP_ERROR_ALL( "Incorrect args for pair coefficients: expected 'pair_coeff * * FILE E1 ... "
+                      "E{}' for pair style nnp",
+               ntypes);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    NNP_ERROR_ALL( "Pair style nnp takes a single 'pair_coeff * * FILE E1 ... E{}'", ntypes);
+  const auto is_symbol = [](const char *a) { return strcmp(a, "NULL") == 0 || nnp::atomic_number(a) > 0; };
+  int nfiles = 0;
+  while (2 + nfiles < narg && !is_symbol(arg[2 + nfiles])) nfiles++;
+  if (nfiles == 0)
+    NNP_ERROR_ALL("Incorrect args for pair coefficients: expected 'pair_coeff * * FILE [FILE ...] E1 "
+                  "... E{}' for pair style nnp, but '{}' is a chemical symbol, not a potential file",
+                  ntypes, arg[2]);
+  if (narg - 2 - nfiles != ntypes) {
+    std::string files;
+    for (int k = 0; k < nfiles; k++) files += std::string(k ? " " : "") + arg[2 + k];
+    NNP_ERROR_ALL(
+               "Wrong number of elements in pair_coeff for pair style nnp: expected {} (one "
+               "per atom type) after the file name{}, got {}{}",
+               ntypes, nfiles > 1 ? "s" : "", narg - 2 - nfiles,
+               nfiles > 1 ? " (the arguments before the first chemical symbol are taken as potential "
+                            "files: " + files + ")" : std::string());
   }
+
+  std::vector<std::string> filenames;
+  std::vector<nnp::Potential> members;
+  std::string first_text;
+  for (int k = 0; k < nfiles; k++) {
+    const std::string filename = arg[2 + k];
+    for (const auto &seen : filenames)
+      if (seen == filename)
+        NNP_ERROR_ALL("Pair style nnp: potential file {} is listed twice in pair_coeff: a committee "
+                      "member counted twice biases its deviation",
+                      filename);
+    const std::string text = read_potential_text(filename);
+    if (k == 0) first_text = text;
+    else if (text == first_text && comm->me == 0)
+      NNP_WARNING("Pair style nnp: potential files {} and {} are identical: the committee's "
+                  "deviation is smaller than that of distinct members",
+                  filenames[0], filename);
+    try {
+      members.push_back(nnp::parse_potential(text, filename));
+    } catch (std::exception &e) {
+      NNP_ERROR_ALL( "Pair style nnp: invalid potential file: {}", e.what());
+    }
+    filenames.push_back(filename);
+  }
+  nnp::Committee committee;
+  try {
+    committee = nnp::Committee(std::move(members), filenames);
+  } catch (std::exception &e) {
+    NNP_ERROR_ALL("Pair style nnp: {}", e.what());
+  }
+  const std::string &filename = filenames[0];
+  const int arg_elements = 2 + nfiles - 1;  // arg[arg_elements + t] is type t's symbol
 
   // NULL: a type nnp does not handle (pair_style hybrid gives it to another
   // sub-style); its atoms are neither centres nor neighbours for nnp.
   std::vector<int> type_element(ntypes + 1, -1);
   for (int t = 1; t <= ntypes; t++) {
-    const char *symbol = arg[2 + t];
+    const char *symbol = arg[arg_elements + t];
     if (strcmp(symbol, "NULL") == 0) {
       // Alone, nnp would leave those pairs without any interaction.
       if (force->pair == this)
@@ -208,10 +292,10 @@ void PairNNP::coeff(int narg, char **arg)
                    t);
       continue;
     }
-    const int e = potential.element_index(symbol);
+    const int e = committee.element_index(symbol);
     if (e < 0) {
       std::string known;
-      for (const auto &el : potential.elements()) known += (known.empty() ? "" : " ") + el.symbol;
+      for (const auto &el : committee.elements()) known += (known.empty() ? "" : " ") + el.symbol;
       NNP_ERROR_ALL(
                  "Pair style nnp: element '{}' (atom type {}) is not in potential file {} "
                  "(its elements: {}; NULL leaves a type to another pair style)",
@@ -221,13 +305,14 @@ void PairNNP::coeff(int narg, char **arg)
   }
 
   if (!allocated) allocate();
-  potential_ = std::move(potential);
+  committee_ = std::move(committee);
   have_potential_ = true;
-  filename_ = filename;
+  filenames_ = std::move(filenames);
   type_element_ = std::move(type_element);
+  deviation_step_ = -1;
   pvector_[1] = 0.0;  // the cumulative count is per potential
   warned_ = false;
-  cutoff_ = potential_.cutoff();
+  cutoff_ = committee_.cutoff();
   // Only pairs of mapped types are nnp's: pair_style hybrid reads setflag to
   // assign pairs to sub-styles and to build nnp's (skip) neighbour list.
   for (int i = 1; i <= ntypes; i++)
@@ -247,6 +332,22 @@ void PairNNP::init_style()
                       "model a 2d material as a slab with vacuum along z)");
   if (atom->ntypes + 1 != static_cast<int>(type_element_.size()))
     NNP_ERROR_ALL( "Pair style nnp: the number of atom types changed since pair_coeff");
+  // pair_style may be re-issued after pair_coeff; the margin applies from the next run on.
+  for (int k = 0; k < committee_.size(); k++) committee_.member(k).set_extrapolation_margin(extrapolation_margin_);
+  if (!deviation_file_.empty() && committee_.size() < 2)
+    NNP_ERROR_ALL("Pair style nnp: 'deviation {}' needs a committee: give several potential files in "
+                  "pair_coeff (pair_coeff * * A.nnp B.nnp ... E1 ... EN)",
+                  deviation_file_);
+  // Rank 0 writes the model_devi file; re-issuing pair_style starts it anew.
+  if (!deviation_file_.empty() && comm->me == 0 && !deviation_fp_) {
+    deviation_fp_ = fopen(deviation_file_.c_str(), "w");
+    if (!deviation_fp_)
+      NNP_ERROR_ONE("Pair style nnp: cannot open deviation file {}: {}", deviation_file_,
+                    utils::getsyserror());
+    fprintf(deviation_fp_, "#%11s %18s %18s %18s %18s %18s %18s %18s\n", "step", "max_devi_v",
+            "min_devi_v", "avg_devi_v", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e");
+    fflush(deviation_fp_);
+  }
   warn_double_core();
 #ifdef NNP_LAMMPS_HAS_ADD_REQUEST
   neighbor->add_request(this, NeighConst::REQ_FULL);
@@ -259,7 +360,9 @@ void PairNNP::init_style()
 // the screened Coulomb repulsion twice; legal, but almost surely a mistake.
 void PairNNP::warn_double_core()
 {
-  if (zbl_warned_ || potential_.repulsion().empty()) return;
+  bool any_core = false;
+  for (int k = 0; k < committee_.size(); k++) any_core |= !committee_.member(k).repulsion().empty();
+  if (zbl_warned_ || !any_core) return;
   const std::string style = force->pair_style ? force->pair_style : "";
   if (style.rfind("hybrid/overlay", 0) != 0 && style.rfind("hybrid/scaled", 0) != 0) return;
   // Exact "zbl" for LAMMPS versions whose inexact match is a substring test.
@@ -270,7 +373,7 @@ void PairNNP::warn_double_core()
                    "Pair style nnp: potential file {} already carries a ZBL repulsive core, and "
                    "pair_style {} adds pair style zbl on top: the core is counted twice where "
                    "both apply",
-                   filename_, style);
+                   model_files(), style);
 }
 
 double PairNNP::init_one(int i, int j)
@@ -292,6 +395,7 @@ void PairNNP::grow_neighbors(int n)
 {
   if (n <= max_neighbors_) return;
   max_neighbors_ = std::max(n, 2 * max_neighbors_);
+  member_dE_dr_.resize(3 * static_cast<std::size_t>(max_neighbors_) * committee_.size());
   dx_.resize(max_neighbors_);
   dy_.resize(max_neighbors_);
   dz_.resize(max_neighbors_);
@@ -316,6 +420,19 @@ void PairNNP::compute(int eflag, int vflag)
   const auto id = [tag](int k) -> tagint { return tag ? tag[k] : k + 1; };
   bigint n_extrapolating = 0;
   tagint first_extrapolating = MAXTAGINT;
+
+  // Committee: every member on steps that need the deviations, else only
+  // the driving one(s).
+  const int K = committee_.size();
+  const bool deviation = K > 1 && deviation_wanted(eflag);
+  const int n_eval = (deviation || drive_ == Drive::Mean) ? K : 1;
+  if (member_energy_.size() != static_cast<std::size_t>(K)) {
+    member_energy_.assign(K, 0.0);
+    member_outside_.reset(new bool[K]());
+  }
+  if (member_dE_dr_.size() < 3 * static_cast<std::size_t>(max_neighbors_) * K)
+    member_dE_dr_.resize(3 * static_cast<std::size_t>(max_neighbors_) * K);
+  if (deviation) grow_member_forces(K);
 
   // With newton off, LAMMPS discards forces on ghosts: collect them here.
   if (!newton) {
@@ -368,16 +485,33 @@ void PairNNP::compute(int eflag, int vflag)
     view.dy = dy_.data();
     view.dz = dz_.data();
     view.element = neighbor_element_.data();
-    double *dE_dr = dE_dr_.data();
-    std::fill_n(dE_dr, 3 * n, 0.0);
-
-    double ei = 0.0;
-    bool extrapolating = false;
+    // Members' gradients in blocks of 3n; the driving one is member 0's
+    // block or, with `committee mean`, their mean in dE_dr_.
+    const std::size_t stride = 3 * static_cast<std::size_t>(n);
+    double *member_dE_dr = member_dE_dr_.data();
+    std::fill_n(member_dE_dr, stride * n_eval, 0.0);
     try {
-      ei = potential_.atom_energy(element, view, dE_dr, workspace_, &extrapolating);
+      committee_.atom_energies(element, view, n_eval, member_energy_.data(), member_dE_dr, stride,
+                               workspace_, member_outside_.get());
     } catch (std::exception &e) {
       NNP_ERROR_ONE( "Pair style nnp: atom {}: {}", id(i), e.what());
     }
+    double *dE_dr = member_dE_dr;
+    double ei = member_energy_[0];
+    bool extrapolating = member_outside_[0];
+    if (drive_ == Drive::Mean && K > 1) {
+      dE_dr = dE_dr_.data();
+      ei = 0.0;
+      for (std::size_t c = 0; c < stride; c++) dE_dr[c] = 0.0;
+      for (int k = 0; k < K; k++) {
+        ei += member_energy_[k];
+        extrapolating = extrapolating || member_outside_[k];
+        for (std::size_t c = 0; c < stride; c++) dE_dr[c] += member_dE_dr[k * stride + c];
+      }
+      ei /= K;
+      for (std::size_t c = 0; c < stride; c++) dE_dr[c] /= K;
+    }
+    if (deviation) tally_member_forces(K, i, n);
     if (extrapolating) {
       n_extrapolating++;
       first_extrapolating = std::min(first_extrapolating, id(i));
@@ -394,9 +528,9 @@ void PairNNP::compute(int eflag, int vflag)
       NNP_ERROR_ONE(
                  "Pair style nnp: non-finite energy or force for atom {} (element {}) at step {}: "
                  "E_i = {}{}",
-                 id(i), potential_.element(element).symbol, update->ntimestep, ei,
-                 extrapolating ? "; its descriptors are outside the training range of " + filename_
-                               : "; check the potential file " + filename_);
+                 id(i), committee_.elements()[element].symbol, update->ntimestep, ei,
+                 extrapolating ? "; its descriptors are outside the training range of " + model_files()
+                               : "; check the potential file " + model_files());
     if (eflag_global) eng_vdwl += ei;
     if (eflag_atom) eatom[i] += ei;
 
@@ -427,6 +561,7 @@ void PairNNP::compute(int eflag, int vflag)
   }
 
   if (!newton) {
+    comm_member_ = -1;
 #ifdef NNP_LAMMPS_HAS_REVERSE_COMM_PAIR
     comm->reverse_comm_pair(this);  // LAMMPS before 2022
 #else
@@ -444,11 +579,12 @@ void PairNNP::compute(int eflag, int vflag)
     NNP_ERROR_ONE(
                "Pair style nnp: non-finite total energy at step {} although every atomic energy is "
                "finite (they are absurdly large: check the potential file {})",
-               update->ntimestep, filename_);
+               update->ntimestep, model_files());
 
   pvector_[0] = static_cast<double>(n_extrapolating);
   pvector_[1] += static_cast<double>(n_extrapolating);
   report_extrapolation(n_extrapolating, first_extrapolating);
+  if (deviation) finish_deviation(K);
 }
 
 // Collective (every rank calls it once per compute()): sums the count over
@@ -473,7 +609,7 @@ void PairNNP::report_extrapolation(bigint local, tagint first_tag)
                "Pair style nnp: {} atoms extrapolating at step {}, more than the {} allowed by "
                "'extrapolation error {}' (e.g. atom {}): their descriptors are outside the training "
                "range of {}",
-               global, step, max_extrapolating_, max_extrapolating_, first, filename_);
+               global, step, max_extrapolating_, max_extrapolating_, first, model_files());
   warned_ = true;
   last_warning_step_ = step;
   if (comm->me == 0)
@@ -481,7 +617,7 @@ void PairNNP::report_extrapolation(bigint local, tagint first_tag)
                    "Pair style nnp: {} atom(s) extrapolating at step {} (e.g. atom {}): descriptors "
                    "outside the training range of {}, results there are unreliable; next warning "
                    "in {} steps at the earliest",
-                   global, step, first, filename_, warn_every_);
+                   global, step, first, model_files(), warn_every_);
 }
 
 void *PairNNP::extract(const char *name, int &dim)
@@ -491,13 +627,16 @@ void *PairNNP::extract(const char *name, int &dim)
   return nullptr;
 }
 
+// Three values per atom: forces on ghosts (comm_member_ -1) or one
+// member's forces (comm_member_ k), so comm_reverse stays 3 whatever K.
 int PairNNP::pack_reverse_comm(int n, int first, double *buf)
 {
   int m = 0;
   for (int i = first; i < first + n; i++) {
-    buf[m++] = fghost_[i][0];
-    buf[m++] = fghost_[i][1];
-    buf[m++] = fghost_[i][2];
+    const double *v = comm_member_ < 0 ? fghost_[i] : member_f_[i] + 3 * comm_member_;
+    buf[m++] = v[0];
+    buf[m++] = v[1];
+    buf[m++] = v[2];
   }
   return m;
 }
@@ -507,9 +646,10 @@ void PairNNP::unpack_reverse_comm(int n, int *list, double *buf)
   int m = 0;
   for (int i = 0; i < n; i++) {
     const int j = list[i];
-    fghost_[j][0] += buf[m++];
-    fghost_[j][1] += buf[m++];
-    fghost_[j][2] += buf[m++];
+    double *v = comm_member_ < 0 ? fghost_[j] : member_f_[j] + 3 * comm_member_;
+    v[0] += buf[m++];
+    v[1] += buf[m++];
+    v[2] += buf[m++];
   }
 }
 

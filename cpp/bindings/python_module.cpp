@@ -9,6 +9,7 @@
 #include <optional>
 #include <tuple>
 
+#include "nnp/committee.h"
 #include "nnp/error.h"
 #include "nnp/neighbor_list.h"
 #include "nnp/potential_file.h"
@@ -220,6 +221,9 @@ PYBIND11_MODULE(_core, m) {
           },
           "ZBL cores: (element_a, element_b, r_inner, r_outer) per element pair, in file order.")
       .def("descriptor_size", [](const Potential& p, int e) { return p.element(e).descriptor.size(); })
+      .def_property("extrapolation_margin", &Potential::extrapolation_margin, &Potential::set_extrapolation_margin,
+                    "Fraction of each function's training range added on both sides before an atom "
+                    "counts as extrapolating (ValueError if negative).")
       .def(
           "evaluate",
           [](const Potential& self, const Doubles& positions, const Ints& elements, const Doubles& cell,
@@ -243,6 +247,53 @@ PYBIND11_MODULE(_core, m) {
           py::arg("positions"), py::arg("elements"), py::arg("cell"), py::arg("pbc"),
           py::arg("atom_virials") = false,
           "Energy (eV), forces (eV/Å), virial W = −Σ r_ij ⊗ ∂E_i/∂r_ij (eV) of a structure.");
+
+  m.attr("DEFAULT_EXTRAPOLATION_MARGIN") = nnp::kDefaultExtrapolationMargin;
+  py::class_<nnp::Committee>(m, "Committee",
+                             "Several potentials over the same elements evaluated together: members with "
+                             "identical descriptors share one descriptor pass (nnp/committee.h).")
+      .def(py::init([](std::vector<Potential> members, std::vector<std::string> names) {
+             return nnp::Committee(std::move(members), names);
+           }),
+           py::arg("members"), py::arg("names") = std::vector<std::string>{})
+      .def_property_readonly("size", &nnp::Committee::size)
+      .def_property_readonly("cutoff", &nnp::Committee::cutoff)
+      .def("descriptor_passes", &nnp::Committee::descriptor_passes, py::arg("element"), py::arg("n_members"),
+           "Descriptor passes per atom of an element (index) for the first n_members members.")
+      .def(
+          "evaluate",
+          [](const nnp::Committee& self, const Doubles& positions, const Ints& elements, const Doubles& cell,
+             const std::array<bool, 3>& pbc, bool atom_virials) {
+            const nnp::Structure s = make_structure(positions, elements, cell, pbc);
+            nnp::CommitteeEvaluation ev;
+            {
+              py::gil_scoped_release release;
+              ev = nnp::evaluate(self, s, atom_virials);
+            }
+            const py::ssize_t n = s.n_atoms, K = ev.n_members;
+            py::dict d;
+            d["energies"] = to_array(ev.energies, {K});
+            d["atom_energies"] = to_array(ev.atom_energies, {K, n});
+            d["forces"] = to_array(ev.forces, {K, n, 3});
+            d["virials"] = to_array(ev.virials, {K, 3, 3});
+            if (atom_virials) d["atom_virials"] = to_array(ev.atom_virials, {K, n, 3, 3});
+            d["extrapolating_atoms"] = to_array(ev.extrapolating_atoms, {K});
+            d["extrapolating"] = to_array(ev.extrapolating, {K, n}).attr("astype")("bool");
+            d["force_deviation"] = to_array(ev.force_deviation, {n});
+            d["energy_deviation"] = to_array(ev.energy_deviation, {n});
+            const nnp::DeviationSummary& sum = ev.summary;
+            d["max_devi_f"] = sum.max_f;
+            d["min_devi_f"] = sum.min_f;
+            d["avg_devi_f"] = sum.avg_f;
+            d["devi_e"] = sum.devi_e;
+            d["max_devi_v"] = sum.max_v;
+            d["min_devi_v"] = sum.min_v;
+            d["avg_devi_v"] = sum.avg_v;
+            return d;
+          },
+          py::arg("positions"), py::arg("elements"), py::arg("cell"), py::arg("pbc"),
+          py::arg("atom_virials") = false,
+          "Every member's energy, forces and virial (leading axis: member) and the deviations.");
 
   m.def("atomic_number", &nnp::atomic_number, py::arg("symbol"),
         "Atomic number of a chemical symbol, 0 if it is not one.");
@@ -482,21 +533,49 @@ void bind_spec(py::module_& m) {
         return to_array(q.matrix, {M, M});
       });
 
+  py::class_<nnp::GaussianProcessSpec>(m, "GaussianProcessSpec",
+                                       "A sparse GP: kernel (se, dot), delta, lengthscale (se), zeta (dot), "
+                                       "sparse_points (M, D), weights (M,); see nnp/gaussian_process.h.")
+      .def(py::init([](const std::string& kernel, double delta, double lengthscale, int zeta,
+                       const Doubles& sparse_points, const Doubles& weights) {
+             if (sparse_points.ndim() != 2) throw nnp::Error("the GP's sparse points must be an (M, D) array");
+             nnp::GaussianProcessSpec g;
+             g.kernel = nnp::gp_kernel_from_name(kernel);
+             g.delta = delta;
+             g.lengthscale = lengthscale;
+             g.zeta = zeta;
+             g.sparse_points.assign(sparse_points.data(), sparse_points.data() + sparse_points.size());
+             g.weights = to_vector(weights, "weights");
+             return g;
+           }),
+           py::arg("kernel"), py::arg("delta"), py::arg("lengthscale"), py::arg("zeta"), py::arg("sparse_points"),
+           py::arg("weights"))
+      .def_property_readonly("kernel", [](const nnp::GaussianProcessSpec& g) { return std::string(nnp::gp_kernel_name(g.kernel)); })
+      .def_readonly("delta", &nnp::GaussianProcessSpec::delta)
+      .def_readonly("lengthscale", &nnp::GaussianProcessSpec::lengthscale)
+      .def_readonly("zeta", &nnp::GaussianProcessSpec::zeta)
+      .def_property_readonly("weights", [](const nnp::GaussianProcessSpec& g) { return to_array(g.weights, {py::ssize_t(g.weights.size())}); })
+      .def_property_readonly("sparse_points", [](const nnp::GaussianProcessSpec& g) {
+        const auto M = static_cast<py::ssize_t>(g.weights.size());
+        return to_array(g.sparse_points, {M, M ? static_cast<py::ssize_t>(g.sparse_points.size()) / M : 0});
+      });
+
   py::class_<nnp::ElementSpec>(m, "ElementSpec", "One element's part of a potential file.")
       .def(py::init([](const std::string& symbol, double reference_energy, std::vector<SymmetryFunction> functions,
                        nnp::Scaling scaling, std::vector<nnp::Layer> layers,
-                       std::optional<nnp::QuadraticSpec> quadratic) {
+                       std::optional<nnp::QuadraticSpec> quadratic, std::optional<nnp::GaussianProcessSpec> gp) {
              return nnp::ElementSpec{symbol, reference_energy, std::move(functions), std::move(scaling),
-                                     std::move(layers), std::move(quadratic)};
+                                     std::move(layers), std::move(quadratic), std::move(gp)};
            }),
            py::arg("symbol"), py::arg("reference_energy"), py::arg("functions"), py::arg("scaling"),
-           py::arg("layers"), py::arg("quadratic") = py::none())
+           py::arg("layers"), py::arg("quadratic") = py::none(), py::arg("gp") = py::none())
       .def_readonly("symbol", &nnp::ElementSpec::symbol)
       .def_readonly("reference_energy", &nnp::ElementSpec::reference_energy)
       .def_readonly("functions", &nnp::ElementSpec::functions)
       .def_readonly("scaling", &nnp::ElementSpec::scaling)
       .def_readonly("layers", &nnp::ElementSpec::layers)
-      .def_readonly("quadratic", &nnp::ElementSpec::quadratic);
+      .def_readonly("quadratic", &nnp::ElementSpec::quadratic)
+      .def_readonly("gp", &nnp::ElementSpec::gp);
 
   py::class_<nnp::RepulsionPair>(m, "RepulsionPair", "A ZBL core between two elements (indices), r in Å.")
       .def(py::init([](int a, int b, double r_inner, double r_outer) { return nnp::RepulsionPair{a, b, r_inner, r_outer}; }),
@@ -533,7 +612,8 @@ void bind_spec(py::module_& m) {
         return nnp::angular_sum_names()[s.full_angular_sum ? 1 : 0];
       })
       .def("lowest_format_version", &nnp::PotentialSpec::lowest_format_version,
-           "3 with a quadratic term, else 2 with a repulsive core, else 1: the version the writer writes.");
+           "6 with a GP, 4 with weighted functions, 3 with a quadratic term, else 2 with a repulsive core, "
+           "else 1: the version the writer writes.");
 
   m.def("parse_potential", &nnp::parse_potential_spec, py::arg("text"), py::arg("source") = "<string>",
         "The spec of a potential file's text (str or bytes); errors 'SOURCE:LINE: ...'.");

@@ -9,7 +9,8 @@ namespace nnp {
 
 std::size_t AtomWorkspace::bytes() const {
   return descriptor.bytes() + network.bytes() +
-         sizeof(double) * (G.capacity() + x.capacity() + dE_dx.capacity() + dE_dG.capacity() + quadratic.capacity());
+         sizeof(double) * (G.capacity() + x.capacity() + dE_dx.capacity() + dE_dG.capacity() + quadratic.capacity() +
+                                gp.capacity());
 }
 
 Potential::Potential(std::vector<ElementModel> elements, std::vector<RepulsionPair> repulsion)
@@ -25,7 +26,12 @@ Potential::Potential(std::vector<ElementModel> elements, std::vector<RepulsionPa
       if (!(s.width[k] > 0) || !(s.min[k] <= s.max[k]))
         throw Error("element " + m.symbol + ": scaling row " + std::to_string(k + 1) +
                     " needs width > 0 and min <= max");
-    if (m.network.n_inputs() != static_cast<int>(M))
+    if (m.network.layers().empty() && m.gp.empty())
+      throw Error("element " + m.symbol + ": needs a network or a GP (or both)");
+    if (!m.gp.empty() && m.gp.n_inputs() != static_cast<int>(M))
+      throw Error("element " + m.symbol + ": the GP takes " + std::to_string(m.gp.n_inputs()) +
+                  " inputs but the descriptor has " + std::to_string(M) + " functions");
+    if (!m.network.layers().empty() && m.network.n_inputs() != static_cast<int>(M))
       throw Error("element " + m.symbol + ": the network takes " + std::to_string(m.network.n_inputs()) +
                   " inputs but the descriptor has " + std::to_string(M) + " functions");
     if (!m.quadratic.empty() && m.quadratic.size() != static_cast<int>(M))
@@ -45,6 +51,24 @@ Potential::Potential(std::vector<ElementModel> elements, std::vector<RepulsionPa
                     ": r_outer must not exceed the cutoff of " + elements_[e].symbol);
   }
   repulsion_ = Repulsion(std::move(repulsion), z);
+  set_extrapolation_margin(kDefaultExtrapolationMargin);
+}
+
+void Potential::set_extrapolation_margin(double margin) {
+  if (!(margin >= 0.0) || !std::isfinite(margin))
+    throw Error("the extrapolation margin must be a finite number >= 0 (a fraction of each "
+                "function's training range), got " + std::to_string(margin));
+  margin_ = margin;
+  bounds_.clear();
+  for (const ElementModel& m : elements_) {
+    ExtrapolationBounds b;
+    for (std::size_t k = 0; k < m.scaling.min.size(); ++k) {
+      const double slack = margin * (m.scaling.max[k] - m.scaling.min[k]);
+      b.lower.push_back(m.scaling.min[k] - slack);
+      b.upper.push_back(m.scaling.max[k] + slack);
+    }
+    bounds_.push_back(std::move(b));
+  }
 }
 
 double Potential::repulsion_energy(int element, const NeighborView& nb, double* dE_dr) const {
@@ -75,14 +99,9 @@ int Potential::element_index(const std::string& symbol) const {
 
 namespace {
 
-// Scaled network input; returns whether any function left its training range.
-bool scale_inputs(const Scaling& s, const std::vector<double>& G, std::vector<double>& x) {
-  bool outside = false;
-  for (std::size_t k = 0; k < G.size(); ++k) {
-    x[k] = (G[k] - s.center[k]) / s.width[k];
-    outside |= G[k] < s.min[k] || G[k] > s.max[k];
-  }
-  return outside;
+// Scaled network input.
+void scale_inputs(const Scaling& s, const std::vector<double>& G, std::vector<double>& x) {
+  for (std::size_t k = 0; k < G.size(); ++k) x[k] = (G[k] - s.center[k]) / s.width[k];
 }
 
 }  // namespace
@@ -93,9 +112,19 @@ double Potential::model_energy(int element, AtomWorkspace& ws, bool* extrapolati
   ws.x.resize(M);
   ws.dE_dx.resize(M);
   ws.dE_dG.resize(M);
-  const bool outside = scale_inputs(m.scaling, ws.G, ws.x);
-  if (extrapolating) *extrapolating = outside;
-  double e = m.network.forward_backward(ws.x.data(), ws.dE_dx.data(), ws.network);
+  scale_inputs(m.scaling, ws.G, ws.x);
+  if (extrapolating) {
+    const ExtrapolationBounds& b = bounds_[element];
+    bool outside = false;
+    for (int k = 0; k < M; ++k) outside |= ws.G[k] < b.lower[k] || ws.G[k] > b.upper[k];
+    *extrapolating = outside;
+  }
+  double e = 0.0;
+  if (m.network.layers().empty())
+    std::fill(ws.dE_dx.begin(), ws.dE_dx.end(), 0.0);
+  else
+    e = m.network.forward_backward(ws.x.data(), ws.dE_dx.data(), ws.network);
+  if (!m.gp.empty()) e += m.gp.value_and_gradient(ws.x.data(), ws.dE_dx.data(), ws.gp);
   if (!m.quadratic.empty()) e += m.quadratic.value_and_gradient(ws.x.data(), ws.dE_dx.data(), ws.quadratic);
   for (int k = 0; k < M; ++k) ws.dE_dG[k] = ws.dE_dx[k] / m.scaling.width[k];
   return e;
@@ -121,7 +150,9 @@ double Potential::atom_energy(int element, const NeighborView& nb, AtomWorkspace
   scale_inputs(m.scaling, ws.G, ws.x);
   const double rep = repulsion_.empty() ? 0.0 : repulsion_energy(element, nb, nullptr);
   const double q = m.quadratic.empty() ? 0.0 : m.quadratic.value(ws.x.data(), ws.quadratic);
-  return m.reference_energy + m.network.forward(ws.x.data(), ws.network) + q + rep;
+  const double nn = m.network.layers().empty() ? 0.0 : m.network.forward(ws.x.data(), ws.network);
+  const double gp = m.gp.empty() ? 0.0 : m.gp.value(ws.x.data(), ws.gp);
+  return m.reference_energy + nn + gp + q + rep;
 }
 
 }  // namespace nnp

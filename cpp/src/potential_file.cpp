@@ -254,7 +254,46 @@ struct PendingElement {
   bool has_descriptor = false;
   Scaling scaling;
   std::vector<Layer> layers;
+  bool has_gp = false;
+  GaussianProcessSpec gp;
 };
+
+// The `gp` section whose first line is `l` (docs/potential-format.md).
+void read_gp(Lines& lines, const Line& l, int version, PendingElement& p, const std::string& sym) {
+  if (version < 6)
+    throw lines.error(l.number, "'gp' needs format version 6 (line 1: '" + std::string(kFormatName) + " 6')");
+  if (p.has_gp) throw lines.error(l.number, "second 'gp' section for " + sym);
+  if (!p.has_descriptor) throw lines.error(l.number, "'gp " + sym + "' must follow 'descriptor " + sym + "'");
+  if (l.tokens.size() != 4) throw lines.error(l.number, "expected 'gp element kernel count'");
+  GaussianProcessSpec gp;
+  try {
+    gp.kernel = gp_kernel_from_name(l.tokens[2]);
+  } catch (const Error& err) {
+    throw lines.error(l.number, err.what());
+  }
+  const long M = lines.integer(l, 3, "the number of sparse points", 1, kMaxCount);
+  const Line& h = lines.keyword("hyperparameters", 4);
+  const bool dot = gp.kernel == GpKernel::Dot;
+  const std::string second = dot ? "zeta" : "lengthscale";
+  if (h.tokens[1] != "delta" || h.tokens[3] != second)
+    throw lines.error(h.number, "expected 'hyperparameters delta VALUE " + second + " VALUE'");
+  gp.delta = lines.number(h, 2, "delta");
+  if (dot)
+    gp.zeta = static_cast<int>(lines.integer(h, 4, "zeta", 1, 64));
+  else
+    gp.lengthscale = lines.number(h, 4, "the lengthscale");
+  const std::size_t D = p.functions.size();
+  for (long m = 0; m < M; ++m) {
+    const std::vector<double> row = lines.numbers(D + 1, "a sparse point's weight and its " + std::to_string(D) +
+                                                             " coordinates");
+    gp.weights.push_back(row[0]);
+    gp.sparse_points.insert(gp.sparse_points.end(), row.begin() + 1, row.end());
+  }
+  const std::string bad = gp_spec_error(gp, D);
+  if (!bad.empty()) throw lines.error(h.number, "gp " + sym + ": " + bad);
+  p.gp = std::move(gp);
+  p.has_gp = true;
+}
 
 }  // namespace
 
@@ -268,8 +307,8 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
       throw lines.error(l.number, "not an nnp potential file: line 1 must be '" + name + " 1', '" + name + " 2', '" +
                                       name + " 3' or '" + name + " 4'");
     if (l.tokens.size() != 2 || (l.tokens[1] != "1" && l.tokens[1] != "2" && l.tokens[1] != "3" && l.tokens[1] != "4" &&
-                                 l.tokens[1] != "5"))
-      throw lines.error(l.number, "unsupported format version; this reader knows versions 1 to 5");
+                                 l.tokens[1] != "5" && l.tokens[1] != "6"))
+      throw lines.error(l.number, "unsupported format version; this reader knows versions 1 to 6");
     version = l.tokens[1][0] - '0';
     version_line = l.number;
   }
@@ -373,9 +412,9 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
       continue;
     }
     if (key != "reference_energy" && key != "descriptor" && key != "scaling" && key != "network" &&
-        key != "quadratic")
+        key != "quadratic" && key != "gp")
       throw lines.error(l.number, "expected a section keyword (reference_energy, descriptor, scaling, network, "
-                                  "quadratic, repulsion, end), found '" + key + "'");
+                                  "quadratic, gp, repulsion, end), found '" + key + "'");
     if (l.tokens.size() < 3) throw lines.error(l.number, "'" + key + "' needs an element and a value");
     const int e = element_of(lines, l, 1, elements);
     PendingElement& p = pending[e];
@@ -445,6 +484,8 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
                                                 std::to_string(r + 1) + ", column " + std::to_string(c + 1) + ")");
       p.quadratic_line = l.number;
       p.has_quadratic = true;
+    } else if (key == "gp") {
+      read_gp(lines, l, version, p, sym);
     } else {
       if (p.has_network) throw lines.error(l.number, "second 'network' section for " + sym);
       if (!p.has_descriptor) throw lines.error(l.number, "'network " + sym + "' must follow 'descriptor " + sym + "'");
@@ -503,7 +544,7 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
     const char* missing = !p.has_reference ? "reference_energy"
                           : !p.has_descriptor ? "descriptor"
                           : !p.has_scaling ? "scaling"
-                          : !p.has_network ? "network"
+                          : !p.has_network && !p.has_gp ? "network"
                                            : nullptr;
     if (missing) throw lines.error(lines.last_line(), std::string("no '") + missing + "' section for " + elements[e]);
     ElementSpec m;
@@ -513,6 +554,7 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
     m.scaling = std::move(p.scaling);
     m.layers = std::move(p.layers);
     if (p.has_quadratic) m.quadratic = QuadraticSpec{std::move(p.quadratic_linear), std::move(p.quadratic_matrix)};
+    if (p.has_gp) m.gp = std::move(p.gp);
     spec.elements.push_back(std::move(m));
   }
   // A file carries the lowest version that can express it.
@@ -543,6 +585,9 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
   if (version == 5 && spec.lowest_format_version() != 5)
     throw lines.error(version_line, "a version-5 file without n2p2 cutoffs (other than cos and tanh3, or with alpha) "
                                     "or compact symmetry functions must be written as version " +
+                                        std::to_string(spec.lowest_format_version()));
+  if (version == 6 && spec.lowest_format_version() != 6)
+    throw lines.error(version_line, "a version-6 file without 'gp' sections must be written as version " +
                                         std::to_string(spec.lowest_format_version()));
   return spec;
 }

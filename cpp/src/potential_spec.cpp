@@ -41,6 +41,8 @@ const std::vector<double>* PotentialSpec::element_weights() const {
 }
 
 int PotentialSpec::lowest_format_version() const {
+  for (const ElementSpec& e : elements)
+    if (e.gp) return 6;
   if (cutoff_needs_version5(cutoff, cutoff_alpha)) return 5;
   for (const ElementSpec& e : elements)
     for (const SymmetryFunction& f : e.functions)
@@ -102,7 +104,12 @@ void check_model(const ElementSpec& e) {
       throw Error(sym + ": scaling " + name + " must be " + std::to_string(n) + " finite numbers");
   for (std::size_t k = 0; k < n; ++k)
     if (!(s.width[k] > 0) || !(s.min[k] <= s.max[k])) throw Error(sym + ": scaling needs width > 0 and min <= max");
-  if (e.layers.empty() || e.layers.back().n_out != 1) throw Error(sym + ": the network must end in one output");
+  if (e.layers.empty() && !e.gp) throw Error(sym + ": needs a network or a GP (or both)");
+  if (!e.layers.empty() && e.layers.back().n_out != 1) throw Error(sym + ": the network must end in one output");
+  if (e.gp) {
+    const std::string bad = gp_spec_error(*e.gp, n);
+    if (!bad.empty()) throw Error(sym + ": " + bad);
+  }
   int n_in = static_cast<int>(n);
   for (std::size_t l = 0; l < e.layers.size(); ++l) {
     const Layer& layer = e.layers[l];
@@ -184,6 +191,25 @@ void check_spec(const PotentialSpec& spec) {
           throw Error(e.symbol + ": the weighted symmetry functions of a potential must share one set of element weights");
 }
 
+namespace {
+
+// gp E KERNEL M / hyperparameters delta V (lengthscale V | zeta N) / M lines "α_m z_m".
+void append_gp_section(std::vector<std::string>& out, const ElementSpec& e) {
+  const GaussianProcessSpec& gp = *e.gp;
+  const std::size_t D = e.functions.size();
+  out.push_back("gp " + e.symbol + " " + gp_kernel_name(gp.kernel) + " " + std::to_string(gp.n_sparse()));
+  out.push_back("hyperparameters delta " + format_number(gp.delta) +
+                (gp.kernel == GpKernel::Dot ? " zeta " + std::to_string(gp.zeta)
+                                            : " lengthscale " + format_number(gp.lengthscale)));
+  for (std::size_t m = 0; m < gp.weights.size(); ++m) {
+    std::string line = format_number(gp.weights[m]);
+    for (std::size_t k = 0; k < D; ++k) line += " " + format_number(gp.sparse_points[m * D + k]);
+    out.push_back(line);
+  }
+}
+
+}  // namespace
+
 std::string format_potential(const PotentialSpec& spec) {
   check_spec(spec);
   const std::vector<std::string> symbols = spec.symbols();
@@ -227,20 +253,22 @@ std::string format_potential(const PotentialSpec& spec) {
       const double row[4] = {s.center[k], s.width[k], s.min[k], s.max[k]};
       out.push_back(numbers(row, 4));
     }
-    std::string network = "network " + e.symbol + " " + std::to_string(e.layers.size());
-    std::string activations = "activations";
-    for (const Layer& layer : e.layers) {
-      network += " " + std::to_string(layer.n_out);
-      activations += std::string(" ") + activation_name(layer.activation);
-    }
-    out.push_back(network);
-    out.push_back(activations);
-    for (std::size_t l = 0; l < e.layers.size(); ++l) {
-      const Layer& layer = e.layers[l];
-      out.push_back("layer " + std::to_string(l + 1) + " " + std::to_string(layer.n_out) + " " +
-                    std::to_string(layer.n_in));
-      for (int r = 0; r < layer.n_out; ++r) out.push_back(numbers(layer.weights.data() + r * layer.n_in, layer.n_in));
-      out.push_back(numbers(layer.biases.data(), layer.biases.size()));
+    if (!e.layers.empty()) {
+      std::string network = "network " + e.symbol + " " + std::to_string(e.layers.size());
+      std::string activations = "activations";
+      for (const Layer& layer : e.layers) {
+        network += " " + std::to_string(layer.n_out);
+        activations += std::string(" ") + activation_name(layer.activation);
+      }
+      out.push_back(network);
+      out.push_back(activations);
+      for (std::size_t l = 0; l < e.layers.size(); ++l) {
+        const Layer& layer = e.layers[l];
+        out.push_back("layer " + std::to_string(l + 1) + " " + std::to_string(layer.n_out) + " " +
+                      std::to_string(layer.n_in));
+        for (int r = 0; r < layer.n_out; ++r) out.push_back(numbers(layer.weights.data() + r * layer.n_in, layer.n_in));
+        out.push_back(numbers(layer.biases.data(), layer.biases.size()));
+      }
     }
     if (e.quadratic) {
       const std::size_t n = e.functions.size();
@@ -248,6 +276,7 @@ std::string format_potential(const PotentialSpec& spec) {
       out.push_back(numbers(e.quadratic->linear.data(), n));
       for (std::size_t r = 0; r < n; ++r) out.push_back(numbers(e.quadratic->matrix.data() + r * n, n));
     }
+    if (e.gp) append_gp_section(out, e);
   }
   for (const RepulsionPair& p : spec.repulsion)
     out.push_back("repulsion zbl " + symbols[p.element_a] + " " + symbols[p.element_b] + " " +
@@ -267,7 +296,8 @@ Potential build_potential(const PotentialSpec& spec, const std::string& source) 
     m.reference_energy = e.reference_energy;
     try {
       m.descriptor = Descriptor(e.functions, spec.cutoff, spec.full_angular_sum, n_elements, spec.cutoff_alpha);
-      m.network = Network(e.layers);
+      if (!e.layers.empty()) m.network = Network(e.layers);
+      if (e.gp) m.gp = GaussianProcess(*e.gp, static_cast<int>(e.functions.size()));
       if (e.quadratic) m.quadratic = QuadraticTerm(e.quadratic->linear, e.quadratic->matrix);
     } catch (const Error& err) {
       throw Error(source + ": element " + e.symbol + ": " + err.what());

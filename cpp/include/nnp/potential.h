@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "nnp/descriptor.h"
+#include "nnp/gaussian_process.h"
 #include "nnp/network.h"
 #include "nnp/quadratic.h"
 #include "nnp/repulsion.h"
@@ -25,12 +26,22 @@ struct ElementModel {
   Scaling scaling;
   Network network;
   QuadraticTerm quadratic;  // empty: none
+  // Empty: none. E_i adds the GP (nnp/gaussian_process.h); an element may
+  // have a network, a GP or both (their sum), and its network may be empty.
+  GaussianProcess gp;
 };
+
+// An atom extrapolates when one of its descriptor values leaves the training
+// range widened on both sides by this fraction of its width: thermal noise in
+// an ordinary crystal or liquid pokes just past the range (≤ 6 % of it on the
+// water validation frames, docs/robustness.md), a genuinely new environment
+// leaves it by far more.
+constexpr double kDefaultExtrapolationMargin = 0.1;
 
 struct AtomWorkspace {
   DescriptorWorkspace descriptor;
   NetworkWorkspace network;
-  std::vector<double> G, x, dE_dx, dE_dG, quadratic;
+  std::vector<double> G, x, dE_dx, dE_dG, quadratic, gp;
   std::size_t bytes() const;
 };
 
@@ -48,11 +59,16 @@ class Potential {
   int element_index(const std::string& symbol) const;
   double cutoff() const { return cutoff_; }
   const Repulsion& repulsion() const { return repulsion_; }
+  // Descriptor values count as extrapolating outside [min − m·(max − min),
+  // max + m·(max − min)] of the training range; m ≥ 0, 0 is the bare range.
+  void set_extrapolation_margin(double margin);
+  double extrapolation_margin() const { return margin_; }
 
   // Energy E_i of one atom of element `element` and its gradient with respect
   // to the neighbour vectors: dE_dr[3j..3j+2] += ∂E_i/∂r_ij (accumulated).
   // The force on neighbour j is −∂E_i/∂r_ij, on the centre +Σ_j ∂E_i/∂r_ij.
-  // Returns true in *extrapolating when a descriptor left the training range.
+  // Returns true in *extrapolating when a descriptor left the training range
+  // (widened by the extrapolation margin).
   double atom_energy(int element, const NeighborView& nb, double* dE_dr, AtomWorkspace& ws,
                      bool* extrapolating = nullptr) const;
 
@@ -65,13 +81,20 @@ class Potential {
   // Energy only (no gradient).
   double atom_energy(int element, const NeighborView& nb, AtomWorkspace& ws) const;
 
- private:
-  // ½ Σ_j E_rep(r_ij) over the neighbours; accumulates its gradient if dE_dr.
+  // ½ Σ_j E_rep(r_ij) over the neighbours; accumulates its gradient if dE_dr
+  // (public for a committee, which assembles E_i from model_energy itself).
   double repulsion_energy(int element, const NeighborView& nb, double* dE_dr) const;
 
+ private:
+
+  struct ExtrapolationBounds {
+    std::vector<double> lower, upper;
+  };
   std::vector<ElementModel> elements_;
   Repulsion repulsion_;
   double cutoff_ = 0.0;
+  double margin_ = kDefaultExtrapolationMargin;
+  std::vector<ExtrapolationBounds> bounds_;  // per element
 };
 
 }  // namespace nnp

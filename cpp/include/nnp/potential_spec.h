@@ -9,6 +9,7 @@
 
 #include "nnp/cutoff.h"
 #include "nnp/descriptor.h"
+#include "nnp/gaussian_process.h"
 #include "nnp/network.h"
 #include "nnp/potential.h"
 #include "nnp/repulsion.h"
@@ -24,7 +25,8 @@ constexpr const char* kFormatName = "nnp-potential";
 // Version 5 adds n2p2's cutoff functions (hard, tanh3_normalised, exp,
 // poly1-poly4, and `alpha`, the inner radius) and the compact symmetry
 // functions (C2, C4, C5, CW2, CW4, CW5), written as 5 only when used.
-constexpr int kFormatVersion = 5;
+// Version 6 adds `gp` sections (a sparse GP per element), written as 6.
+constexpr int kFormatVersion = 6;
 
 // Words of the file's vocabulary, for the Python door and messages.
 const std::vector<std::string>& activation_names();       // tanh sigmoid softplus silu linear
@@ -43,6 +45,7 @@ struct ElementSpec {
   Scaling scaling;
   std::vector<Layer> layers;
   std::optional<QuadraticSpec> quadratic;
+  std::optional<GaussianProcessSpec> gp;  // version 6; `layers` may then be empty
 };
 
 struct PotentialSpec {
@@ -55,9 +58,9 @@ struct PotentialSpec {
   std::vector<RepulsionPair> repulsion;  // file order
 
   std::vector<std::string> symbols() const;
-  // 5 with an n2p2 cutoff or compact functions, else 4 with weighted
-  // functions, else 3 with a quadratic term, else 2 with a
-  // repulsive core, else 1.
+  // 6 with a GP section, else 5 with an n2p2 cutoff or compact functions,
+  // else 4 with weighted functions, else 3 with a
+  // quadratic term, else 2 with a repulsive core, else 1.
   int lowest_format_version() const;
   // The element weights of the weighted functions (they share one table,
   // check_spec checks it), or nullptr if there are none.

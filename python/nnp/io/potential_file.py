@@ -63,11 +63,30 @@ class QuadraticTerm:
 
 
 @dataclass
+class GaussianProcess:
+    """A sparse GP, E_GP(x) = Σ_m weights[m] k(x, sparse_points[m]) of the
+    scaled descriptor x; kernel "se" (uses lengthscale) or "dot" (uses zeta).
+    Kernels in nnp.model.gp and docs/gp.md."""
+
+    kernel: str
+    delta: float  # eV
+    sparse_points: np.ndarray  # (M, D)
+    weights: np.ndarray  # (M,)
+    lengthscale: float = 1.0
+    zeta: int = 1
+
+    def __post_init__(self) -> None:
+        self.sparse_points = np.asarray(self.sparse_points, dtype=np.float64)
+        self.weights = np.asarray(self.weights, dtype=np.float64)
+
+
+@dataclass
 class ElementModel:
     reference_energy: float  # eV per atom
     scaling: Scaling
-    layers: list[Layer]
-    quadratic: QuadraticTerm | None = None  # E_i = e0 + NN(x) + Q(x)
+    layers: list[Layer]  # may be empty when `gp` is set
+    quadratic: QuadraticTerm | None = None  # E_i = e0 + NN(x) + Q(x) (+ GP(x))
+    gp: GaussianProcess | None = None
 
 
 @dataclass(frozen=True)
@@ -142,8 +161,13 @@ def _element_to_core(pot: PotentialData, e: str, with_model: bool) -> _core.Elem
             raise ValueError(f"{e}: the quadratic term needs {n} linear coefficients and a {n} x {n} matrix, "
                              f"got {q.linear.shape} and {q.matrix.shape}")
         quadratic = _core.QuadraticSpec(q.linear, q.matrix)
+    gp = None
+    if m.gp is not None:
+        g = m.gp
+        gp = _core.GaussianProcessSpec(g.kernel, float(g.delta), float(g.lengthscale), int(g.zeta),
+                                       g.sparse_points.reshape(len(g.weights), -1), g.weights)
     return _core.ElementSpec(e, float(m.reference_energy), functions,
-                             _core.Scaling(s.center, s.width, s.min, s.max), layers, quadratic)
+                             _core.Scaling(s.center, s.width, s.min, s.max), layers, quadratic, gp)
 
 
 def to_spec(pot: PotentialData, with_models: bool = True) -> _core.PotentialSpec:
@@ -169,7 +193,10 @@ def from_spec(spec: _core.PotentialSpec) -> PotentialData:
         layers = [Layer(layer.weights, layer.biases, layer.activation) for layer in e.layers]
         q = e.quadratic
         quadratic = QuadraticTerm(q.linear, q.matrix) if q is not None else None
-        models[e.symbol] = ElementModel(e.reference_energy, Scaling(s.center, s.width, s.min, s.max), layers, quadratic)
+        g = e.gp
+        gp = None if g is None else GaussianProcess(g.kernel, g.delta, g.sparse_points, g.weights, g.lengthscale, g.zeta)
+        models[e.symbol] = ElementModel(e.reference_energy, Scaling(s.center, s.width, s.min, s.max), layers, quadratic,
+                                        gp)
     repulsion = [Repulsion(symbols[r.element_a], symbols[r.element_b], r.r_inner, r.r_outer) for r in spec.repulsion]
     return PotentialData(descriptors, models, list(spec.comments), repulsion)
 
