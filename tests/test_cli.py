@@ -196,3 +196,61 @@ def test_descriptor_names_in_any_case_and_close_matches():
     assert "B28-wide" not in str(err.value)  # suggestions, not the whole list
     with pytest.raises(ValueError, match="unknown descriptor preset 'zzz'; Presets are"):
         canonical_preset("zzz")
+
+
+# ------------------------------------------------ the potential, one way
+
+
+def test_potential_is_given_with_potential_everywhere(tmp_path, capsys):
+    """-p/--potential names the potential file in every command that reads
+    one; the older positional form is accepted too; --force always means
+    overwrite existing outputs."""
+    for args in (["evaluate"], ["committee"]):
+        with pytest.raises(SystemExit):
+            cli.main([*args, "--help"])
+        out = capsys.readouterr().out
+        assert "-p FILE, --potential FILE" in out or "-p FILE [FILE ...], --potential FILE [FILE ...]" in out, args
+    for args in (["train"], ["evaluate"], ["committee"], ["convert", "n2p2"], ["dft", "aimd"]):
+        with pytest.raises(SystemExit):
+            cli.main([*args, "--help"])
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert "--force overwrite" in help_text, args
+    for form in (["--potential", TINY, TINY], ["-p", TINY, TINY], [TINY, TINY]):
+        out = tmp_path / f"mean{len(list(tmp_path.iterdir()))}.nnp"
+        assert cli.main(["committee", *map(str, form), "-o", str(out)]) == 0, form
+        assert out.is_file()
+    assert cli.main(["committee", "-p", str(TINY), "-o", str(tmp_path / "one.nnp")]) == 2
+    assert "at least two" in capsys.readouterr().err
+
+
+def test_evaluate_takes_the_potential_either_way(tmp_path, capsys):
+    data = tmp_path / "two.xyz"
+    data.write_text("\n".join(line for frame in _si_frames(tmp_path, 2) for line in frame) + "\n")
+    assert cli.main(["evaluate", "--potential", str(TINY), "--data", str(data)]) == 0
+    named = capsys.readouterr().out
+    assert cli.main(["evaluate", str(TINY), "--data", str(data)]) == 0
+    assert capsys.readouterr().out == named and "meV/atom" in named
+    for both_or_none in ([str(TINY), "--potential", str(TINY)], []):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["evaluate", *both_or_none, "--data", str(data)])
+        assert exc.value.code == 2
+        assert "give the potential file once: --potential FILE" in capsys.readouterr().err
+
+
+# ------------------------------------------------ plain xyz in data summary
+
+
+def test_data_summary_says_plain_xyz_has_no_labels(tmp_path, capsys):
+    labelled = tmp_path / "labelled.xyz"
+    labelled.write_text("\n".join(_si_frames(tmp_path, 1)[0]) + "\n")
+    assert cli.main(["data", "summary", "--format", "xyz", str(labelled)]) == 1
+    out = capsys.readouterr().out
+    assert "hint: format xyz is plain XYZ, which holds no energies" in out and "--format extxyz" in out
+    assert cli.main(["data", "summary", str(labelled)]) == 0
+    assert "hint" not in capsys.readouterr().out
+    plain = tmp_path / "plain.xyz"
+    plain.write_text("2\n\nSi 0 0 0\nSi 1.4 1.4 1.4\n")
+    assert cli.main(["data", "summary", str(plain)]) == 1
+    out = capsys.readouterr().out
+    assert "hint: no frame has an energy: the file holds positions only (plain XYZ)" in out
+    assert "energy=" in out and "forces:R:3" in out

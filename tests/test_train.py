@@ -364,3 +364,38 @@ def test_isolated_atoms_always_train_and_leave_the_split_alone(data_file):
     blend = train(data, desc, anchored.updated({"quadratic_weight": 0.5}), log=log.append)
     assert blend.model.quadratic_elements == ("Si",)
     assert abs(blend.model.predict([lone])[0]["energy"] - e_iso) < 0.1 * abs(before - e_iso)
+
+
+# ---------------------------------------------------------- learning curve
+
+
+def test_learning_curve_is_the_written_model(tmp_path, data_file):
+    """The train and validation errors that the log prints and the history
+    (the learning curve) holds are those of the model as written, quadratic
+    term included: at the chosen epoch they equal an evaluation of the
+    written file on the same structures. The optimiser's own number (the
+    network alone, during the epoch) is kept apart."""
+    from nnp.train import evaluate
+
+    frames = read_structures(data_file)
+    ds = preset("A16")
+    data = FeaturizedDataset.from_structures(frames, ds)
+    cfg = TrainConfig(descriptor="A16", hidden_layers=1, hidden_nodes=6, epochs=6, lbfgs_fraction=0.5, threads=1,
+                      validation_fraction=0.25, log_every=1, quadratic_weight=0.5)
+    lines = []
+    result = train(data, ds, cfg, log=lines.append)
+    path = potential_file.write(result.model.to_potential_data(), tmp_path / "t.nnp")
+    written = NNPModel.from_potential_data(potential_file.read(path))
+    on_train = evaluate(written, data, result.train_indices, cfg)
+    on_val = evaluate(written, data, result.validation_indices, cfg)
+    entry = result.history[result.best_epoch - 1]
+    assert entry["epoch"] == result.best_epoch
+    for name, m in (("model_train", on_train), ("val", on_val)):
+        assert entry[f"{name}_energy_rmse"] == pytest.approx(m.energy_rmse, rel=1e-9), name
+        assert entry[f"{name}_force_rmse"] == pytest.approx(m.force_rmse, rel=1e-9), name
+    assert entry["train_energy_rmse"] != pytest.approx(on_train.energy_rmse, rel=1e-3)  # the network alone
+    line = next(l for l in lines if l.startswith(f"epoch {result.best_epoch}/6 "))
+    assert (f"train E {1000 * on_train.energy_rmse:6.2f} meV/atom, F {on_train.force_rmse:.4f} eV/Å  "
+            f"val E {1000 * on_val.energy_rmse:6.2f} meV/atom, F {on_val.force_rmse:.4f} eV/Å") in line
+    adam, lbfgs = [l for l in lines if l.startswith("epoch 1/")], [l for l in lines if l.startswith("epoch 6/")]
+    assert "lr 5.0e-03" in adam[0] and "Adam" in adam[0] and "lr" not in lbfgs[0] and "LBFGS" in lbfgs[0]

@@ -7,11 +7,13 @@ subcommands are the package's command lines.
     nnp study --data Si.xyz -o study --quick
     nnp convert n2p2 DIR -o Si.nnp
     nnp dft aimd --protocol crystal -o aimd.xyz
-    nnp committee a.nnp b.nnp -o mean.nnp
+    nnp committee --potential a.nnp b.nnp -o mean.nnp
 
 Each subcommand is the `main(argv)` of its module, so `nnp train ...` and
 `python -m nnp.train ...` are the same program. Options shared by all:
-`-o/--output` names what is written, `--force` overwrites existing outputs.
+`-o/--output` names what is written, `--force` overwrites existing outputs,
+`-p/--potential FILE` names a potential file a command reads (the file
+alone, without the option, is accepted too).
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def usage() -> str:
         "  --version   print the version and exit",
         "",
         "`nnp COMMAND --help` shows a command's options. Every command writing a file takes -o/--output; "
-        "--force overwrites existing outputs.",
+        "--force overwrites existing outputs; a potential file read is given as -p/--potential FILE.",
     ]
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ one) are rewritten for the common scaling and averaged. The descriptors are comp
 only for the wider network. The members must share descriptors, repulsive
 cores, depth and activations; their widths may differ.
 
-    python -m nnp.committee --output Si.mean.nnp Si.0.nnp Si.1.nnp
+    nnp committee --potential Si.0.nnp Si.1.nnp -o Si.mean.nnp
 """
 
 from __future__ import annotations
@@ -152,10 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write the mean of several potentials (same descriptors; e.g. the members of "
         "python -m nnp.train --ensemble K) as one potential file, for LAMMPS and everything else.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="FILE", help="potential files (.nnp), at least two")
+    parser.add_argument("-p", "--potential", nargs="+", default=[], metavar="FILE", dest="potentials",
+                        help="the potential files (.nnp) to average, at least two (as in every nnp command)")
+    parser.add_argument("inputs", nargs="*", metavar="FILE",
+                        help="the same, given without --potential (the older form, still accepted)")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="potential file to write")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs (the output file)")
     args = parser.parse_args(argv)
+    args.inputs = args.potentials + args.inputs
     try:
         if len(args.inputs) < 2:
             raise ValueError("give at least two potential files to average")

@@ -43,6 +43,8 @@ from ase.calculators.espresso import Espresso, EspressoProfile
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
 
+from nnp.progress import Bar, write_line
+
 DEFAULT_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
 DEFAULT_PSEUDOPOTENTIALS = {"Si": "Si.pbe-rrkj.UPF"}
 INSTALL_HINT = "on Debian/Ubuntu: apt-get install quantum-espresso quantum-espresso-data"
@@ -390,7 +392,7 @@ def run_aimd(
     workdir: Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    log=print,
+    log=write_line,
 ) -> RunSummary:
     """Langevin MD with pw.x forces, appending a labelled frame every
     `md.frame_interval_fs` (step 0 included) to `output`."""
@@ -449,14 +451,19 @@ def run_aimd(
             f"(target {frame.info['target_temperature_K']:6.1f})  E {frame.get_potential_energy():.6f} eV  "
             f"[{frames_before + written} frames, {time.perf_counter() - t0:.0f} s]")
 
-    if not resume:
-        record()
-    while step < md.steps:
-        dyn.set_temperature(temperature_K=md.protocol.temperature(step * md.timestep_fs))
-        dft(dyn.step)
-        step += 1
-        if step % md.frame_every == 0:
+    bar = Bar(md.steps, "AIMD", "steps", initial=step)  # on a terminal; the frame lines go above it
+    try:
+        if not resume:
             record()
+        while step < md.steps:
+            dyn.set_temperature(temperature_K=md.protocol.temperature(step * md.timestep_fs))
+            dft(dyn.step)
+            step += 1
+            if step % md.frame_every == 0:
+                record()
+            bar.update(step, f"{frames_before + written} frames")
+    finally:
+        bar.close()
     return RunSummary(written, frames_before + written, step, time.perf_counter() - t0)
 
 

@@ -97,7 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Energy, force and stress errors (MAE, RMSE; overall and per config_type) of a "
         "potential file on labelled structures, computed by the C++ core (what LAMMPS computes).",
     )
-    parser.add_argument("--potential", required=True, metavar="FILE", help="potential file (.nnp)")
+    parser.add_argument("-p", "--potential", metavar="FILE",
+                        help="potential file (.nnp); the potential is given this way in every nnp command")
+    parser.add_argument("positional_potential", nargs="?", metavar="FILE",
+                        help="the same, given without --potential (accepted)")
     parser.add_argument("--data", required=True, nargs="+", metavar="FILE",
                         help="labelled structures: extxyz or any ASE format, n2p2 input.data, mlearn JSON")
     parser.add_argument("--format", help="data format: n2p2, mlearn-json or an ASE format (default: from the content)")
@@ -107,8 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="write every prediction beside its reference: PREFIX.e.out (eV per structure), "
                         ".e_peratom.out, .f.out (eV/Å), .s.out (GPa), .v.out (virial, eV), .v_peratom.out")
     parser.add_argument("--force", action="store_true",
-                        help="overwrite outputs: write the report into an existing non-empty DIR")
+                        help="overwrite existing outputs (the report in a non-empty DIR, --detail files)")
     args = parser.parse_args(argv)
+    if (args.potential is None) == (args.positional_potential is None):
+        parser.error("give the potential file once: --potential FILE (or as the first argument)")
+    args.potential = args.potential or args.positional_potential
     try:
         out = evaluate(args.potential, args.data, args.format, args.report, args.force, args.detail)
     except (OSError, ValueError) as err:

@@ -1,8 +1,22 @@
-"""How long things take, as a person reads it."""
+"""Progress as a person reads it: durations, and bars on a terminal.
+
+On a terminal, `Bar` draws a tqdm bar and `write_line` prints a line above
+the bars drawn; when standard output is a file or a pipe (a CI log, `| cat`),
+no bar is drawn and callers print plain lines at their own pace, so a log
+holds lines, not carriage-return redraws. `elapsed()` counts from the start
+of the command (`restart_clock`), so that the times a run shows include
+reading and featurising the data.
+"""
 
 from __future__ import annotations
 
 import math
+import sys
+import time
+
+from tqdm import tqdm
+
+_started = time.perf_counter()
 
 
 def fmt_time(seconds: float) -> str:
@@ -17,3 +31,66 @@ def fmt_time(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def restart_clock() -> None:
+    """Start `elapsed()` again: a command calls this when it starts."""
+    global _started
+    _started = time.perf_counter()
+
+
+def elapsed() -> float:
+    """Seconds since the command started (a forked process shares its clock)."""
+    return time.perf_counter() - _started
+
+
+def on_terminal() -> bool:
+    """Whether standard output is a terminal, where bars are drawn."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stdout
+        return False
+
+
+def write_line(line: str) -> None:
+    """Print `line` (flushed) above any bar drawn on the terminal."""
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
+
+
+def outside_bars():
+    """A context in which lines printed by other means (print, a caller's
+    log function) pass above the bars drawn instead of through them."""
+    return tqdm.external_write_mode(file=sys.stdout)
+
+
+class Bar:
+    """One progress bar on standard output, drawn only on a terminal.
+
+    With `own_eta`, the caller gives the time left (`update(..., eta=...)`)
+    and the bar shows it with the time since the command started, instead of
+    tqdm's estimate from the average rate, which is wrong when the steps
+    differ in cost (Adam and L-BFGS epochs)."""
+
+    def __init__(self, total: int, desc: str, unit: str, position: int = 0, own_eta: bool = False, initial: int = 0):
+        self.drawn = on_terminal()
+        self.own_eta = own_eta
+        fmt = None
+        if own_eta:
+            fmt = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit + " [{postfix}]"
+        self._bar = tqdm(total=total, desc=desc, unit=f" {unit}", position=position, file=sys.stdout,
+                         dynamic_ncols=True, disable=not self.drawn, bar_format=fmt, leave=True, mininterval=0.2,
+                         initial=initial)
+
+    def update(self, done: int, status: str = "", eta: float | None = None) -> None:
+        """`done` steps of the total, `status` after the times."""
+        if not self.drawn:
+            return
+        times = f"{fmt_time(elapsed())}, ETA {fmt_time(eta)}" if self.own_eta and eta is not None else ""
+        postfix = ", ".join(s for s in (times, status) if s)
+        self._bar.n = done
+        self._bar.set_postfix_str(postfix, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()

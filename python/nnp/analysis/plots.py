@@ -15,6 +15,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
 from nnp.analysis.metrics import Predictions
 from nnp.constants import EV_PER_A3_IN_GPA, VOIGT_I, VOIGT_J
@@ -64,7 +65,7 @@ def parity_figure(sets: Mapping[str, Predictions], quantity: str, colours: Mappi
     one panel per set, coloured by config_type, MAE and RMSE in the title."""
     title, unit, err_unit, err_scale = _LABELS[quantity]
     n = len(sets)
-    fig = Figure(figsize=(4.6 * n, 4.6), layout="constrained")
+    fig = Figure(figsize=(4.6 * n, 5.1), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
     data = {name: _parity_data(p, quantity) for name, p in sets.items()}
     finite = [np.concatenate([r, q]) for r, q, _ in data.values()]
@@ -94,7 +95,10 @@ def parity_figure(sets: Mapping[str, Predictions], quantity: str, colours: Mappi
         ax.set_title(f"{name}: {title}\n{subtitle}", fontsize=10)
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
-        ax.set_aspect("equal")
+        # A square box, not set_aspect("equal"): the constrained layout
+        # sizes a box aspect before drawing, where an equal data aspect
+        # shrank the axes after it and cut the title off at the top.
+        ax.set_box_aspect(1)
         ax.set_xlabel(f"reference ({unit})")
         ax.set_ylabel(f"predicted ({unit})")
     if shown:
@@ -104,37 +108,94 @@ def parity_figure(sets: Mapping[str, Predictions], quantity: str, colours: Mappi
     return fig
 
 
-def learning_curve_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
-    """Train and validation energy and force RMSE per epoch (log scale)."""
-    def column(key: str) -> np.ndarray:
-        vals = []
-        for h in history:
-            v = h.get(key)
-            try:
-                vals.append(float(v) if v is not None else math.nan)
-            except (TypeError, ValueError):
-                vals.append(math.nan)
-        return np.array(vals)
+def _history_column(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    """One key of every epoch as floats (NaN where missing or not a number)."""
+    vals = []
+    for h in history:
+        v = h.get(key)
+        try:
+            vals.append(float(v) if v is not None else math.nan)
+        except (TypeError, ValueError):
+            vals.append(math.nan)
+    return np.array(vals)
 
-    epoch = column("epoch")
+
+def _train_key(history: Sequence[Mapping[str, Any]], quantity: str) -> str:
+    """The training errors of the model as written (model_train_*, measured
+    at the logged epochs) where the history has them, else train_*."""
+    key = f"model_train_{quantity}_rmse"
+    return key if np.isfinite(_history_column(history, key)).any() else f"train_{quantity}_rmse"
+
+
+def _best_epoch(history: Sequence[Mapping[str, Any]], epoch: np.ndarray) -> float | None:
+    """The epoch training chose: the first lowest validation loss (the
+    training loss when nothing was held out)."""
+    for key in ("val_loss", "train_loss"):
+        loss = _history_column(history, key)
+        if np.isfinite(loss).any():
+            return float(epoch[int(np.nanargmin(loss))])
+    return None
+
+
+def _phase_switch(history: Sequence[Mapping[str, Any]], epoch: np.ndarray) -> float | None:
+    """The first L-BFGS epoch after Adam ones, if the run had both."""
+    kinds = [h.get("optimizer") for h in history]
+    for k in range(1, len(kinds)):
+        if kinds[k] == "lbfgs" and kinds[k - 1] == "adam":
+            return float(epoch[k])
+    return None
+
+
+def _readable_log_axis(ax, values: np.ndarray) -> None:
+    """A log scale whose tick labels are plain numbers (0.2, 5, 10): at
+    1, 2, 5 × 10^n over a wide range, at round linear steps over a narrow
+    one (where 1-2-5 would leave one label or none)."""
+    ax.set_yscale("log")
+    values = values[np.isfinite(values) & (values > 0)]
+    ratio = float(values.max() / values.min()) if values.size else 10.0
+    if ratio < 4:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+    else:
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if ratio < 300 else (1.0,)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def learning_curve_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
+    """Train and validation energy and force RMSE per epoch (log scale), of
+    the same model (as written, quadratic term included); the switch from
+    Adam to L-BFGS and the chosen epoch marked."""
+    epoch = _history_column(history, "epoch")
     if not np.isfinite(epoch).any():
         epoch = np.arange(1, len(history) + 1, dtype=float)
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    switch, best = _phase_switch(history, epoch), _best_epoch(history, epoch)
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, q, unit, scale in ((axes[0], "energy", "meV/atom", 1000.0), (axes[1], "force", "eV/Å", 1.0)):
-        plotted = False
-        for split, style in (("train", "-"), ("val", "--")):
-            y = column(f"{split}_{q}_rmse") * scale
+        plotted, shown = False, []
+        for key, style, label in ((_train_key(history, q), "o-", "train"), (f"val_{q}_rmse", "--", "validation")):
+            y = _history_column(history, key) * scale
             ok = np.isfinite(y) & np.isfinite(epoch) & (y > 0)
             if ok.any():
-                ax.plot(epoch[ok], y[ok], style, label="train" if split == "train" else "validation")
+                sparse = ok.sum() < 0.5 * len(y)
+                ax.plot(epoch[ok], y[ok], style if sparse or ok.sum() <= 60 else style.lstrip("o"), ms=3,
+                        label=label)
                 plotted = True
+                shown.append(y[ok])
         if plotted:
-            ax.set_yscale("log")
-            ax.legend()
+            _readable_log_axis(ax, np.concatenate(shown))
         else:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        if switch is not None:
+            ax.axvline(switch - 0.5, color="0.4", lw=0.8, ls=":", label=f"Adam → L-BFGS (epoch {switch:g})")
+        if best is not None:
+            ax.axvline(best, color="tab:green", lw=0.8, alpha=0.7, label=f"chosen epoch {best:g}")
+        if plotted:
+            ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{q} RMSE ({unit})")
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)
+    fig.suptitle("Learning curve: the model as written (with its quadratic term, if any), "
+                 "on the training and the validation structures", fontsize=10)
     return fig

@@ -9,7 +9,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from nnp.data.summary import format_summary, summarize
+from nnp.data.formats import PLAIN_XYZ_MESSAGE
+from nnp.data.summary import FileSummary, format_summary, summarize
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,6 +45,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = max(status, 2)
             continue
         print(format_summary(s))
+        if _hint(s):
+            print(_hint(s))
         if not s.ok:
             status = max(status, 1)
     return status
+
+
+def _hint(s: FileSummary) -> str:
+    """What to do when no frame has an energy and the file is (read as) XYZ."""
+    if s.n_structures == 0 or s.energy_per_atom is not None:
+        return ""
+    if s.format == "xyz":
+        return f"hint: {PLAIN_XYZ_MESSAGE}"
+    if s.format == "extxyz":
+        return ("hint: no frame has an energy: the file holds positions only (plain XYZ). Training needs labels: "
+                "extended XYZ gives them in each comment line (energy=... and Properties=species:S:1:pos:R:3:"
+                "forces:R:3), or give a DFT code's output (vasprun.xml, OUTCAR, pw.x output)")
+    return ""

@@ -28,10 +28,11 @@ from nnp.analysis.report import write_report
 from nnp.constants import ATM_IN_BAR, BAR_IN_GPA
 from nnp.io import potential_file
 from nnp.io.atomic import atomic_open
-from nnp.progress import fmt_time
+from nnp.progress import Bar, fmt_time, on_terminal, outside_bars
 from nnp.study.config import StudyConfig
 from nnp.study.directory import StudyDir
 from nnp.train import featurize, train
+from nnp.train.console import TerminalDisplay
 
 A_GUESS = 5.43  # Å, start of the 0 K relaxation (and of MD when it failed)
 # A liquid or amorphous phase under this fraction of the crystal's density has boiled.
@@ -101,7 +102,8 @@ def _train_log(ctx: Context, point: str) -> Callable[[str], None]:
     def log(line: str) -> None:
         now = time.perf_counter()
         if now - last[0] >= ctx.progress_seconds:
-            ctx.log(f"    {point} {line.strip()}")
+            with outside_bars():
+                ctx.log(f"    {point} {line.strip()}")
             last[0] = now
 
     return log
@@ -110,8 +112,11 @@ def _train_log(ctx: Context, point: str) -> Callable[[str], None]:
 def run_train(ctx: Context, point: str) -> dict:
     config = ctx.config.train_config(point)
     descriptors = descriptors_mod.preset(point, (ctx.element,))
-    data = featurize(ctx.structures, descriptors, config)
-    result = train(data, descriptors, config, log=_train_log(ctx, point))
+    bar = Bar(len(ctx.structures) + len(config.isolated_atom_energies), f"{point} featurising", "structures")
+    data = featurize(ctx.structures, descriptors, config, progress=lambda done, total: bar.update(done))
+    bar.close()
+    result = train(data, descriptors, config, log=_train_log(ctx, point),
+                   display=TerminalDisplay(f"{point} training"))
     comments = [
         f"nnp.study point {point}: descriptor {point}, {config.hidden_layers} x "
         f"{config.hidden_nodes} {config.activation}, seed {config.seed}",
@@ -181,16 +186,40 @@ def summarise_samples(s: props.StageSamples, r: np.ndarray, natoms: int, mass: f
     return out
 
 
-def _md_progress(ctx: Context, point: str, natoms: int) -> props.ProgressFn:
-    def progress(name: str, done: int, total: int, ran: int, seconds: float) -> None:
+class _MDProgress:
+    """An MD run's progress (props.ProgressFn): on a terminal a bar per MD
+    stage, redrawn every second; a line every ctx.progress_seconds and at
+    the end of each stage (what a log file keeps)."""
+
+    def __init__(self, ctx: Context, point: str, natoms: int):
+        self.ctx, self.point, self.natoms = ctx, point, natoms
+        self.bar: Bar | None = None
+        self.stage, self.last_line = "", -math.inf
+        # How often run_md reports: between its chunks of steps, so the MD is the same either way.
+        self.interval = min(ctx.progress_seconds, 1.0) if on_terminal() else ctx.progress_seconds
+
+    def __call__(self, name: str, done: int, total: int, ran: int, seconds: float) -> None:
         if total == 0:
             return
-        speed = seconds / ran / natoms if ran else math.nan
-        eta = speed * natoms * (total - done)
-        ctx.log(f"    {point} {name}: step {done}/{total} ({100 * done / total:.0f}%), "
-                f"{speed * 1e6:.0f} µs/atom/step, {fmt_time(seconds)}, stage ETA {fmt_time(eta)}")
+        speed = seconds / ran / self.natoms if ran else math.nan
+        eta = speed * self.natoms * (total - done)
+        if name != self.stage:
+            self.close()
+            self.bar, self.stage = Bar(total, f"{self.point} {name}", "steps", own_eta=True), name
+        self.bar.update(done, f"{speed * 1e6:.0f} µs/atom/step", eta)
+        now = time.perf_counter()
+        if now - self.last_line >= self.ctx.progress_seconds or done == total:
+            self.last_line = now
+            with outside_bars():
+                self.ctx.log(f"    {self.point} {name}: step {done}/{total} ({100 * done / total:.0f}%), "
+                             f"{speed * 1e6:.0f} µs/atom/step, {fmt_time(seconds)}, stage ETA {fmt_time(eta)}")
+        if done == total:
+            self.close()
 
-    return progress
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _start_lattice(ctx: Context, point: str) -> float:
@@ -200,11 +229,15 @@ def _start_lattice(ctx: Context, point: str) -> float:
 
 def _run_md(ctx: Context, point: str, stage: str, cells: int, stages, initial_temperature=None) -> props.MDResult:
     natoms = 8 * cells**3
-    result = props.run_md(
-        ctx.pair(point), _start_lattice(ctx, point), cells, stages, ctx.md_settings(),
-        checkpoint=ctx.sdir.checkpoint(point, stage), progress=_md_progress(ctx, point, natoms),
-        progress_seconds=ctx.progress_seconds, initial_temperature=initial_temperature,
-    )
+    progress = _MDProgress(ctx, point, natoms)
+    try:
+        result = props.run_md(
+            ctx.pair(point), _start_lattice(ctx, point), cells, stages, ctx.md_settings(),
+            checkpoint=ctx.sdir.checkpoint(point, stage), progress=progress,
+            progress_seconds=progress.interval, initial_temperature=initial_temperature,
+        )
+    finally:
+        progress.close()
     # The sampled series, for reanalysis (other blocks, other estimators).
     series = {f"{name}_{q}": np.asarray(getattr(smp, q)) for name, smp in result.stages.items()
               for q in ("volume", "temperature", "pressure", "energy", "extrapolating")}

@@ -16,7 +16,7 @@ from ase.data import atomic_numbers
 from nnp import descriptors as descriptors_mod
 from nnp.data import FeaturizedDataset, data_sha256, read_structures
 from nnp.io import potential_file
-from nnp.progress import fmt_time
+from nnp.progress import Bar, fmt_time, restart_clock
 from nnp.train import refit
 from nnp.train.config import DERIVATIVES, TrainConfig
 from nnp.train.console import print_line
@@ -149,6 +149,7 @@ def _elements_of(structures) -> tuple[str, ...]:
 
 def _run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
+    restart_clock()
     output = Path(args.output)
     if args.ensemble < 1:
         raise ValueError("--ensemble must be >= 1")
@@ -172,7 +173,10 @@ def _run(args: argparse.Namespace) -> int:
             f"{e} {E:g} eV" for e, E in sorted(config.isolated_atom_energies.items())))
     memory = plan_memory(structures, descriptors, config)  # refuses a run that cannot fit, before any work
     print_line(memory.line())
-    data = featurize(structures, descriptors, config, streamed=memory.streamed_mode)
+    bar = Bar(len(structures) + len(config.isolated_atom_energies), "featurising", "structures")
+    data = featurize(structures, descriptors, config, streamed=memory.streamed_mode,
+                     progress=lambda done, total: bar.update(done))
+    bar.close()
     print_line(f"featurised in {fmt_time(time.perf_counter() - t)} ({data.nbytes() / 2**20:.0f} MiB)")
     _print_plan(config)
     results = [_train_and_write(data, descriptors, member, out, args.resume, data_path, digest)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,10 +23,10 @@ import torch
 from nnp.data import FeaturizedDataset
 from nnp.model import quadratic
 from nnp.model.network import NNPModel
-from nnp.progress import fmt_time
+from nnp.progress import elapsed, fmt_time
 from nnp.train import checkpoints
 from nnp.train.config import TrainConfig
-from nnp.train.console import Log, print_line
+from nnp.train.console import EpochClock, EpochDisplay, Log, TerminalDisplay, print_line
 from nnp.train.initial_model import build_model, fit_quadratic_term
 from nnp.train.loss import Metrics, Objective, evaluate
 from nnp.train.phases import EpochLoss, Phase, TrainingPhase, phase_lengths, start_phase
@@ -76,6 +75,7 @@ def train(
     resume: bool = False,
     data_digest: str = "",
     between_epochs: Callable[[], None] | None = None,
+    display: EpochDisplay | None = None,
 ) -> TrainResult:
     """Train on `data` as `config` says; returns the best model (lowest
     validation loss; training loss when nothing is held out).
@@ -85,7 +85,8 @@ def train(
     the same model as an uninterrupted run. `between_epochs()` is called
     after every epoch: an exception it raises stops training, after a
     checkpoint of that epoch (how the holdout twin's failure stops the run
-    beside it).
+    beside it). `display` shows the epochs between logged lines (default: a
+    bar on the terminal when `log` is print_line).
     """
     config.check()
     device = torch.device(config.device)
@@ -113,26 +114,47 @@ def train(
     # The quadratic term depends on the data and the scaling only: fitted once,
     # before training, so that the best epoch is chosen on the model written
     # (the blend), from its fixed validation predictions.
-    fitted = fit_quadratic_term(model.cpu(), data, train_idx, config, log) if config.quadratic_weight > 0 else None
+    if display is None and log is print_line:
+        display = TerminalDisplay()
+    fitted = None
+    if config.quadratic_weight > 0:
+        if display is not None:
+            display.update(progress.epoch, config.epochs, "fitting the quadratic term", math.nan)
+        fitted = fit_quadratic_term(model.cpu(), data, train_idx, config, log)
     model.to(device)
-    mix = None
-    if fitted is not None and len(val_idx):
-        mix = _validation_mix(model, fitted, validation, config.quadratic_weight, device)
-    run = _Run(model, data, config, objective, validation, mix, progress, generator, log, checkpoint, data_digest)
-    run.between_epochs = between_epochs
-    run.all_phases(saved)
+    mixes = Mixes()
+    if fitted is not None:
+        mixes = Mixes(_fixed_mix(model, fitted, validation, config.quadratic_weight, device) if len(val_idx) else None,
+                      _fixed_mix(model, fitted, objective, config.quadratic_weight, device))
+    run = _Run(model, data, config, objective, validation, mixes, progress, generator, log, checkpoint, data_digest)
+    run.between_epochs, run.display = between_epochs, display
+    try:
+        run.all_phases(saved)
+    finally:
+        if display is not None:
+            display.close()
     return _result(model, fitted, progress.best_state, progress.best_epoch, data, config, train_idx, val_idx,
                    progress.history)
 
 
-def _validation_mix(model: NNPModel, fitted: quadratic.QuadraticFit, validation: Objective, weight: float,
-                    device: torch.device) -> tuple[float, list[dict[str, torch.Tensor]]]:
-    """The quadratic model's fixed predictions on the validation batches,
+@dataclass
+class Mixes:
+    """The quadratic model's share of the written model's predictions on
+    the validation and the training batches (`evaluate`'s `mix`); None
+    without a quadratic term."""
+
+    validation: tuple[float, list[dict[str, torch.Tensor]]] | None = None
+    train: tuple[float, list[dict[str, torch.Tensor]]] | None = None
+
+
+def _fixed_mix(model: NNPModel, fitted: quadratic.QuadraticFit, objective: Objective, weight: float,
+               device: torch.device) -> tuple[float, list[dict[str, torch.Tensor]]]:
+    """The quadratic model's fixed predictions on `objective`'s batches,
     with the weight they get in the blend (`evaluate`'s `mix`)."""
     q_model = quadratic.blend(model.cpu(), fitted, 1.0).to(device)
     model.to(device)
     return (weight,
-            [{k: v.detach() for k, v in q_model(b, forces=True, stress=True).items()} for b in validation.chunks()])
+            [{k: v.detach() for k, v in q_model(b, forces=True, stress=True).items()} for b in objective.chunks()])
 
 
 def _result(model: NNPModel, fitted: quadratic.QuadraticFit | None, best_state: dict[str, torch.Tensor],
@@ -151,25 +173,44 @@ def _result(model: NNPModel, fitted: quadratic.QuadraticFit | None, best_state: 
                      "quadratic": evaluate(quadratic.blend(network, fitted, 1.0), data, val_idx, config)}
     train_metrics = evaluate(model, data, train_idx, config)
     val_metrics = evaluate(model, data, val_idx, config) if len(val_idx) else None
+    _fill_best_epoch(history, best_epoch, train_metrics)
     return TrainResult(model, train_metrics, val_metrics, best_epoch, train_idx, val_idx, history, parts)
+
+
+def _fill_best_epoch(history: list[dict[str, Any]], best_epoch: int, trained: Metrics) -> None:
+    """The returned model's training errors at its epoch of the learning
+    curve, where that epoch was not logged (the same model, evaluated as
+    written)."""
+    for entry in history:
+        if entry["epoch"] == best_epoch and not math.isfinite(entry.get("model_train_energy_rmse", math.nan)):
+            entry.update(model_train_loss=trained.loss, model_train_energy_rmse=trained.energy_rmse,
+                         model_train_force_rmse=trained.force_rmse, model_train_energy_mae=trained.energy_mae,
+                         model_train_force_mae=trained.force_mae)
 
 
 class _Run:
     """The epochs of one `train` call: the phases in turn, validation and
-    the choice of the best epoch, checkpoints and the progress log."""
+    the choice of the best epoch, checkpoints and the progress log.
+
+    The log's and the learning curve's train and validation errors are the
+    model as written (with the quadratic term's share, `mixes`), after the
+    epoch. The validation structures are evaluated every epoch (they choose
+    the best); the training structures at the logged epochs only, an extra
+    evaluation that reads the model and changes nothing in training."""
 
     def __init__(self, model: NNPModel, data: FeaturizedDataset, config: TrainConfig, objective: Objective,
-                 validation: Objective, mix, progress: Progress, generator: torch.Generator, log: Log,
+                 validation: Objective, mixes: Mixes, progress: Progress, generator: torch.Generator, log: Log,
                  checkpoint: str | os.PathLike | None, data_digest: str):
         self.model, self.data, self.config = model, data, config
-        self.objective, self.validation, self.mix = objective, validation, mix
+        self.objective, self.validation, self.mixes = objective, validation, mixes
         self.progress, self.generator = progress, generator
         self.log, self.checkpoint, self.data_digest = log, checkpoint, data_digest
         self.log_every = config.log_every or max(1, round(config.epochs / 50))
-        self.live = log is print_line and sys.stdout.isatty()  # redraw one line between log lines
-        self.t0 = self.last_checkpoint = time.perf_counter()
+        self.last_checkpoint = time.perf_counter()
         self.first_epoch = progress.epoch + 1
+        self.clock = EpochClock(phase_lengths(config)[0], config.epochs)
         self.between_epochs: Callable[[], None] | None = None
+        self.display: EpochDisplay | None = None
 
     def all_phases(self, saved: dict[str, Any] | None) -> None:
         """Adam, then L-BFGS, each until its last epoch or until `patience`
@@ -192,13 +233,15 @@ class _Run:
         """Train one epoch and record it; True when `patience` stops the phase."""
         p, config = self.progress, self.config
         p.epoch += 1
+        t = time.perf_counter()
         self.model.train()
         loss = phase.run_epoch(self.model)
         self.model.eval()
         val = None
         if len(self.validation.indices):
             val = evaluate(self.model, self.data, self.validation.indices, config, batches=self.validation.chunks(),
-                           mix=self.mix)
+                           mix=self.mixes.validation)
+        self.clock.epoch_done(p.epoch, time.perf_counter() - t)
         selection_loss = val.loss if val is not None else loss.loss
         improved = selection_loss < p.best_loss
         if improved:
@@ -209,14 +252,17 @@ class _Run:
             p.stale += 1
         lr = phase.optimizer.param_groups[0]["lr"]
         phase.end_epoch(selection_loss)
-        p.history.append(_history_entry(p.epoch, phase.kind, lr, loss, val))
         if not math.isfinite(loss.loss):
+            p.history.append(_history_entry(p.epoch, phase.kind, lr, loss, val, None))
             raise FloatingPointError(f"training diverged at epoch {p.epoch} (loss {loss.loss}); lower learning_rate")
         stop = config.patience > 0 and p.stale >= config.patience
+        logged = self._logged(p.epoch) or stop
+        trained = self._evaluate_train() if logged else None
+        p.history.append(_history_entry(p.epoch, phase.kind, lr, loss, val, trained))
         if stop:
             p.stopped.append(phase.kind.value)
         self._save(phase, stop or p.epoch == config.epochs)
-        self._log_epoch(phase.kind, loss, val, lr, improved, stop)
+        self._show(phase.kind, loss, val, trained, lr, improved)
         if self.between_epochs is not None:
             try:
                 self.between_epochs()
@@ -227,6 +273,19 @@ class _Run:
             kind = phase.kind.value
             self.log(f"{kind}: no better validation loss in {config.patience} epochs; {kind} stops here")
         return stop
+
+    def _logged(self, epoch: int) -> bool:
+        """Whether `epoch` gets a log line (and an evaluation of the training set)."""
+        return epoch % self.log_every == 0 or epoch == self.config.epochs or epoch == self.first_epoch
+
+    def _evaluate_train(self) -> Metrics:
+        """The model as written, on the training structures (the batches
+        L-BFGS uses: collated once)."""
+        t = time.perf_counter()
+        m = evaluate(self.model, self.data, self.objective.indices, self.config, batches=self.objective.chunks(),
+                     mix=self.mixes.train)
+        self.clock.evaluation_done(time.perf_counter() - t)
+        return m
 
     def _save(self, phase: TrainingPhase, now: bool) -> None:
         """A checkpoint when `now`, or when checkpoint_every has passed since the last."""
@@ -242,31 +301,50 @@ class _Run:
             stale=p.stale, stopped=p.stopped,
         )
 
-    def _log_epoch(self, kind: Phase, loss: EpochLoss, val: Metrics | None, lr: float, improved: bool,
-                   stop: bool) -> None:
+    def _show(self, kind: Phase, loss: EpochLoss, val: Metrics | None, trained: Metrics | None, lr: float,
+              improved: bool) -> None:
+        """The log line of a logged epoch (`trained` given), and the display."""
         epoch, epochs = self.progress.epoch, self.config.epochs
-        elapsed = time.perf_counter() - self.t0
-        eta = elapsed / (epoch - self.first_epoch + 1) * (epochs - epoch)
-        line = (
-            f"epoch {epoch:{len(str(epochs))}d}/{epochs} {kind.value:5s} loss {loss.loss:.3e}"
-            f"  train E {1000 * loss.energy_rmse:6.2f} F {loss.force_rmse:.4f}"
-            + (f"  val E {1000 * val.energy_rmse:6.2f} meV/atom F {val.force_rmse:.4f} eV/Å "
-               f"(MAE {1000 * val.energy_mae:.2f}, {val.force_mae:.4f})" if val else "")
-            + f"  lr {lr:.1e}  {fmt_time(elapsed)} ETA {fmt_time(eta)}{' *' if improved else ''}"
-        )
-        if epoch % self.log_every == 0 or epoch == epochs or epoch == self.first_epoch or stop:
-            self.log(("\r\033[K" if self.live else "") + line)
-        elif self.live:
-            print("\r\033[K" + line, end="", flush=True)
+        logged_left = sum(self._logged(e) for e in range(epoch + 1, epochs + 1))
+        eta = self.clock.remaining(epoch, logged_left)
+        if self.display is not None:
+            status = f"val {_errors(val)}" if val is not None else f"loss {loss.loss:.3e} (network)"
+            self.display.update(epoch, epochs, f"{status}, best epoch {self.progress.best_epoch}", eta)
+        if trained is None:
+            return
+        # The optimiser's loss first (what it minimises: the network alone,
+        # over the epoch's steps), then the model as written.
+        optimiser = f"loss {loss.loss:.3e} (network)" + (f", lr {lr:.1e}" if kind is Phase.ADAM else "")
+        self.log(f"epoch {epoch:{len(str(epochs))}d}/{epochs} {PHASE_NAMES[kind]:5s} {optimiser}"
+                 f"  train {_errors(trained)}"
+                 + (f"  val {_errors(val)} (MAE {1000 * val.energy_mae:.2f} meV/atom, {val.force_mae:.4f} eV/Å)"
+                    if val is not None else "")
+                 + f"  {fmt_time(elapsed())}, ETA {fmt_time(eta)}{'  *' if improved else ''}")
 
 
-def _history_entry(epoch: int, kind: Phase, lr: float, loss: EpochLoss, val: Metrics | None) -> dict[str, Any]:
-    """One epoch of the learning curve (the report plots it; checkpoints keep it)."""
+PHASE_NAMES = {Phase.ADAM: "Adam", Phase.LBFGS: "LBFGS"}
+
+
+def _errors(m: Metrics) -> str:
+    """Energy and force RMSE with their units."""
+    return f"E {1000 * m.energy_rmse:6.2f} meV/atom, F {m.force_rmse:.4f} eV/Å"
+
+
+def _history_entry(epoch: int, kind: Phase, lr: float, loss: EpochLoss, val: Metrics | None,
+                   trained: Metrics | None) -> dict[str, Any]:
+    """One epoch of the learning curve (the report plots it; checkpoints
+    keep it). train_loss, train_energy_rmse, train_force_rmse: what the
+    optimiser saw (the network alone, accumulated over the epoch's steps);
+    model_train_*: the model as written after the epoch, on the training
+    structures (logged epochs; NaN at the others); val_*: the same model
+    on the validation structures."""
     nan = math.nan
-    return dict(epoch=epoch, optimizer=kind.value, lr=lr, train_loss=loss.loss, train_energy_rmse=loss.energy_rmse,
-                train_force_rmse=loss.force_rmse,
-                val_loss=val.loss if val else nan,
-                val_energy_rmse=val.energy_rmse if val else nan,
-                val_force_rmse=val.force_rmse if val else nan,
-                val_energy_mae=val.energy_mae if val else nan,
-                val_force_mae=val.force_mae if val else nan)
+    entry = dict(epoch=epoch, optimizer=kind.value, lr=lr, train_loss=loss.loss, train_energy_rmse=loss.energy_rmse,
+                 train_force_rmse=loss.force_rmse)
+    for prefix, m in (("model_train", trained), ("val", val)):
+        entry.update({f"{prefix}_loss": m.loss if m else nan,
+                      f"{prefix}_energy_rmse": m.energy_rmse if m else nan,
+                      f"{prefix}_force_rmse": m.force_rmse if m else nan,
+                      f"{prefix}_energy_mae": m.energy_mae if m else nan,
+                      f"{prefix}_force_mae": m.force_mae if m else nan})
+    return entry

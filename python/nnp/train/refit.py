@@ -3,9 +3,11 @@ twin, trained the same way without the validation structures, gives the
 validation errors.
 
 On a CPU with two or more cores the twin trains alongside, in a forked child
-process, which sends back one message: `HoldoutDone` (its result, and its
-model as potential-file text) or `HoldoutFailed` (what went wrong, as text:
-an exception object need not survive pickling). The parent looks at the
+process, which sends its progress (`TwinLine`, `TwinProgress`: the parent
+prints the lines and draws both bars, so the two trainings are one display)
+and ends with one message: `HoldoutDone` (its result, and its model as
+potential-file text) or `HoldoutFailed` (what went wrong, as text: an
+exception object need not survive pickling). The parent looks at the
 child after every epoch of its own: when the twin failed or its process
 died (killed, out of memory), training stops there, checkpointed, with
 `HoldoutTwinFailed`, a one-line error that says how to resume. Stopping, not
@@ -22,6 +24,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+import time
 from dataclasses import dataclass
 from typing import Callable
 from multiprocessing.connection import Connection
@@ -34,7 +37,7 @@ from nnp.io import potential_file
 from nnp.model.network import NNPModel
 from nnp.train import checkpoints
 from nnp.train.config import TrainConfig
-from nnp.train.console import labelled
+from nnp.train.console import TerminalDisplay, labelled, print_line
 from nnp.train.loop import TrainResult, train
 
 
@@ -92,6 +95,45 @@ class HoldoutFailed:
         return f"{self.kind}: {first}" if first else self.kind
 
 
+@dataclass
+class TwinLine:
+    """A log line of the twin, printed by the parent."""
+
+    text: str
+
+
+@dataclass
+class TwinProgress:
+    """The twin's epoch, time left and status, drawn by the parent."""
+
+    epoch: int
+    epochs: int
+    status: str
+    eta: float
+
+
+PROGRESS_INTERVAL = 0.5  # seconds between the twin's progress messages: the pipe never fills
+
+
+class _PipeDisplay:
+    """The twin's EpochDisplay and log: messages to the parent."""
+
+    def __init__(self, sender: Connection):
+        self.sender, self.last = sender, -float("inf")
+
+    def log(self, line: str) -> None:
+        self.sender.send(TwinLine(line))
+
+    def update(self, epoch: int, epochs: int, status: str, eta: float) -> None:
+        now = time.perf_counter()
+        if now - self.last >= PROGRESS_INTERVAL or epoch == epochs:
+            self.last = now
+            self.sender.send(TwinProgress(epoch, epochs, status, eta))
+
+    def close(self) -> None:
+        """Nothing: the parent closes the bar."""
+
+
 class HoldoutTwinFailed(ChildProcessError):
     """The holdout twin failed or its process died. `final`: the written
     model's result when it had finished by then (it is written, without
@@ -134,7 +176,8 @@ def train_member(data: FeaturizedDataset, descriptors, config: TrainConfig, outp
 
     def train_final(between_epochs: Callable[[], None] | None = None) -> TrainResult:
         return train(data, descriptors, final_config, log=labelled("all data"), checkpoint=final_ckpt,
-                     resume=resume and final_ckpt.exists(), data_digest=data_digest, between_epochs=between_epochs)
+                     resume=resume and final_ckpt.exists(), data_digest=data_digest, between_epochs=between_epochs,
+                     display=TerminalDisplay("all data"))
 
     if not twin_in_parallel(config):
         twin = train_holdout(holdout)
@@ -142,9 +185,11 @@ def train_member(data: FeaturizedDataset, descriptors, config: TrainConfig, outp
     return _alongside(train_final, holdout, final_ckpt)
 
 
-def train_holdout(run: HoldoutRun) -> TrainResult:
-    return train(run.data, run.descriptors, run.config, log=labelled("holdout"), checkpoint=run.checkpoint,
-                 resume=run.resume, data_digest=run.data_digest)
+def train_holdout(run: HoldoutRun, pipe: _PipeDisplay | None = None) -> TrainResult:
+    """The twin's training; in the child, its log and progress go to the parent through `pipe`."""
+    log, display = (pipe.log, pipe) if pipe is not None else (labelled("holdout"), TerminalDisplay("holdout"))
+    return train(run.data, run.descriptors, run.config, log=log, checkpoint=run.checkpoint, resume=run.resume,
+                 data_digest=run.data_digest, display=display)
 
 
 def _alongside(train_final, holdout: HoldoutRun, final_ckpt: Path) -> tuple[TrainResult, TrainResult]:
@@ -176,18 +221,23 @@ class _Twin:
         self.process.start()
         sender.close()
         self.message: HoldoutDone | HoldoutFailed | None = None
+        self.display = TerminalDisplay("holdout", position=1)
 
     def check(self) -> None:
-        """Raise HoldoutTwinFailed if the twin failed or its process ended
-        without a result; else return at once (it may still be training)."""
-        if self.message is None and (self.receiver.poll() or not self.process.is_alive()):
-            self._receive()  # a message, or the end of the pipe: the process is gone
+        """Show the twin's progress so far; raise HoldoutTwinFailed if the
+        twin failed or its process ended without a result; else return at
+        once (it may still be training)."""
+        while self.message is None and self.receiver.poll():
+            self._receive()
+        if self.message is None and not self.process.is_alive():
+            while self.message is None:  # its last messages, then the end of the pipe: the process is gone
+                self._receive()
         if isinstance(self.message, HoldoutFailed):
             raise HoldoutTwinFailed(f"the holdout run failed: {self.message}")
 
     def result(self) -> TrainResult:
         """The twin's result, waiting for it if need be."""
-        if self.message is None:
+        while self.message is None:
             self._receive()
         self.check()
         assert isinstance(self.message, HoldoutDone)
@@ -198,14 +248,22 @@ class _Twin:
             self.process.terminate()  # an interrupt: its checkpoint is at most checkpoint_every old
         self.process.join()
         self.receiver.close()
+        self.display.close()
 
     def _receive(self) -> None:
-        """Wait for the message; the pipe's end without one means the process died."""
+        """Wait for the next message and show it, or keep it when it is the
+        last; the pipe's end without one means the process died."""
         try:
-            self.message = self.receiver.recv()
+            message = self.receiver.recv()
         except EOFError:
             self.process.join()
             raise HoldoutTwinFailed(_ended(self.process.exitcode)) from None
+        if isinstance(message, TwinLine):
+            print_line(f"[holdout] {message.text}")
+        elif isinstance(message, TwinProgress):
+            self.display.update(message.epoch, message.epochs, message.status, message.eta)
+        else:
+            self.message = message
 
 
 def _ended(exitcode: int | None) -> str:
@@ -234,7 +292,7 @@ def _holdout_process(sender: Connection, run: HoldoutRun) -> None:
     """Child-process body: sends HoldoutDone or HoldoutFailed."""
     _die_with_parent()
     try:
-        result = train_holdout(run)
+        result = train_holdout(run, _PipeDisplay(sender))
         text = potential_file.dumps(result.model.to_potential_data())
         sender.send(HoldoutDone(dataclasses.replace(result, model=None), text))
     except KeyboardInterrupt:

@@ -20,15 +20,16 @@ def with_isolated_atoms(structures: list, config: TrainConfig) -> list:
     return list(structures) + [isolated_atom(e, E) for e, E in sorted(config.isolated_atom_energies.items())]
 
 
-def featurize(structures: list, descriptors, config: TrainConfig, streamed: bool = False) -> FeaturizedDataset:
+def featurize(structures: list, descriptors, config: TrainConfig, streamed: bool = False,
+              progress=None) -> FeaturizedDataset:
     """The training set as `train` wants it: the structures plus the
     config's isolated atoms, descriptor derivatives in float32 (half the
     memory and less time per evaluation than float64; the sums stay
     float64, and the exported model is evaluated in float64). `streamed`:
     derivatives recomputed per batch instead of stored (nnp.train.memory
-    chooses)."""
+    chooses). `progress(done, total)` is called after each structure."""
     return FeaturizedDataset.from_structures(with_isolated_atoms(structures, config), descriptors,
-                                             derivative_dtype=np.float32, streamed=streamed)
+                                             derivative_dtype=np.float32, streamed=streamed, progress=progress)
 
 
 def isolated_structures(data: FeaturizedDataset) -> np.ndarray:
