@@ -185,7 +185,8 @@ def compact_triplet_terms(geo: Geometry, sf) -> torch.Tensor:
     triplet; 0 for collinear triplets (|cosθ| = 1), as n2p2 skips them."""
     inside = (geo.cos > -1.0) & (geo.cos < 1.0)
     theta = torch.acos(torch.where(inside, geo.cos, torch.zeros_like(geo.cos)))
-    ang = compact_window(theta, math.radians(sf.angle_left), math.radians(sf.angle_right), sf.core)
+    # The asymmetric form ("p2a") applies to the radial windows only (as n2p2).
+    ang = compact_window(theta, math.radians(sf.angle_left), math.radians(sf.angle_right), sf.core.rstrip("a"))
     rad = compact_window(geo.R_ij, sf.rl, sf.rc, sf.core) * compact_window(geo.R_ik, sf.rl, sf.rc, sf.core)
     if isinstance(sf, (C4, CW4)):
         rad = rad * compact_window(geo.R_jk, sf.rl, sf.rc, sf.core)
