@@ -22,6 +22,8 @@ from nnp.model.network import ACTIVATIONS, SCALING_MODES
 
 LR_SCHEDULES = ("plateau", "cosine")
 DERIVATIVES = ("auto", "stored", "streamed")
+MODELS = ("nn", "gp")
+GP_KERNELS = ("se", "dot")
 
 
 @dataclass
@@ -116,6 +118,19 @@ class TrainConfig:
     # available (MemAvailable) when it starts.
     memory_budget: float = 0.0
     chunk_size: int = 32  # structures per chunk of full-batch (L-BFGS) passes and evaluations
+    # The regressor: "nn" (the network, with the quadratic term) or "gp", a
+    # sparse Gaussian process on the same scaled descriptors, fitted in closed
+    # form (nnp.train.gp_fit; kernels, settings and measurements in docs/gp.md).
+    model: str = "nn"
+    gp_kernel: str = "se"  # se (squared exponential) or dot ((x̂·ẑ)^zeta)
+    gp_sparse: int = 500  # sparse points per element (farthest-point sampling)
+    gp_delta: float = 1.0  # eV, the prior's atomic-energy scale
+    gp_lengthscale: float = 3.0  # se, in units of the scaled descriptor
+    gp_zeta: int = 4  # dot
+    gp_sigma_energy: float = 0.002  # eV/atom
+    gp_sigma_force: float = 0.05  # eV/Å
+    gp_sigma_virial: float = 0.02  # eV/atom; 0: virials not fitted
+    gp_jitter: float = 1e-8  # added to K_MM's diagonal, relative to delta²
 
     def check(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -158,6 +173,12 @@ class TrainConfig:
         need(self.memory_budget >= 0 and math.isfinite(self.memory_budget),
              "memory_budget must be >= 0 GiB (0: 80 % of the available memory)")
         need(self.chunk_size >= 1, "chunk_size must be >= 1")
+        need(self.model in MODELS, f"model must be one of {MODELS}")
+        need(self.gp_kernel in GP_KERNELS, f"gp_kernel must be one of {GP_KERNELS}")
+        need(self.gp_sparse >= 1 and 1 <= self.gp_zeta <= 64, "need gp_sparse >= 1 and gp_zeta in [1, 64]")
+        need(min(self.gp_delta, self.gp_lengthscale, self.gp_sigma_energy, self.gp_sigma_force) > 0
+             and self.gp_sigma_virial >= 0 and self.gp_jitter >= 0,
+             "gp_delta, gp_lengthscale and the gp_sigma_* must be > 0 (gp_sigma_virial and gp_jitter >= 0)")
         for element, energy in self.isolated_atom_energies.items():
             need(element in chemical_symbols[1:], f"isolated_atom_energies: {element!r} is not an element symbol")
             need(isinstance(energy, (int, float)) and not isinstance(energy, bool) and math.isfinite(energy),

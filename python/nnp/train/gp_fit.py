@@ -1,0 +1,244 @@
+"""The sparse GP's closed-form fit to energies, forces and virials.
+
+GAP's projected-process (subset-of-regressors) formulation (Bartók & Csányi,
+Int. J. Quantum Chem. 115, 1051 (2015)): every label y_n is a linear
+function of the atomic energies, so with E_i = Σ_m α_m k(x_i, z_m) it is a
+row of the design matrix K_NM times α,
+
+    energy per atom  (1/N) Σ_i k(x_i, z_m)
+    force F_k        −Σ_i Σ_μ ∂k(x_i, z_m)/∂x_iμ · ∂x_iμ/∂r_k
+    virial per atom  −(1/N) Σ_p r_p ⊗ ∂k(x_i(p), z_m)/∂r_p
+
+and α minimises |Σ^{-1/2}(y − K_NM α)|² + αᵀ K_MM α, Σ = diag(σ_E², σ_F², σ_V²)
+per row. Solved as GAP does, without normal equations: the least-squares
+problem of the stacked matrix [Σ^{-1/2} K_NM; Lᵀ] (K_MM + jitter δ² I = L Lᵀ)
+by a QR factorisation. The force rows use the stored descriptor Jacobian
+dG_dr of the training set, with the same conventions as the quadratic fit
+(nnp.model.quadratic): for a neighbour entry p (centre i, r_ij = r_j − r_i),
+g = ∂k(x_i)/∂r_ij enters F_i with + and F_j with −.
+
+The labels are those of the network's loss minus the repulsive core and the
+reference energies e0 (the network's, nnp.train.initial_model), so the GP
+learns what the network would.
+
+Memory: the stacked matrix, (rows + M) × (M + 1) doubles, rows = Σ_s
+(1 + 3 N_s + 6) over the training structures; `estimate_bytes` is checked
+against the budget before anything is featurised.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.linalg import cholesky, qr, solve_triangular
+
+from nnp.constants import VOIGT_I, VOIGT_J
+from nnp.data import FeaturizedDataset
+from nnp.io.potential_file import GaussianProcess
+from nnp.model.gp import KernelSpec, farthest_points, kernel_matrix, kernel_rows
+from nnp.model.network import NNPModel
+from nnp.model.quadratic import core_baseline
+from nnp.train.config import TrainConfig
+
+PAIR_CHUNK = 512  # neighbour entries per (P, M, 3) temporary
+
+
+@dataclass(frozen=True)
+class GPSettings:
+    """The GP settings of a TrainConfig (gp_* keys)."""
+
+    kernel: KernelSpec
+    n_sparse: int  # per element
+    sigma_energy: float  # eV/atom
+    sigma_force: float  # eV/Å
+    sigma_virial: float  # eV/atom
+    jitter: float  # relative to δ²
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> "GPSettings":
+        return cls(KernelSpec(config.gp_kernel, config.gp_delta, config.gp_lengthscale, config.gp_zeta),
+                   config.gp_sparse, config.gp_sigma_energy, config.gp_sigma_force, config.gp_sigma_virial,
+                   config.gp_jitter)
+
+
+@dataclass
+class GPFit:
+    """The fitted GP per element (reference energies are the model's)."""
+
+    processes: dict[str, GaussianProcess]
+    n_rows: int
+    seconds: float
+
+
+def count_rows(n_atoms: np.ndarray, with_virial: np.ndarray) -> int:
+    """Design rows of structures with these atom counts (energy, 3N forces, 6 virials where labelled)."""
+    return int(len(n_atoms) + 3 * np.sum(n_atoms) + 6 * np.count_nonzero(with_virial))
+
+
+def estimate_bytes(n_rows: int, n_columns: int, max_pairs: int = PAIR_CHUNK) -> float:
+    """Bytes the fit holds at once: the stacked matrix (QR in place) and the
+    per-chunk temporaries (pairs × M × 3, four of them)."""
+    return 8.0 * ((n_rows + n_columns) * (n_columns + 1) + 4 * 3 * max_pairs * n_columns)
+
+
+def check_memory(n_rows: int, n_elements: int, n_sparse: int, budget: float, budget_name: str) -> float:
+    """The estimate for M = n_sparse per element; ValueError naming the
+    largest gp_sparse that fits when it exceeds the budget."""
+    need = estimate_bytes(n_rows, n_elements * n_sparse)
+    if need <= budget:
+        return need
+    # Largest M with 8 (n + kM)(kM + 1) + ... <= budget (the quadratic's root, then checked down).
+    c = budget / 8.0
+    root = (-(n_rows + 1 + 12 * PAIR_CHUNK) + math.sqrt((n_rows + 1 + 12 * PAIR_CHUNK) ** 2 + 4 * (c - n_rows)))
+    fits = max(int(root / 2 / n_elements), 0)
+    while fits > 0 and estimate_bytes(n_rows, n_elements * fits) > budget:
+        fits -= 1
+    raise ValueError(
+        f"the GP fit needs {need / 2**30:.2f} GiB (a {n_rows + n_elements * n_sparse} x "
+        f"{n_elements * n_sparse + 1} matrix of 8-byte numbers: {n_rows} label rows and "
+        f"{n_elements} x {n_sparse} sparse points) but the budget is {budget / 2**30:.2f} GiB ({budget_name}): "
+        + (f"gp_sparse {fits} would fit, or raise memory_budget" if fits else
+           "use fewer training structures or raise memory_budget"))
+
+
+def scaled(data: FeaturizedDataset, model: NNPModel, e: str, rows: slice | np.ndarray) -> np.ndarray:
+    """x = (G − center)/width of element e's descriptor rows (the network's input)."""
+    center, width = (t.detach().numpy() for t in model.scaling(e)[:2])
+    return (data.blocks[e].G[rows].numpy() - center) / width
+
+
+def select_sparse(data: FeaturizedDataset, model: NNPModel, indices: np.ndarray, n_sparse: int) -> dict[str, np.ndarray]:
+    """n_sparse sparse points per element (scaled descriptors of training
+    atoms), by farthest-point sampling."""
+    keep = np.zeros(len(data), dtype=bool)
+    keep[indices] = True
+    out = {}
+    for e in data.elements:
+        rows = np.flatnonzero(keep[data.blocks[e].row_struct.numpy()])
+        if len(rows) == 0:
+            raise ValueError(f"element {e} has no atoms in the training structures: the GP cannot be fitted")
+        x = scaled(data, model, e, rows)
+        if n_sparse > len(x):
+            raise ValueError(f"gp_sparse {n_sparse} exceeds the {len(x)} {e} atoms of the training structures")
+        out[e] = x[farthest_points(x, n_sparse)]
+    return out
+
+
+class Design:
+    """Unweighted design rows of single structures for given sparse points."""
+
+    def __init__(self, data: FeaturizedDataset, model: NNPModel, sparse: dict[str, np.ndarray], kernel: KernelSpec):
+        self.data, self.model, self.sparse, self.kernel = data, model, sparse, kernel
+        self.offsets, col = {}, 0
+        for e in data.elements:
+            self.offsets[e] = col
+            col += len(sparse[e])
+        self.n_columns = col
+        self.widths = {e: model.scaling(e)[1].detach().numpy() for e in data.elements}
+
+    def rows(self, s: int, with_virial: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(energy row Σ_i k (C,), force rows (3N, C), virial rows (6, C) or None) of structure s."""
+        data = self.data
+        N = int(data.n_atoms[s])
+        C = self.n_columns
+        energy = np.zeros(C)
+        forces = torch.zeros((N, C, 3), dtype=torch.float64)
+        virial = torch.zeros((3, 3, C), dtype=torch.float64) if with_virial else None
+        for e in data.elements:
+            r0, r1 = int(data.row_offsets[e][s]), int(data.row_offsets[e][s + 1])
+            if r1 == r0:
+                continue
+            off, M = self.offsets[e], len(self.sparse[e])
+            kr = kernel_rows(self.kernel, scaled(data, self.model, e, slice(r0, r1)), self.sparse[e])
+            energy[off : off + M] = kr.K.sum(0)
+            self._pair_rows(e, s, r0, kr, forces[:, off : off + M], None if virial is None else virial[:, :, off : off + M])
+        force_rows = forces.permute(0, 2, 1).reshape(3 * N, C).numpy()
+        return energy, force_rows, None if virial is None else virial[VOIGT_I, VOIGT_J].numpy()
+
+    def _pair_rows(self, e: str, s: int, r0: int, kr, forces: torch.Tensor, virial: torch.Tensor | None) -> None:
+        """Add the neighbour entries' ∂k/∂r_ij of element e in structure s to
+        the force rows (N, M, 3) and virial rows (3, 3, M), chunk by chunk."""
+        data = self.data
+        b = data.blocks[e]
+        a0 = int(data.atom_offsets[s])
+        p0, p1 = int(data.pair_offsets[e][s]), int(data.pair_offsets[e][s + 1])
+        w = torch.from_numpy(kr.w)
+        for q0 in range(p0, p1, PAIR_CHUNK):
+            q1 = min(q0 + PAIR_CHUNK, p1)
+            dx = b.dG_dr[q0:q1].to(torch.float64) / torch.from_numpy(self.widths[e]).view(1, -1, 1)  # (P, D, 3)
+            row = (b.pair_center[q0:q1] - r0).numpy()
+            wd = torch.matmul(w.unsqueeze(0), dx)  # (P, M, 3): w_m · dx_p
+            yd = torch.einsum("pd,pdc->pc", torch.from_numpy(kr.y[row]), dx)  # (P, 3)
+            g = torch.from_numpy(kr.a[row]).unsqueeze(2) * wd + torch.from_numpy(kr.b[row]).unsqueeze(2) * yd.unsqueeze(1)
+            forces.index_add_(0, b.atom[b.pair_center[q0:q1]] - a0, g)
+            forces.index_add_(0, b.pair_neighbor[q0:q1] - a0, -g)
+            if virial is not None:
+                virial -= torch.einsum("pa,pmb->abm", b.pair_vector[q0:q1].to(torch.float64), g)
+
+
+def _targets(data: FeaturizedDataset, s: int, model: NNPModel, baseline, with_virial: bool):
+    """(energy, forces (3N,), virial (6,) or None): labels minus the core and e0."""
+    a0, a1 = int(data.atom_offsets[s]), int(data.atom_offsets[s + 1])
+    e0 = sum(float(model.reference_energy(e)) * float(data.composition[s, k]) for k, e in enumerate(data.elements))
+    energy = float(data.energy[s]) - e0
+    forces = data.forces[a0:a1].to(torch.float64).reshape(-1).numpy().copy()
+    virial = (-data.stress[s] * data.volume[s]).to(torch.float64)[VOIGT_I, VOIGT_J].numpy() if with_virial else None
+    if baseline is not None:
+        base = baseline(data.collate([s]))
+        energy -= float(base["energy"][0])
+        forces -= base["forces"].reshape(-1).numpy()
+        if with_virial:
+            virial = virial - base["virial"][0][VOIGT_I, VOIGT_J].numpy()
+    return energy, forces, virial
+
+
+def _with_virial(data: FeaturizedDataset, settings: GPSettings) -> np.ndarray:
+    ok = torch.isfinite(data.stress[:, 0, 0]) & torch.isfinite(data.volume)
+    return ok.numpy() & (settings.sigma_virial > 0)
+
+
+def fit(data: FeaturizedDataset, indices, model: NNPModel, settings: GPSettings) -> GPFit:
+    """The GP per element fitted to the structures `indices`, in `model`'s
+    scaling, to the labels minus `model`'s reference energies and core."""
+    t = time.perf_counter()
+    idx = np.asarray(indices, dtype=np.int64)
+    sparse = select_sparse(data, model, idx, settings.n_sparse)
+    design = Design(data, model, sparse, settings.kernel)
+    virial_ok = _with_virial(data, settings)
+    energy_ok = np.isfinite(data.energy.numpy())
+    n_rows = int(np.count_nonzero(energy_ok[idx]) + 3 * data.n_atoms[idx].sum() + 6 * np.count_nonzero(virial_ok[idx]))
+    C = design.n_columns
+    A = np.zeros((n_rows + C, C + 1), order="F")  # last column: the weighted labels
+    baseline = core_baseline(model)
+    r = 0
+    for s in idx:
+        s = int(s)
+        N = int(data.n_atoms[s])
+        e_row, f_rows, v_rows = design.rows(s, bool(virial_ok[s]))
+        energy, forces, virial = _targets(data, s, model, baseline, bool(virial_ok[s]))
+        if energy_ok[s]:
+            A[r, :C], A[r, C] = e_row / (N * settings.sigma_energy), energy / (N * settings.sigma_energy)
+            r += 1
+        A[r : r + 3 * N, :C], A[r : r + 3 * N, C] = f_rows / settings.sigma_force, forces / settings.sigma_force
+        r += 3 * N
+        if v_rows is not None:
+            A[r : r + 6, :C], A[r : r + 6, C] = v_rows / (N * settings.sigma_virial), virial / (N * settings.sigma_virial)
+            r += 6
+    assert r == n_rows
+    for e in data.elements:  # the prior: Lᵀ of K_MM, block-diagonal over elements
+        off, M = design.offsets[e], len(sparse[e])
+        kmm = kernel_matrix(settings.kernel, sparse[e], sparse[e])
+        kmm[np.diag_indices(M)] += settings.jitter * settings.kernel.delta**2
+        A[n_rows + off : n_rows + off + M, off : off + M] = cholesky(kmm, lower=True).T
+    if not np.isfinite(A).all():
+        raise ValueError("the GP fit's design matrix is not finite (a non-finite label or descriptor value?)")
+    R = qr(A, mode="r", overwrite_a=True, check_finite=False)[0]
+    alpha = solve_triangular(R[:C, :C], R[:C, C])
+    k = settings.kernel
+    processes = {e: GaussianProcess(k.kernel, k.delta, sparse[e], alpha[design.offsets[e] : design.offsets[e] + len(sparse[e])],
+                                    k.lengthscale, k.zeta) for e in data.elements}
+    return GPFit(processes, n_rows, time.perf_counter() - t)
