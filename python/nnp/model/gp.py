@@ -27,6 +27,7 @@ import numpy as np
 from nnp.io.potential_file import GaussianProcess
 
 KERNELS = ("se", "dot")
+SELECTIONS = ("farthest", "cur")  # how sparse points are chosen (farthest_points, cur_points)
 
 
 @dataclass(frozen=True)
@@ -121,4 +122,34 @@ def farthest_points(x: np.ndarray, count: int) -> np.ndarray:
         chosen[k] = c
         diff = x - x[c]
         dist = np.minimum(dist, np.einsum("nd,nd->n", diff, diff)) if k else np.einsum("nd,nd->n", diff, diff)
+    return chosen
+
+
+def cur_points(spec: KernelSpec, x: np.ndarray, count: int, block: int = 4096) -> np.ndarray:
+    """Indices of `count` rows of x chosen by CUR on the kernel matrix
+    K = k(x, x): greedy column-subset selection, each time the row whose
+    kernel column has the largest part outside the span of those chosen
+    (pivoted Cholesky: the largest residual diagonal K_ii − |L_i|²), so the
+    points cover what the kernel can tell apart rather than what is far in
+    descriptor space. n × count kernel values are computed, in blocks of
+    `block` rows; memory n × count doubles (L)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if count > n:
+        raise ValueError(f"cannot choose {count} sparse points from {n} atomic environments")
+    L = np.zeros((n, count))
+    residual = np.full(n, spec.delta**2)  # k(x, x) = δ² for both kernels
+    chosen = np.empty(count, dtype=np.int64)
+    tiny = 1e-12 * spec.delta**2
+    for k in range(count):
+        c = int(np.argmax(residual))
+        if residual[c] <= tiny:
+            raise ValueError(f"cannot choose {count} sparse points: the kernel matrix of the training "
+                             f"environments has rank {k} (duplicate environments)")
+        chosen[k] = c
+        col = np.concatenate([kernel_matrix(spec, x[s : s + block], x[c : c + 1])[:, 0]
+                              for s in range(0, n, block)])
+        L[:, k] = (col - L[:, :k] @ L[c, :k]) / np.sqrt(residual[c])
+        residual -= L[:, k] ** 2
+        residual[chosen[: k + 1]] = -np.inf
     return chosen

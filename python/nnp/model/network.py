@@ -461,6 +461,10 @@ class NNPModel(nn.Module):
     @classmethod
     def from_potential_data(cls, pot: PotentialData) -> "NNPModel":
         pot.check()
+        with_gp = [e for e, m in pot.models.items() if m.gp is not None]
+        if with_gp:  # silently dropping it would give wrong energies
+            raise ValueError(f"element {with_gp[0]} has a GP, which the torch model does not evaluate: use "
+                             "NNPCalculator or nnp.evaluate (the C++ core)")
         arch = {
             e: ([layer.weights.shape[0] for layer in m.layers], [layer.activation for layer in m.layers])
             for e, m in pot.models.items()

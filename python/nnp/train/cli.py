@@ -18,7 +18,7 @@ from nnp.data import FeaturizedDataset, data_sha256, read_structures
 from nnp.io import potential_file
 from nnp.progress import Bar, fmt_time, restart_clock
 from nnp.train import refit
-from nnp.train.config import DERIVATIVES, TrainConfig
+from nnp.train.config import DERIVATIVES, MODELS, TrainConfig
 from nnp.train.console import print_line
 from nnp.train.memory import plan as plan_memory
 from nnp.train.outputs import (mean_output, member_outputs, print_summary, provenance, write_committee,
@@ -38,6 +38,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", help="YAML file of TrainConfig settings")
     p.add_argument("--descriptor", help=f"descriptor preset (default {descriptors_mod.DEFAULT_PRESET}): "
                    + ", ".join(descriptors_mod.preset_names()))
+    p.add_argument("--model", choices=MODELS,
+                   help="the regressor: nn (default: networks with the quadratic term) or gp (a sparse Gaussian "
+                        "process fitted in closed form, settings gp_* in the config; docs/gp.md)")
     p.add_argument("--epochs", type=int, help="training epochs (0: write the untrained, initialised model)")
     p.add_argument("--seed", type=int, help="random seed (split, initial weights, batch order)")
     p.add_argument("--device", help="torch device to train on: cpu (default) or cuda")
@@ -128,7 +131,7 @@ def _make_parent(path: Path) -> None:
 def _config(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the YAML file, then the command line."""
     config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    cli = {k: getattr(args, k) for k in ("descriptor", "epochs", "seed", "device", "derivatives")
+    cli = {k: getattr(args, k) for k in ("model", "descriptor", "epochs", "seed", "device", "derivatives")
            if getattr(args, k) is not None}
     if args.isolated_atom_energy:
         cli["isolated_atom_energies"] = {**config.isolated_atom_energies,
@@ -171,6 +174,8 @@ def _run(args: argparse.Namespace) -> int:
     if config.isolated_atom_energies:
         print_line("isolated atoms (always trained): " + ", ".join(
             f"{e} {E:g} eV" for e, E in sorted(config.isolated_atom_energies.items())))
+    if config.model == "gp":
+        return _run_gp(args, structures, descriptors, config, output, data_path, digest, t_start)
     memory = plan_memory(structures, descriptors, config)  # refuses a run that cannot fit, before any work
     print_line(memory.line())
     bar = Bar(len(structures) + len(config.isolated_atom_energies), "featurising", "structures")
@@ -187,6 +192,19 @@ def _run(args: argparse.Namespace) -> int:
         write_report(Path(args.report), results[0], data, args.force)
     print_line(f"wall time {fmt_time(time.perf_counter() - t_start)}")
     return 0
+
+
+def _run_gp(args: argparse.Namespace, structures, descriptors, config: TrainConfig, output: Path, data_path: Path,
+            digest: str, t_start: float) -> int:
+    """--model gp: the closed-form GP fit (nnp.train.gp_run) in place of training."""
+    from nnp.train import gp_run
+
+    if args.ensemble != 1 or args.resume:
+        raise ValueError("--model gp is fitted in closed form: --ensemble and --resume apply to networks only")
+    code = gp_run.run(structures, descriptors, config, output, data_path, digest,
+                      Path(args.report) if args.report else None, args.force)
+    print_line(f"wall time {fmt_time(time.perf_counter() - t_start)}")
+    return code
 
 
 def _print_plan(config: TrainConfig) -> None:

@@ -24,6 +24,7 @@ LR_SCHEDULES = ("plateau", "cosine")
 DERIVATIVES = ("auto", "stored", "streamed")
 MODELS = ("nn", "gp")
 GP_KERNELS = ("se", "dot")
+GP_SELECTIONS = ("farthest", "cur")
 
 
 @dataclass
@@ -123,7 +124,8 @@ class TrainConfig:
     # form (nnp.train.gp_fit; kernels, settings and measurements in docs/gp.md).
     model: str = "nn"
     gp_kernel: str = "se"  # se (squared exponential) or dot ((x̂·ẑ)^zeta)
-    gp_sparse: int = 500  # sparse points per element (farthest-point sampling)
+    gp_sparse: int = 500  # sparse points per element
+    gp_selection: str = "farthest"  # how they are chosen: farthest (point sampling) or cur (on the kernel matrix)
     gp_delta: float = 1.0  # eV, the prior's atomic-energy scale
     gp_lengthscale: float = 3.0  # se, in units of the scaled descriptor
     gp_zeta: int = 4  # dot
@@ -175,6 +177,7 @@ class TrainConfig:
         need(self.chunk_size >= 1, "chunk_size must be >= 1")
         need(self.model in MODELS, f"model must be one of {MODELS}")
         need(self.gp_kernel in GP_KERNELS, f"gp_kernel must be one of {GP_KERNELS}")
+        need(self.gp_selection in GP_SELECTIONS, f"gp_selection must be one of {GP_SELECTIONS}")
         need(self.gp_sparse >= 1 and 1 <= self.gp_zeta <= 64, "need gp_sparse >= 1 and gp_zeta in [1, 64]")
         need(min(self.gp_delta, self.gp_lengthscale, self.gp_sigma_energy, self.gp_sigma_force) > 0
              and self.gp_sigma_virial >= 0 and self.gp_jitter >= 0,

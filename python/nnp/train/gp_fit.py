@@ -28,23 +28,28 @@ against the budget before anything is featurised.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.linalg import cholesky, qr, solve_triangular
+from scipy.sparse import csr_matrix
 
 from nnp.constants import VOIGT_I, VOIGT_J
 from nnp.data import FeaturizedDataset
 from nnp.io.potential_file import GaussianProcess
-from nnp.model.gp import KernelSpec, farthest_points, kernel_matrix, kernel_rows
+from nnp.model.gp import KernelSpec, cur_points, farthest_points, kernel_matrix, kernel_rows
 from nnp.model.network import NNPModel
 from nnp.model.quadratic import core_baseline
 from nnp.train.config import TrainConfig
 
-PAIR_CHUNK = 512  # neighbour entries per (P, M, 3) temporary
+PAIR_CHUNK_BYTES = 2**26  # one (pairs, 3, M) temporary of the force rows
+
+
+def pair_chunk(n_sparse: int) -> int:
+    """Neighbour entries per chunk of the force rows: temporaries of ~64 MiB."""
+    return max(64, PAIR_CHUNK_BYTES // (24 * n_sparse))
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,13 @@ class GPSettings:
     sigma_force: float  # eV/Å
     sigma_virial: float  # eV/atom
     jitter: float  # relative to δ²
+    selection: str = "farthest"  # or "cur" (nnp.model.gp.SELECTIONS)
 
     @classmethod
     def of(cls, config: TrainConfig) -> "GPSettings":
         return cls(KernelSpec(config.gp_kernel, config.gp_delta, config.gp_lengthscale, config.gp_zeta),
                    config.gp_sparse, config.gp_sigma_energy, config.gp_sigma_force, config.gp_sigma_virial,
-                   config.gp_jitter)
+                   config.gp_jitter, config.gp_selection)
 
 
 @dataclass
@@ -79,28 +85,34 @@ def count_rows(n_atoms: np.ndarray, with_virial: np.ndarray) -> int:
     return int(len(n_atoms) + 3 * np.sum(n_atoms) + 6 * np.count_nonzero(with_virial))
 
 
-def estimate_bytes(n_rows: int, n_columns: int, max_pairs: int = PAIR_CHUNK) -> float:
-    """Bytes the fit holds at once: the stacked matrix (QR in place) and the
-    per-chunk temporaries (pairs × M × 3, four of them)."""
-    return 8.0 * ((n_rows + n_columns) * (n_columns + 1) + 4 * 3 * max_pairs * n_columns)
+def estimate_bytes(n_rows: int, n_columns: int) -> float:
+    """Bytes the fit holds at once: the stacked matrix (QR in place, plus
+    LAPACK's workspace of a few columns) and the per-chunk temporaries (three
+    of PAIR_CHUNK_BYTES)."""
+    return 8.0 * (n_rows + n_columns) * (n_columns + 1) + 3 * PAIR_CHUNK_BYTES
 
 
-def check_memory(n_rows: int, n_elements: int, n_sparse: int, budget: float, budget_name: str) -> float:
-    """The estimate for M = n_sparse per element; ValueError naming the
-    largest gp_sparse that fits when it exceeds the budget."""
-    need = estimate_bytes(n_rows, n_elements * n_sparse)
+def check_memory(n_rows: int, n_elements: int, n_sparse: int, budget: float, budget_name: str,
+                 data_bytes: float = 0.0) -> float:
+    """The peak estimate for M = n_sparse per element: the featurised data
+    (`data_bytes`) and the fit; ValueError, one line naming the largest
+    gp_sparse that fits, when it exceeds the budget."""
+    need = data_bytes + estimate_bytes(n_rows, n_elements * n_sparse)
     if need <= budget:
         return need
-    # Largest M with 8 (n + kM)(kM + 1) + ... <= budget (the quadratic's root, then checked down).
-    c = budget / 8.0
-    root = (-(n_rows + 1 + 12 * PAIR_CHUNK) + math.sqrt((n_rows + 1 + 12 * PAIR_CHUNK) ** 2 + 4 * (c - n_rows)))
-    fits = max(int(root / 2 / n_elements), 0)
-    while fits > 0 and estimate_bytes(n_rows, n_elements * fits) > budget:
-        fits -= 1
+    fits = 0  # the largest gp_sparse within the budget (bisection; the estimate grows with M)
+    lo, hi = 1, n_sparse
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if data_bytes + estimate_bytes(n_rows, n_elements * mid) <= budget:
+            fits, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    C = n_elements * n_sparse
     raise ValueError(
-        f"the GP fit needs {need / 2**30:.2f} GiB (a {n_rows + n_elements * n_sparse} x "
-        f"{n_elements * n_sparse + 1} matrix of 8-byte numbers: {n_rows} label rows and "
-        f"{n_elements} x {n_sparse} sparse points) but the budget is {budget / 2**30:.2f} GiB ({budget_name}): "
+        f"the GP fit needs about {need / 2**30:.2f} GiB (the featurised data {data_bytes / 2**30:.2f} GiB and a "
+        f"{n_rows + C} x {C + 1} matrix: {n_rows} label rows, {n_elements} x {n_sparse} sparse points) but the "
+        f"budget is {budget / 2**30:.2f} GiB ({budget_name}): "
         + (f"gp_sparse {fits} would fit, or raise memory_budget" if fits else
            "use fewer training structures or raise memory_budget"))
 
@@ -111,9 +123,10 @@ def scaled(data: FeaturizedDataset, model: NNPModel, e: str, rows: slice | np.nd
     return (data.blocks[e].G[rows].numpy() - center) / width
 
 
-def select_sparse(data: FeaturizedDataset, model: NNPModel, indices: np.ndarray, n_sparse: int) -> dict[str, np.ndarray]:
-    """n_sparse sparse points per element (scaled descriptors of training
-    atoms), by farthest-point sampling."""
+def select_sparse(data: FeaturizedDataset, model: NNPModel, indices: np.ndarray, settings: "GPSettings"
+                  ) -> dict[str, np.ndarray]:
+    """settings.n_sparse sparse points per element (scaled descriptors of
+    training atoms), by farthest-point sampling or CUR (settings.selection)."""
     keep = np.zeros(len(data), dtype=bool)
     keep[indices] = True
     out = {}
@@ -122,9 +135,12 @@ def select_sparse(data: FeaturizedDataset, model: NNPModel, indices: np.ndarray,
         if len(rows) == 0:
             raise ValueError(f"element {e} has no atoms in the training structures: the GP cannot be fitted")
         x = scaled(data, model, e, rows)
-        if n_sparse > len(x):
-            raise ValueError(f"gp_sparse {n_sparse} exceeds the {len(x)} {e} atoms of the training structures")
-        out[e] = x[farthest_points(x, n_sparse)]
+        if settings.n_sparse > len(x):
+            raise ValueError(f"gp_sparse {settings.n_sparse} exceeds the {len(x)} {e} atoms of the training "
+                             "structures")
+        pick = (cur_points(settings.kernel, x, settings.n_sparse) if settings.selection == "cur"
+                else farthest_points(x, settings.n_sparse))
+        out[e] = x[pick]
     return out
 
 
@@ -146,8 +162,8 @@ class Design:
         N = int(data.n_atoms[s])
         C = self.n_columns
         energy = np.zeros(C)
-        forces = torch.zeros((N, C, 3), dtype=torch.float64)
-        virial = torch.zeros((3, 3, C), dtype=torch.float64) if with_virial else None
+        forces = np.zeros((3 * N, C))  # row 3n + c: F_n,c
+        virial = np.zeros((6, C)) if with_virial else None
         for e in data.elements:
             r0, r1 = int(data.row_offsets[e][s]), int(data.row_offsets[e][s + 1])
             if r1 == r0:
@@ -155,29 +171,42 @@ class Design:
             off, M = self.offsets[e], len(self.sparse[e])
             kr = kernel_rows(self.kernel, scaled(data, self.model, e, slice(r0, r1)), self.sparse[e])
             energy[off : off + M] = kr.K.sum(0)
-            self._pair_rows(e, s, r0, kr, forces[:, off : off + M], None if virial is None else virial[:, :, off : off + M])
-        force_rows = forces.permute(0, 2, 1).reshape(3 * N, C).numpy()
-        return energy, force_rows, None if virial is None else virial[VOIGT_I, VOIGT_J].numpy()
+            f, w = self._pair_rows(e, s, r0, N, kr, with_virial)
+            forces[:, off : off + M] = f.reshape(3 * N, M).numpy()
+            if virial is not None:
+                virial[:, off : off + M] = w[VOIGT_I, VOIGT_J].numpy()
+        return energy, forces, virial
 
-    def _pair_rows(self, e: str, s: int, r0: int, kr, forces: torch.Tensor, virial: torch.Tensor | None) -> None:
-        """Add the neighbour entries' ∂k/∂r_ij of element e in structure s to
-        the force rows (N, M, 3) and virial rows (3, 3, M), chunk by chunk."""
+    def _pair_rows(self, e: str, s: int, r0: int, N: int, kr, with_virial: bool):
+        """The neighbour entries' ∂k/∂r_ij of element e in structure s summed
+        into forces (N, 3, M) and the virial (3, 3, M), chunk by chunk."""
         data = self.data
         b = data.blocks[e]
+        M = kr.K.shape[1]
         a0 = int(data.atom_offsets[s])
         p0, p1 = int(data.pair_offsets[e][s]), int(data.pair_offsets[e][s + 1])
-        w = torch.from_numpy(kr.w)
-        for q0 in range(p0, p1, PAIR_CHUNK):
-            q1 = min(q0 + PAIR_CHUNK, p1)
-            dx = b.dG_dr[q0:q1].to(torch.float64) / torch.from_numpy(self.widths[e]).view(1, -1, 1)  # (P, D, 3)
-            row = (b.pair_center[q0:q1] - r0).numpy()
-            wd = torch.matmul(w.unsqueeze(0), dx)  # (P, M, 3): w_m · dx_p
-            yd = torch.einsum("pd,pdc->pc", torch.from_numpy(kr.y[row]), dx)  # (P, 3)
-            g = torch.from_numpy(kr.a[row]).unsqueeze(2) * wd + torch.from_numpy(kr.b[row]).unsqueeze(2) * yd.unsqueeze(1)
-            forces.index_add_(0, b.atom[b.pair_center[q0:q1]] - a0, g)
-            forces.index_add_(0, b.pair_neighbor[q0:q1] - a0, -g)
-            if virial is not None:
-                virial -= torch.einsum("pa,pmb->abm", b.pair_vector[q0:q1].to(torch.float64), g)
+        w = torch.from_numpy(kr.w)  # (M, D)
+        y, ka, kb = (torch.from_numpy(v) for v in (kr.y, kr.a, kr.b))
+        inv_width = torch.from_numpy(1.0 / self.widths[e]).view(1, -1, 1)
+        forces = torch.zeros((N, 3, M), dtype=torch.float64)
+        virial = torch.zeros((3, 3 * M), dtype=torch.float64)
+        step = pair_chunk(M)
+        for q0 in range(p0, p1, step):
+            q1 = min(q0 + step, p1)
+            dx = (b.dG_dr[q0:q1].to(torch.float64) * inv_width).transpose(1, 2)  # (P, 3, D): ∂x_i/∂r_ij
+            P = q1 - q0
+            row = b.pair_center[q0:q1] - r0
+            # g[p, c, m] = a[i, m] (w_m · dx_pc) + b[i, m] (y_i · dx_pc)
+            g = torch.matmul(dx.reshape(3 * P, -1), w.T).view(P, 3, M) * ka[row].unsqueeze(1)
+            g += torch.einsum("pd,pcd->pc", y[row], dx).unsqueeze(2) * kb[row].unsqueeze(1)
+            # F_i += g_p (centre), F_j −= g_p (neighbour): one sparse (N, P) product.
+            centre, neighbour = (b.atom[b.pair_center[q0:q1]] - a0).numpy(), (b.pair_neighbor[q0:q1] - a0).numpy()
+            scatter = csr_matrix((np.repeat([1.0, -1.0], P), (np.concatenate([centre, neighbour]),
+                                                               np.tile(np.arange(P), 2))), shape=(N, P))
+            forces += torch.from_numpy(scatter @ g.reshape(P, 3 * M).numpy()).view(N, 3, M)
+            if with_virial:  # W = −Σ_p r_p ⊗ g_p
+                virial -= b.pair_vector[q0:q1].to(torch.float64).T @ g.reshape(P, 3 * M)
+        return forces, virial.view(3, 3, M)
 
 
 def _targets(data: FeaturizedDataset, s: int, model: NNPModel, baseline, with_virial: bool):
@@ -206,7 +235,7 @@ def fit(data: FeaturizedDataset, indices, model: NNPModel, settings: GPSettings)
     scaling, to the labels minus `model`'s reference energies and core."""
     t = time.perf_counter()
     idx = np.asarray(indices, dtype=np.int64)
-    sparse = select_sparse(data, model, idx, settings.n_sparse)
+    sparse = select_sparse(data, model, idx, settings)
     design = Design(data, model, sparse, settings.kernel)
     virial_ok = _with_virial(data, settings)
     energy_ok = np.isfinite(data.energy.numpy())
