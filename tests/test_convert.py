@@ -21,9 +21,10 @@ import ase.io
 import numpy as np
 import pytest
 from ase import Atoms
+from conftest import rattled_si
 
 from nnp import NNPCalculator, convert
-from nnp.descriptors import DescriptorSet
+from nnp.descriptors import C4, C5, CW4, CW5, DescriptorSet
 from nnp.io import potential_file as pf
 
 N2P2_DIR = Path(__file__).resolve().parent / "data" / "n2p2-si"
@@ -447,7 +448,8 @@ REFUSALS = {
     "weighted_sf": (_sf_line("symfunction_short Si 13 0.01 1 1 0 10.39 0"), ["input.nn:45", "type 13", "weighted"]),
     "polynomial_sf": (_sf_line("symfunction_short Si 21 Si Si 0 5 0 180 10"), ["input.nn:45", "type 21", "polynomial",
                                                                                   "subtype '10'"]),
-    "polynomial_weighted_angular": (_sf_line("symfunction_short Si 24 0 5 0 180 p2"), ["input.nn:45", "type 24"]),
+    "polynomial_weighted_angular": (_sf_line("symfunction_short Si 24 Si 0 5 0 180 p2"),
+                                    ["input.nn:45", "type 24", "expects 'element 24 rl rc angle_left angle_right"]),
     "lambda": (_sf_line("symfunction_short Si 3 Si Si 0.01 0.5 1.0 10.39"), ["input.nn:45", "lambda"]),
     "zeta": (_sf_line("symfunction_short Si 3 Si Si 0.01 1 0.5 10.39"), ["input.nn:45", "zeta"]),
     "unknown_element": (_sf_line("symfunction_short Si 3 Si Ge 0.01 1 1 10.39"), ["input.nn:45", "'Ge'"]),
@@ -459,6 +461,32 @@ REFUSALS = {
         _add("symfunction_short Si  2 Si    0.0100000    7.5589045    10.3934937"), ["input.nn:69", "repeats line 42"]
     ),
 }
+
+
+def test_weighted_compact_angular_types(tmp_path):
+    """n2p2's types 24/25 are its types 21/22 over every neighbour pair,
+    weighted by Z_j Z_k: CW4/CW5 with weights Z, in Å (for one element,
+    14² times C4/C5 of the same window)."""
+    def edit(d: Path):
+        replace_line(d / "input.nn", "symfunction_short Si  3 Si Si    0.0100000 -1 1.0000000",
+                     "symfunction_short Si 24 0.5 10.0 30 150 p2")
+        replace_line(d / "input.nn", "symfunction_short Si  3 Si Si    0.0100000 -1 16.0000000",
+                     "symfunction_short Si 25 0.0 9.0 0 180 p3")
+
+    converted = convert.convert_n2p2(n2p2_copy(tmp_path, edit), UNITS).descriptors
+    weighted = [f for f in converted.functions["Si"] if isinstance(f, (CW4, CW5))]
+    length = UNITS.cflength
+    assert [type(f) for f in weighted] == [CW4, CW5]
+    cw4, cw5 = weighted
+    assert (cw4.rl, cw4.rc, cw4.angle_left, cw4.angle_right, cw4.core) == pytest.approx((0.5 / length, 10 / length,
+                                                                                         30, 150, "p2"))
+    assert (cw5.rl, cw5.rc, cw5.angle_left, cw5.angle_right, cw5.core) == (0.0, 9 / length, 0, 180, "p3")
+    plain = [C4(("Si", "Si"), cw4.rl, cw4.rc, 30, 150, "p2"), C5(("Si", "Si"), 0.0, cw5.rc, 0, 180, "p3")]
+    atoms = rattled_si((2, 2, 2))
+    g_weighted = DescriptorSet(("Si",), {"Si": (cw4, cw5)}, angular_sum=converted.angular_sum).featurize(atoms)
+    g_plain = DescriptorSet(("Si",), {"Si": tuple(plain)}, angular_sum=converted.angular_sum).featurize(atoms)
+    assert np.abs(g_plain["Si"].G).min() > 0
+    np.testing.assert_allclose(g_weighted["Si"].G, 14.0**2 * g_plain["Si"].G, rtol=1e-12)
 
 
 @pytest.mark.parametrize("case", sorted(REFUSALS))

@@ -1,14 +1,18 @@
-"""n2p2's compact ("polynomial") symmetry functions, types 20–23 (Bircher et
-al., Mach. Learn.: Sci. Technol. 2, 035026 (2021)), as our C2, C4, C5, CW2.
+"""n2p2's compact ("polynomial") symmetry functions, types 20–25 (Bircher et
+al., Mach. Learn.: Sci. Technol. 2, 035026 (2021)), as our C2, C4, C5, CW2,
+CW4, CW5.
 
     ec 20 e1 rl rc subtype                      C_r(R) summed over neighbours of e1
     ec 21|22 e1 e2 rl rc angle_l angle_r subtype  narrow | wide angular (j<k)
     ec 23 rl rc subtype                         every neighbour, weighted by Z
+    ec 24|25 rl rc angle_l angle_r subtype      narrow | wide angular over every
+                                                pair j<k, weighted by Z_j Z_k
 
 subtype: p1–p4, p1a–p4a (asymmetric radial part), e. The windows are their
 own cutoff (n2p2's cutoff_type does not enter). rl and rc are lengths (model
-units), the angles are in degrees. Type 24/25 (weighted angular) are refused:
-no published potential pins their weighting.
+units), the angles are in degrees. n2p2's types 24/25 (SymFncCompAngnWeighted,
+SymFncCompAngwWeighted) are its types 21/22 over every neighbour pair with
+the product of the atomic numbers as weight: our CW4/CW5 with weights Z.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from pathlib import Path
 from typing import Sequence
 
 from nnp import _core
-from nnp.descriptors import C2, C4, C5, CW2
+from nnp.descriptors import C2, C4, C5, CW2, CW4, CW5
 
 COMPACT_TYPES = {20: "compact polynomial radial", 21: "compact polynomial narrow angular",
-                 22: "compact polynomial wide angular", 23: "compact polynomial weighted radial"}
+                 22: "compact polynomial wide angular", 23: "compact polynomial weighted radial",
+                 24: "compact polynomial weighted narrow angular", 25: "compact polynomial weighted wide angular"}
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,8 @@ class CompactSymFunc:
     """One compact symfunction_short line, parameters as written (model units)."""
 
     element: str
-    type: int  # 20, 21, 22 or 23
-    neighbors: tuple[str, ...]  # (e1,) for 20, (e1, e2) by atomic number for 21/22, () for 23
+    type: int  # 20 … 25
+    neighbors: tuple[str, ...]  # (e1,) for 20, (e1, e2) by atomic number for 21/22, () for 23-25
     rl: float
     rc: float
     subtype: str
@@ -50,8 +55,11 @@ class CompactSymFunc:
         rl, rc = self.rl / cflength, self.rc / cflength
         if self.type == 20:
             return C2(self.neighbors[0], rl, rc, self.subtype)
+        # Weighted kinds: weights Z (the default), as n2p2's atomicNumber.
         if self.type == 23:
-            return CW2(rl, rc, self.subtype)  # weights: Z (the default), as n2p2's atomicNumber
+            return CW2(rl, rc, self.subtype)
+        if self.type in (24, 25):
+            return (CW4 if self.type == 24 else CW5)(rl, rc, self.angle_left, self.angle_right, self.subtype)
         cls = C4 if self.type == 21 else C5
         return cls(self.neighbors, rl, rc, self.angle_left, self.angle_right, self.subtype)
 
@@ -63,9 +71,11 @@ def parse_compact(path: Path, line: int, tok: list[str], sf_type: int, elements:
     where = f"{path}:{line}"
     name = COMPACT_TYPES[sf_type]
     usage = {20: "element 20 neighbor rl rc subtype", 21: "element 21 neighbor1 neighbor2 rl rc angle_left "
-             "angle_right subtype", 23: "element 23 rl rc subtype"}
+             "angle_right subtype", 23: "element 23 rl rc subtype",
+             24: "element 24 rl rc angle_left angle_right subtype"}
     usage[22] = usage[21].replace(" 21 ", " 22 ")
-    n_elements = {20: 1, 21: 2, 22: 2, 23: 0}[sf_type]
+    usage[25] = usage[24].replace(" 24 ", " 25 ")
+    n_elements = {20: 1, 21: 2, 22: 2, 23: 0, 24: 0, 25: 0}[sf_type]
     if len(tok) != len(usage[sf_type].split()):
         raise error(f"{where}: type {sf_type} ({name}) expects '{usage[sf_type]}', found {' '.join(tok)!r}")
     neighbors = tok[2:2 + n_elements]

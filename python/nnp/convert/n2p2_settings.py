@@ -55,8 +55,6 @@ _OTHER_ACTIVATIONS = {
 _OTHER_SF_TYPES = {
     12: "weighted radial",
     13: "weighted narrow angular",
-    24: "compact polynomial weighted narrow angular",
-    25: "compact polynomial weighted wide angular",
 }
 
 # Keywords n2p2 allows more than once; any other repeated keyword is an error
@@ -242,11 +240,11 @@ def _parse_symfunction(path: Path, line: int, value: str, elements: Sequence[str
     elif sf_type in _OTHER_SF_TYPES:
         raise N2p2Error(
             f"{where}: symmetry function type {sf_type} ({_OTHER_SF_TYPES[sf_type]}) is not supported; "
-            "the converter supports types 2, 3, 9 and 20-23"
+            "the converter supports types 2, 3, 9 and 20-25"
         )
     else:
         raise N2p2Error(
-            f"{where}: unknown symmetry function type {sf_type}; the converter supports types 2, 3, 9 and 20-23"
+            f"{where}: unknown symmetry function type {sf_type}; the converter supports types 2, 3, 9 and 20-25"
         )
     if sf.eta < 0:
         raise N2p2Error(f"{where}: eta must be >= 0, found {sf.eta:g}")
