@@ -1,6 +1,11 @@
-"""Streamed descriptor derivatives (recomputed per batch) against stored ones:
-the same batches, losses, gradients, quadratic fit and written model, bit for
-bit; the memory estimate's choice between them, and the pre-flight refusal."""
+"""Streamed descriptor derivatives against stored ones. A streamed batch
+carries no dG_dr: the model contracts with ∂G/∂r through the core's force
+pass and Jacobian-vector product. Against derivatives stored in float64,
+batches are the same bit for bit (but for dG_dr) and losses and weight
+gradients agree to ~1e-12; training stores float32 derivatives, so the
+written models agree to single-precision effects. Also: the quadratic fit,
+finite differences of the streamed loss, the memory estimate's choice
+between the modes, and the pre-flight refusal."""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from nnp.train import TrainConfig, build_model, main
 from nnp.train import memory
 from nnp.train.initial_model import fit_quadratic_term
 from nnp.train.loss import Objective
-from nnp.train.training_set import featurize, split_structures
+from nnp.train.training_set import featurize, split_structures, with_isolated_atoms
 from conftest import shared_data
 from test_train import labelled_si
 
@@ -30,6 +35,8 @@ torch.set_num_threads(1)
 
 SMALL = dict(descriptor="A16", hidden_layers=1, hidden_nodes=8, batch_size=2, validation_fraction=0.25,
              threads=1, checkpoint_every=0.0, refit=False, stress_weight=0.1, chunk_size=3)
+# Streamed vs stored (float64) losses and gradients: the same sums in another order.
+RTOL = 1e-10
 
 
 def two_element_frames(n: int, seed: int = 0) -> list:
@@ -48,21 +55,26 @@ def two_element_frames(n: int, seed: int = 0) -> list:
 
 
 def both_modes(frames, elements, name="A16", config=None):
-    """(descriptors, stored data, streamed data) as training featurises them."""
+    """(descriptors, stored data, streamed data) as training featurises
+    them (nnp.train.training_set.featurize), but with derivatives in float64."""
     ds = descriptors_mod.resolve(name, elements, frames)
-    config = config or TrainConfig(**SMALL)
-    return ds, featurize(frames, ds, config), featurize(frames, ds, config, streamed=True)
+    structures = with_isolated_atoms(frames, config or TrainConfig(**SMALL))
+    return ds, *(FeaturizedDataset.from_structures(structures, ds, derivative_dtype=np.float64, streamed=streamed)
+                 for streamed in (False, True))
 
 
 def assert_same_batch(a, b):
+    """Equal batches; `b` (streamed) has no dG_dr."""
     for key, value in vars(a).items():
         if key != "blocks":
             assert torch.equal(torch.nan_to_num(value), torch.nan_to_num(getattr(b, key))), key
     assert a.blocks.keys() == b.blocks.keys()
     for e in a.blocks:
+        assert b.blocks[e].dG_dr is None
         for key, value in vars(a.blocks[e]).items():
-            other = getattr(b.blocks[e], key)
-            assert value.dtype == other.dtype and torch.equal(value, other), (e, key)
+            if key != "dG_dr":
+                other = getattr(b.blocks[e], key)
+                assert value.dtype == other.dtype and torch.equal(value, other), (e, key)
 
 
 def gradients(model) -> list[torch.Tensor]:
@@ -71,13 +83,19 @@ def gradients(model) -> list[torch.Tensor]:
     return grads
 
 
+def assert_close(x: torch.Tensor, y: torch.Tensor, rtol: float = RTOL) -> None:
+    scale = float(y.abs().max())
+    assert scale > 0 and float((x - y).abs().max()) <= rtol * scale, float((x - y).abs().max()) / scale
+
+
 def check_losses_and_gradients(ds, stored, streamed, config):
-    """Full-batch and minibatch losses and weight gradients of both modes are equal, bit for bit."""
+    """Full-batch and minibatch losses and weight gradients of both modes agree to RTOL."""
     assert streamed.is_streamed and not stored.is_streamed
     assert streamed.nbytes() < stored.nbytes() / 5
     _, train_idx, _ = split_structures(stored, config)
     model = build_model(stored, ds, config, train_idx)
     assert streamed.shortest_pair_distance() == stored.shortest_pair_distance()
+    assert streamed.shortest_pair_distances() == stored.shortest_pair_distances()
     for idx in (train_idx, train_idx[::-1][:3].copy(), [int(train_idx[0])]):
         assert_same_batch(stored.collate(idx), streamed.collate(idx))
     results = []
@@ -90,10 +108,10 @@ def check_losses_and_gradients(ds, stored, streamed, config):
         results.append((full, full_grads, float(loss.detach()), gradients(model)))
         assert objective._cached is None or not data.is_streamed  # streamed chunks are never kept
     (f1, g1, b1, m1), (f2, g2, b2, m2) = results
-    assert f1 == f2 and b1 == b2
+    assert abs(f1 - f2) <= 1e-12 * abs(f1) and abs(b1 - b2) <= 1e-12 * abs(b1)
     assert len(g1) == len(g2) > 0
-    for x, y in zip(g1 + m1, g2 + m2):
-        assert torch.equal(x, y), float((x - y).abs().max())
+    for x, y in zip(g2 + m2, g1 + m1):
+        assert_close(x, y)
 
 
 def test_si_streamed_equals_stored():
@@ -138,19 +156,50 @@ def run_cli(tmp_path: Path, data: Path, name: str, *extra: str, **values) -> Pat
     return out
 
 
-def test_training_writes_the_same_model(tmp_path, capsys):
-    """A short run (Adam and L-BFGS, quadratic term, stress) writes the same
-    potential in both modes; only the recorded setting differs."""
+def test_streamed_gradient_is_the_finite_difference_of_its_loss():
+    """The weight gradient of the streamed loss (forces and stress through
+    the core's Jacobian-vector product) along a random direction of the
+    parameters, against central differences of that loss."""
+    config = TrainConfig(**SMALL)
+    ds, stored, streamed = both_modes(two_element_frames(4, seed=2), ("Na", "Cl"))
+    _, train_idx, _ = split_structures(stored, config)
+    model = build_model(streamed, ds, config, train_idx)
+    objective = Objective(streamed, train_idx, config, torch.device("cpu"))
+    objective.full_batch(model)
+    params = [p for p in model.parameters() if p.grad is not None]
+    rng = torch.Generator().manual_seed(4)
+    direction = [torch.randn(p.shape, generator=rng, dtype=p.dtype) for p in params]
+    slope = sum(float((p.grad * d).sum()) for p, d in zip(params, direction))
+    model.zero_grad(set_to_none=True)
+    h, values = 1e-5, []
+    for sign in (1, -1):
+        with torch.no_grad():
+            for p, d in zip(params, direction):
+                p.add_(sign * h * d)
+        values.append(objective.full_batch(model))
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for p, d in zip(params, direction):
+                p.sub_(sign * h * d)
+    assert abs(slope) > 1e-6
+    assert abs((values[0] - values[1]) / (2 * h) - slope) < 1e-6 * abs(slope)
+
+
+def test_training_writes_nearly_the_same_model(tmp_path, capsys):
+    """A short run (Adam and L-BFGS, quadratic term, stress) in both modes:
+    stored derivatives are float32, streamed ones exact, so the written
+    weights differ at single-precision level only."""
     data = tmp_path / "nacl.xyz"
     ase.io.write(data, two_element_frames(6), format="extxyz")
     files = [run_cli(tmp_path, data, mode, "--derivatives", mode) for mode in ("stored", "streamed")]
     out = capsys.readouterr().out
     assert "memory: derivatives stored" in out and "memory: derivatives streamed" in out
-
-    def numbers(path: Path) -> list[str]:
-        return [line for line in path.read_text().splitlines() if not line.startswith(("# date:", "# config:"))]
-
-    assert numbers(files[0]) == numbers(files[1])
+    from nnp.io import potential_file as pf
+    a, b = (pf.read(f) for f in files)
+    for e in a.models:
+        for la, lb in zip(a.models[e].layers, b.models[e].layers):
+            scale = np.abs(la.weights).max()
+            assert 0 < np.abs(la.weights - lb.weights).max() < 1e-4 * scale
 
 
 def test_auto_chooses_as_the_estimate_says():
@@ -171,7 +220,8 @@ def test_estimate_is_close_to_the_featurised_size():
     """The stored and streamed data estimates are within 10 % of what featurising holds."""
     frames = two_element_frames(6)
     config = TrainConfig(**SMALL)
-    ds, stored, streamed = both_modes(frames, ("Na", "Cl"), config=config)
+    ds = descriptors_mod.resolve("A16", ("Na", "Cl"), frames)
+    stored, streamed = (featurize(frames, ds, config, streamed=mode) for mode in (False, True))
     shape = memory.data_shape(frames, ds, config)
     for data, streamed_mode in ((stored, False), (streamed, True)):
         estimated = memory.estimate(shape, config, streamed_mode, twin=False).data

@@ -131,6 +131,20 @@ struct PyDescriptors {
   std::vector<Descriptor> descriptors;
 };
 
+// The descriptor of `element`, after checking the pair arrays of the streamed contractions.
+const Descriptor& streamed_descriptor(const PyDescriptors& self, int element, const Int64s& center,
+                                      const Doubles& pair_vector, const Ints& pair_element) {
+  if (element < 0 || element >= static_cast<int>(self.descriptors.size()))
+    throw nnp::Error("element index " + std::to_string(element) + " outside the descriptor's elements");
+  const py::ssize_t P = center.size();
+  if (center.ndim() != 1) throw nnp::Error("center must be a (P,) array");
+  if (pair_vector.ndim() != 2 || pair_vector.shape(0) != P || pair_vector.shape(1) != 3)
+    throw nnp::Error("pair_vector must be a (P, 3) array matching center (P,)");
+  if (pair_element.ndim() != 1 || pair_element.shape(0) != P)
+    throw nnp::Error("pair_element must be a (P,) array matching center");
+  return self.descriptors[element];
+}
+
 // contract_pairs and its adjoint for derivatives dG_dr stored as Real
 // (an exact-dtype overload each: float32 arrays are not converted).
 template <typename Real>
@@ -198,7 +212,45 @@ PYBIND11_MODULE(_core, m) {
             }
             return features_to_python(feats, self.descriptors, derivatives);
           },
-          py::arg("positions"), py::arg("elements"), py::arg("cell"), py::arg("pbc"), py::arg("derivatives") = true);
+          py::arg("positions"), py::arg("elements"), py::arg("cell"), py::arg("pbc"), py::arg("derivatives") = true)
+      .def(
+          "contract_pairs",
+          [](const PyDescriptors& self, int element, const Doubles& g, const Int64s& center, const Doubles& pair_vector,
+             const Ints& pair_element, int threads) {
+            const Descriptor& d = streamed_descriptor(self, element, center, pair_vector, pair_element);
+            if (g.ndim() != 2 || g.shape(1) != d.size()) throw nnp::Error("g must be an (R, M) array of this element");
+            py::array_t<double> v({center.size(), py::ssize_t(3)});
+            {
+              py::gil_scoped_release release;
+              nnp::streamed_contract_pairs(d, g.data(), g.shape(0), center.data(), pair_vector.data(),
+                                           pair_element.data(), center.size(), v.mutable_data(), threads);
+            }
+            return v;
+          },
+          py::arg("element"), py::arg("g"), py::arg("center"), py::arg("pair_vector"), py::arg("pair_element"),
+          py::arg("threads") = 1,
+          "v[p] = sum_mu g[center[p], mu] dG_mu/dr_p  (P, 3), dG/dr computed again (the force pass); pairs "
+          "grouped by centre row, pair_element the neighbour's element index.")
+      .def(
+          "contract_pairs_adjoint",
+          [](const PyDescriptors& self, int element, const Doubles& u, const Int64s& center, const Doubles& pair_vector,
+             const Ints& pair_element, py::ssize_t R, int threads) {
+            const Descriptor& d = streamed_descriptor(self, element, center, pair_vector, pair_element);
+            if (u.ndim() != 2 || u.shape(0) != center.size() || u.shape(1) != 3)
+              throw nnp::Error("u must be a (P, 3) array matching center (P,)");
+            if (R < 0) throw nnp::Error("R must be >= 0");
+            py::array_t<double> g_hat({R, py::ssize_t(d.size())});
+            {
+              py::gil_scoped_release release;
+              nnp::streamed_contract_pairs_adjoint(d, u.data(), center.data(), pair_vector.data(), pair_element.data(),
+                                                   center.size(), R, g_hat.mutable_data(), threads);
+            }
+            return g_hat;
+          },
+          py::arg("element"), py::arg("u"), py::arg("center"), py::arg("pair_vector"), py::arg("pair_element"),
+          py::arg("R"), py::arg("threads") = 1,
+          "g_hat[c, mu] = sum_{p: center[p] = c} u[p] . dG_mu/dr_p  (R, M): Jacobian-vector products, no "
+          "Jacobian stored.");
 
   py::class_<Potential>(m, "Potential")
       .def(py::init([](const std::string& path) { return nnp::read_potential_file(path); }), py::arg("path"))

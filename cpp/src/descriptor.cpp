@@ -67,7 +67,7 @@ std::size_t DescriptorWorkspace::bytes() const {
                            radial_exp.capacity() + grad.capacity() + triplet_data.capacity() +
                            moments.capacity() + scratch.capacity() + vectors.capacity() + g.capacity() +
                            w.capacity() + term_g.capacity() + term_w.capacity() + term_jacobian.capacity() +
-                           compact_radial.capacity()) +
+                           compact_radial.capacity() + direction.capacity() + jvp.capacity()) +
          sizeof(int) * (index.capacity() + element_start.capacity() + cursor.capacity() +
                         triplet_pairs.capacity()) +
          sizeof(std::size_t) * (triplet_count.capacity() + triplet_pair_offset.capacity() +

@@ -144,6 +144,9 @@ struct DescriptorWorkspace {
   std::vector<double> term_g, term_w, term_jacobian;
   // Compact functions: C_r and dC_r/dR per [radial window][member].
   std::vector<double> compact_radial;
+  // Jacobian-vector product: the direction of every member ([xyz, r̂·u][member])
+  // and the product in the internal order.
+  std::vector<double> direction, jvp;
   std::size_t bytes() const;
 };
 
@@ -177,6 +180,12 @@ class Descriptor {
   // and exponentials).
   void accumulate_gradient(const NeighborView& nb, const double* dE_dG, double* dE_dr,
                            DescriptorWorkspace& ws, bool prepared = false) const;
+
+  // Jacobian-vector product for training without stored derivatives:
+  // Ju[μ] = Σ_j dG_μ/dr_ij · u_j for directions u (count × 3) of every
+  // neighbour; Ju (size()) is overwritten. Stores no Jacobian
+  // (cpp/src/descriptor_jvp.cpp).
+  void jacobian_vector(const NeighborView& nb, const double* u, double* Ju, DescriptorWorkspace& ws) const;
 
  private:
   // Internal layout: functions are evaluated in an internal order that makes
@@ -283,6 +292,9 @@ class Descriptor {
   template <class V>
   inline __attribute__((always_inline)) void moment_gradient_v(int group, DescriptorWorkspace& ws) const;
   void jacobian(DescriptorWorkspace& ws, double* dG_dr) const;
+  void radial_jvp(DescriptorWorkspace& ws) const;
+  void triplet_jvp(int group, DescriptorWorkspace& ws) const;
+  void moment_jvp(int group, DescriptorWorkspace& ws) const;
   std::pair<int, int> range(const DescriptorWorkspace& ws, int element, double rc) const;
   // Weighted functions: evaluated through `terms_`, a descriptor of their
   // element-resolved terms (and of the plain functions beside them);

@@ -13,6 +13,8 @@
 #pragma once
 #include <cstdint>
 
+#include "nnp/descriptor.h"
+
 namespace nnp {
 
 // g: (R, M); dG_dr: (P, M, 3); center: (P,) rows of g; v: (P, 3), overwritten.
@@ -40,5 +42,20 @@ void scatter_pairs_adjoint(const double* grad_forces, const double* grad_virial,
                            const std::int64_t* neighbor, const double* pair_vector,
                            const std::int64_t* pair_struct, std::int64_t P, std::int64_t N, std::int64_t S,
                            double* grad_v);
+
+// Streamed derivatives: contract_pairs and its adjoint with ∂G/∂r computed
+// again by the descriptor kernels, centre by centre, and never stored
+// (cpp/src/training_streamed.cpp). The pairs of one centre row are
+// contiguous (center nondecreasing), with vectors pair_vector (P, 3) and
+// neighbour elements pair_element (P,), as the featuriser lists them.
+//   v_p = Σ_μ g[c, μ] ∂G_cμ/∂r_p              (the force pass of MD)
+//   ĝ[c, μ] = Σ_{p of c} u_p · ∂G_cμ/∂r_p      (a Jacobian-vector product)
+// threads >= 1 split the rows; the result does not depend on it.
+void streamed_contract_pairs(const Descriptor& d, const double* g, std::int64_t R, const std::int64_t* center,
+                             const double* pair_vector, const int* pair_element, std::int64_t P, double* v,
+                             int threads);
+void streamed_contract_pairs_adjoint(const Descriptor& d, const double* u, const std::int64_t* center,
+                                     const double* pair_vector, const int* pair_element, std::int64_t P,
+                                     std::int64_t R, double* g_hat, int threads);
 
 }  // namespace nnp

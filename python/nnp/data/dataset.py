@@ -9,10 +9,13 @@ This is the only module of `nnp.data` that needs torch.
 
 Derivatives are stored (the default) or streamed (`streamed=True`): a
 streamed data set keeps the descriptor values and the geometry (positions,
-cells, pbc, atomic numbers) but no neighbour entries, and `collate`
-recomputes a batch's pair arrays and dG_dr with the same featuriser, in the
-same order and dtype, so that both modes give the same batches bit for bit
-while memory grows with the batch, not the data set.
+cells, pbc, atomic numbers) but no neighbour entries. Its `collate` lists a
+batch's neighbour entries again (the core's neighbour list, in the
+featuriser's order) without any dG_dr (None in the batch): the model then
+contracts with ∂G/∂r through the core's force pass and Jacobian-vector
+product (nnp.model.network), so memory grows with neither the data set nor
+neighbours × functions. Per-structure passes (the quadratic fit) read
+`StreamedPairs`, which featurise one structure again with its derivatives.
 
 Units: Å, eV, eV/Å, stress in eV/Å³ (ASE convention: tension positive).
 """
@@ -26,6 +29,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 from ase import Atoms
+from ase.data import chemical_symbols
+
+from nnp import _core
 
 from nnp.data.frames import DEFAULT_CONFIG_TYPE, labels
 
@@ -42,7 +48,7 @@ class ElementBlock:
       pair_center  (P,)       row of G of the centre of each neighbour entry
       pair_neighbor(P,)       atom index of the neighbour (image folded back)
       pair_vector  (P, 3)     r_ij = r_j − r_i (Å)
-      dG_dr        (P, M, 3)  ∂G_i/∂r_ij
+      dG_dr        (P, M, 3)  ∂G_i/∂r_ij (None in a streamed batch)
       pair_struct  (P,)       structure of each neighbour entry
     """
 
@@ -87,7 +93,8 @@ class Batch:
         if self.n_atoms.device == torch.device(device):
             return self
         move = {k: v.to(device) for k, v in vars(self).items() if k != "blocks"}
-        blocks = {e: ElementBlock(**{k: t.to(device) for k, t in vars(b).items()}) for e, b in self.blocks.items()}
+        blocks = {e: ElementBlock(**{k: None if t is None else t.to(device) for k, t in vars(b).items()})
+                  for e, b in self.blocks.items()}
         return Batch(**move, blocks=blocks)
 
 
@@ -164,15 +171,47 @@ class Geometry:
                      pbc=self.pbc[s])
 
 
+def neighbour_entries(descriptors, kind: np.ndarray, positions: np.ndarray, cell: np.ndarray,
+                      pbc) -> dict[str, dict[str, np.ndarray]]:
+    """The neighbour entries of one structure as the core's `featurize`
+    lists them (same order, same vectors), without descriptors: per centre
+    element pair_center (rows of that element), pair_neighbor, pair_vector.
+    `kind`: the element index of each atom."""
+    cutoffs = np.array([max((sf.rc for sf in descriptors.functions[e]), default=0.0) for e in descriptors.elements])
+    offsets, neighbour, vector = _core.neighbor_list(positions, cell, [bool(p) for p in pbc],
+                                                     float(cutoffs.max(initial=0.0)))
+    centre = np.repeat(np.arange(len(kind)), np.diff(offsets))
+    r = np.sqrt(vector[:, 0] * vector[:, 0] + vector[:, 1] * vector[:, 1] + vector[:, 2] * vector[:, 2])
+    centre_kind = kind[centre]
+    keep = r < cutoffs[centre_kind]
+    rank = np.zeros(len(kind), dtype=np.int64)  # row of each atom in its element's block
+    out = {}
+    for k, e in enumerate(descriptors.elements):
+        mine = kind == k
+        rank[mine] = np.arange(int(mine.sum()))
+        sel = keep & (centre_kind == k)
+        out[e] = dict(pair_center=rank[centre[sel]], pair_neighbor=neighbour[sel].astype(np.int64),
+                      pair_vector=vector[sel])
+    return out
+
+
 class _Featurizer:
     """Featurises single structures of a streamed data set again, keeping
-    the last one (a per-structure pass asks for each array of it in turn)."""
+    the last one (a per-structure pass asks for each array of it in turn),
+    and lists their neighbour entries without derivatives."""
 
     def __init__(self, geometry: Geometry, featurize: Callable[[Atoms], dict], sizes: dict[str, int],
-                 derivative_dtype):
+                 derivative_dtype, descriptors):
         self.geometry, self.featurize, self.sizes = geometry, featurize, sizes
         self.derivative_dtype = derivative_dtype
+        self.descriptors = descriptors
+        self.kind = np.asarray(descriptors.element_indices([chemical_symbols[z] for z in geometry.numbers]))
         self._last: tuple[int, dict] | None = None
+
+    def entries(self, s: int, atom_offsets: torch.Tensor) -> dict[str, dict[str, np.ndarray]]:
+        a0, a1 = int(atom_offsets[s]), int(atom_offsets[s + 1])
+        g = self.geometry
+        return neighbour_entries(self.descriptors, self.kind[a0:a1], g.positions[a0:a1], g.cells[s], g.pbc[s])
 
     def features(self, s: int, atom_offsets: torch.Tensor) -> dict:
         if self._last is None or self._last[0] != s:
@@ -337,7 +376,7 @@ class FeaturizedDataset:
         for b in self.blocks.values():
             total += sum(t.element_size() * t.nelement() for t in vars(b).values() if isinstance(t, torch.Tensor))
         if self.streamed is not None:
-            total += self.streamed.featurizer.geometry.nbytes()
+            total += self.streamed.featurizer.geometry.nbytes() + self.streamed.featurizer.kind.nbytes
         return total
 
     def shortest_pair_distance(self) -> float:
@@ -379,10 +418,14 @@ class FeaturizedDataset:
         training, at single-precision rounding (6e-8 relative per stored
         value) of the forces and stress. `streamed` keeps no neighbour
         entries: `collate` featurises its structures again with `featurize`."""
+        values = featurize
         if featurize is None:
 
             def featurize(atoms):
                 return descriptors.featurize(atoms, derivatives=True)
+
+            def values(atoms):  # streamed: the entries come from the neighbour list
+                return descriptors.featurize(atoms, derivatives=False)
 
         elements = tuple(descriptors.elements)
         S = len(structures)
@@ -398,16 +441,18 @@ class FeaturizedDataset:
         atom_offset = 0
         for s, atoms in enumerate(structures):
             lab.add(s, atoms)
-            feats = featurize(atoms)
+            feats = (values if streamed else featurize)(atoms)
+            if streamed:
+                kind = descriptors.element_indices(atoms.get_chemical_symbols())
+                entries = neighbour_entries(descriptors, kind, np.ascontiguousarray(atoms.positions, dtype=np.float64),
+                                            np.ascontiguousarray(atoms.cell.array, dtype=np.float64), atoms.pbc)
             for e in elements:
                 if streamed:
                     rows_so_far[e] += _append_row_fields(parts[e], feats[e], sizes[e], s, atom_offset)
-                    pair_counts[e][s] = P = len(feats[e]["pair_center"])
+                    pair_counts[e][s] = P = len(entries[e]["pair_center"])
                     if P:
-                        kind = torch.as_tensor(descriptors.element_indices(atoms.get_chemical_symbols()),
-                                               dtype=torch.long)
-                        vectors = torch.from_numpy(np.asarray(feats[e]["pair_vector"], dtype=np.float64).reshape(P, 3))
-                        neighbour = kind[torch.from_numpy(np.asarray(feats[e]["pair_neighbor"], dtype=np.int64))]
+                        vectors = torch.from_numpy(entries[e]["pair_vector"])
+                        neighbour = torch.from_numpy(kind.astype(np.int64)[entries[e]["pair_neighbor"]])
                         _add_shortest(shortest, e, vectors.norm(dim=1), neighbour, elements)
                 else:
                     rows_so_far[e] += _append_rows(parts[e], feats[e], sizes[e], s, atom_offset, rows_so_far[e],
@@ -424,7 +469,7 @@ class FeaturizedDataset:
         if streamed:
             offsets = {e: torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(c, 0)])
                        for e, c in pair_counts.items()}
-            source = StreamSource(_Featurizer(Geometry.of(structures), featurize, sizes, derivative_dtype),
+            source = StreamSource(_Featurizer(Geometry.of(structures), featurize, sizes, derivative_dtype, descriptors),
                                   offsets, min(shortest.values(), default=math.inf), shortest)
         return cls(elements, *lab.tensors(), blocks, streamed=source)
 
@@ -454,8 +499,7 @@ class FeaturizedDataset:
                     pair_struct=p_pos,
                 )
         if self.streamed is not None:
-            pairs = self._featurize_pairs(idx.tolist(), range(len(idx)), a_off[:-1].tolist(),
-                                          {e: r.tolist() for e, r in row_starts.items()})
+            pairs = self._entries(idx.tolist(), a_off[:-1].tolist(), {e: r.tolist() for e, r in row_starts.items()})
             for e in rows:
                 rows[e].update(pairs[e])
         blocks = {e: ElementBlock(**r) for e, r in rows.items()}
@@ -487,6 +531,23 @@ class FeaturizedDataset:
             for e in self.blocks:
                 _append_pair_fields(parts[e], feats[e], src.sizes[e], pos, a0, row_starts[e][k], src.derivative_dtype)
         return {e: {k: torch.from_numpy(np.concatenate(v)) for k, v in p.items()} for e, p in parts.items()}
+
+    def _entries(self, structures: Sequence[int], atom_starts: Sequence[int],
+                 row_starts: dict[str, Sequence[int]]) -> dict[str, dict[str, torch.Tensor]]:
+        """Streamed mode: the pair fields of `structures` (batch positions in
+        order) with dG_dr None, from the neighbour list; indices as collate makes them."""
+        src = self.streamed.featurizer
+        fields = [k for k in PAIR_FIELDS if k != "dG_dr"]
+        parts = {e: {k: [] for k in fields} for e in self.blocks}
+        for pos, (s, a0) in enumerate(zip(structures, atom_starts)):
+            entries = src.entries(s, self.atom_offsets)
+            for e, f in entries.items():
+                parts[e]["pair_center"].append(f["pair_center"] + row_starts[e][pos])
+                parts[e]["pair_neighbor"].append(f["pair_neighbor"] + a0)
+                parts[e]["pair_vector"].append(f["pair_vector"])
+                parts[e]["pair_struct"].append(np.full(len(f["pair_center"]), pos, dtype=np.int64))
+        return {e: {**{k: torch.from_numpy(np.concatenate(v)) for k, v in p.items()}, "dG_dr": None}
+                for e, p in parts.items()}
 
     def structure_pairs(self, s: int) -> dict[str, dict[str, torch.Tensor]]:
         """Streamed mode: the pair fields of structure s with global indices,

@@ -2,8 +2,10 @@
 
     E = Σ_i E_i,   E_i = e0[Z_i] + NN_{Z_i}(x_i),   x_i = (G_i − center)/width
 
-Forces and virial come from the precomputed descriptor Jacobian (no autograd
-through any descriptor code): with dE/dG from autograd through the networks,
+Forces and virial come from the descriptor Jacobian, precomputed (stored) or
+applied by the core without storing it (streamed batches: its force pass,
+and its Jacobian-vector product for the backward pass); no autograd runs
+through descriptor code. With dE/dG from autograd through the networks,
 each neighbour entry p = (i → j, vector r_ij) gives
 
     v_p = ∂E_i/∂r_ij = Σ_μ (∂E_i/∂G_iμ) (∂G_iμ/∂r_ij)                 (3,)
@@ -104,6 +106,47 @@ def contract_pairs(g: torch.Tensor, dG_dr: torch.Tensor, center: torch.Tensor) -
     if g.device.type == "cpu" and g.dtype == torch.float64 and dG_dr.dtype in (torch.float64, torch.float32):
         return _PairContraction.apply(g, dG_dr, center)
     return torch.bmm(g[center].unsqueeze(1), dG_dr.to(g.dtype)).squeeze(1)
+
+
+class _StreamedContraction(torch.autograd.Function):
+    """contract_pairs without stored derivatives (a streamed batch): the
+    core computes ∂G/∂r again per centre and never keeps it, forward with
+    the force pass of MD (v_p = Σ_μ g_cμ ∂G_cμ/∂r_p), backward with the
+    Jacobian-vector product ĝ_cμ = Σ_p u_p·∂G_cμ/∂r_p: the exact gradient
+    of a loss on v, with memory per centre atom only (nnp/training_kernels.h)."""
+
+    @staticmethod
+    def forward(ctx, g, core, element: int, center, pair_vector, pair_element):
+        args = (center.detach().cpu().contiguous().numpy(), pair_vector.detach().cpu().contiguous().numpy(),
+                pair_element)
+        ctx.core, ctx.element, ctx.args, ctx.rows = core, element, args, g.shape[0]
+        v = core.contract_pairs(element, g.detach().cpu().contiguous().numpy(), *args, torch.get_num_threads())
+        return torch.from_numpy(v).to(g.device)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, u):
+        g_hat = ctx.core.contract_pairs_adjoint(ctx.element, u.detach().cpu().contiguous().numpy(), *ctx.args,
+                                                ctx.rows, torch.get_num_threads())
+        return torch.from_numpy(g_hat).to(u.device), None, None, None, None, None
+
+
+def streamed_contract_pairs(g: torch.Tensor, descriptors: DescriptorSet, element: str, center: torch.Tensor,
+                            pair_vector: torch.Tensor, pair_element: torch.Tensor) -> torch.Tensor:
+    """contract_pairs(g, ∂G/∂r, center) for a batch without dG_dr, ∂G/∂r
+    computed by the core (`pair_element`: the element index of each
+    entry's neighbour); differentiable in g."""
+    k = descriptors.elements.index(element)
+    kinds = pair_element.detach().cpu().numpy().astype(np.int32)
+    return _StreamedContraction.apply(g, descriptors.core(), k, center, pair_vector, kinds)
+
+
+def atom_elements(batch: Batch, elements: Sequence[str]) -> torch.Tensor:
+    """Element index (into `elements`) of every atom of the batch, from its blocks."""
+    out = torch.full((batch.n_total_atoms,), -1, dtype=torch.long, device=batch.atom_struct.device)
+    for k, e in enumerate(elements):
+        out[batch.blocks[e].atom] = k
+    return out
 
 
 class _PairScatter(torch.autograd.Function):
@@ -375,6 +418,8 @@ class NNPModel(nn.Module):
             grads = torch.autograd.grad(sum(outputs), inputs, create_graph=create_graph) if inputs else []
         F = torch.zeros((N, 3), dtype=DTYPE, device=device)
         W = torch.zeros((S, 3, 3), dtype=DTYPE, device=device)
+        streamed = any(batch.blocks[e].dG_dr is None for e in self.elements)
+        kind = atom_elements(batch, self.elements) if streamed else None
         k = 0
         for e in self.elements:
             b = batch.blocks[e]
@@ -382,10 +427,14 @@ class NNPModel(nn.Module):
                 continue
             dE_dG = grads[k]  # (R, M)
             k += 1
-            P, M = b.dG_dr.shape[0], b.G.shape[1]
-            assert b.dG_dr.shape == (P, M, 3) and b.pair_vector.shape == (P, 3), "inconsistent batch"
             # v_p = Σ_μ dE/dG[centre(p), μ] · dG_dr[p, μ, :]   (P, 3)
-            v = contract_pairs(dE_dG, b.dG_dr, b.pair_center)
+            if b.dG_dr is None:  # streamed: ∂G/∂r from the core, never stored
+                v = streamed_contract_pairs(dE_dG, self.descriptors, e, b.pair_center, b.pair_vector,
+                                            kind[b.pair_neighbor])
+            else:
+                P, M = b.dG_dr.shape[0], b.G.shape[1]
+                assert b.dG_dr.shape == (P, M, 3) and b.pair_vector.shape == (P, 3), "inconsistent batch"
+                v = contract_pairs(dE_dG, b.dG_dr, b.pair_center)
             if e in rep:
                 v = v + rep[e][1]
             # F_i += v_p (centre), F_j −= v_p (neighbour), as r_ij = r_j − r_i;
@@ -407,11 +456,7 @@ class NNPModel(nn.Module):
         gradient with respect to the entry's vector r_ij (P, 3)."""
         if float(batch.shortest_pair) >= max(core.r_outer for core in self.repulsion):
             return {}  # no pair inside any core: the terms below would all be 0
-        device = batch.atom_struct.device
-        # Element of every atom of the batch, from the blocks.
-        atom_element = torch.full((batch.n_total_atoms,), -1, dtype=torch.long, device=device)
-        for k, e in enumerate(self.elements):
-            atom_element[batch.blocks[e].atom] = k
+        atom_element = atom_elements(batch, self.elements)
         out = {}
         for a, e in enumerate(self.elements):
             b = batch.blocks[e]

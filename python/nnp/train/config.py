@@ -110,8 +110,9 @@ class TrainConfig:
     quadratic_weight: float = 0.5
     quadratic_ridge: float = 1e-8
     # Descriptor derivatives ∂G/∂r: "stored" for the whole training set
-    # (fastest; ~70 kB per atom on water), "streamed" (featurised again per
-    # batch: memory bounded by a batch; same gradients bit for bit), or "auto":
+    # (fastest; ~70 kB per atom on water), "streamed" (never stored: the core
+    # applies them per batch by its force pass and Jacobian-vector product;
+    # the same gradients up to float32 rounding of stored ones), or "auto":
     # stored when nnp.train.memory's estimate of the run fits memory_budget,
     # else streamed; a run that fits neither is refused before featurising.
     derivatives: str = "auto"

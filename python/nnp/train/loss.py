@@ -29,8 +29,8 @@ from nnp.train.config import TrainConfig
 
 # Full-batch (L-BFGS) passes keep the collated training set when the
 # featurised data is at most this large (the cache is a second copy), and
-# never when derivatives are streamed (each chunk is featurised again, so that
-# memory is bounded by the chunk).
+# never when derivatives are streamed (each chunk's neighbour entries are
+# listed again, so that memory is bounded by the chunk).
 FULL_BATCH_CACHE_BYTES = 4 * 2**30
 
 # Fixed predictions of another model for the same batches, blended in with a

@@ -14,8 +14,10 @@ dtypes training uses. Its parts (bytes):
   second copy, when derivatives are stored and the data is at most
   nnp.train.loss.FULL_BATCH_CACHE_BYTES; never when streamed.
 * working set: one chunk (config chunk_size structures, the largest ones)
-  collated, and its autograd graph; streamed, the chunk's entries also
-  exist twice while they are assembled.
+  collated, and its autograd graph. Streamed, a chunk's entries carry no
+  ∂G/∂r (the core's force pass and Jacobian-vector product recompute it
+  per centre atom): r_ij, indices, v_p and its gradient; the graph is then
+  mostly per atom (G, the scaled input, dE/dG and its gradient, activations).
 * quadratic: the closed-form fit's normal equations (D² for D columns,
   a few copies while solving) and one block of design rows.
 * twin: the holdout twin trains in a forked child at the same time; it
@@ -48,7 +50,8 @@ CHILD_BYTES = 300 * 2**20  # what a forked child adds besides its own arrays (pa
 ATOMS_BYTES_PER_ATOM = 120  # the structures as read (ASE: positions, numbers, forces, ...)
 ATOMS_BYTES_PER_STRUCTURE = 12_000
 GRAPH_FACTOR = 0.3  # autograd graph of a chunk, relative to its collated entries
-STREAMED_ASSEMBLY_FACTOR = 1.0  # a streamed chunk's entries exist twice while they are assembled
+STREAMED_ENTRY_BYTES = 96  # a streamed entry: r_ij, three indices, v_p and its gradient
+STREAMED_ROW_FACTOR = 4.0  # a streamed chunk's per-atom graph, relative to its G
 QUADRATIC_COPIES = 3  # normal equations, the system solved and its factorisation
 CACHE_MARGIN = 1.1
 
@@ -156,10 +159,11 @@ def estimate(shape: DataShape, config: TrainConfig, streamed: bool, twin: bool) 
     batch = largest[: config.batch_size].sum()
     stored_data = float(row_bytes.sum() + entry_bytes.sum() + labels)
     if streamed:
-        data = float(row_bytes.sum() + labels + 32.0 * atoms.sum() + 100.0 * len(atoms))
+        data = float(row_bytes.sum() + labels + 36.0 * atoms.sum() + 100.0 * len(atoms))
         cache = 0.0
-        working = (1 + GRAPH_FACTOR + STREAMED_ASSEMBLY_FACTOR) * max(chunk, batch)
-        featurising = data + float(largest[0]) * 2
+        streamed_bytes = np.sort(row_bytes * (1 + STREAMED_ROW_FACTOR) + entries.sum(1) * STREAMED_ENTRY_BYTES)[::-1]
+        working = float(max(streamed_bytes[: config.chunk_size].sum(), streamed_bytes[: config.batch_size].sum()))
+        featurising = data + float(streamed_bytes[0])
     else:
         data = stored_data
         # The estimate is within ~10 %: near the threshold, count the cache.

@@ -26,8 +26,8 @@ def featurize(structures: list, descriptors, config: TrainConfig, streamed: bool
     config's isolated atoms, descriptor derivatives in float32 (half the
     memory and less time per evaluation than float64; the sums stay
     float64, and the exported model is evaluated in float64). `streamed`:
-    derivatives recomputed per batch instead of stored (nnp.train.memory
-    chooses). `progress(done, total)` is called after each structure."""
+    no derivatives stored, the core applies them per batch (nnp.train.memory
+    chooses; float32 then only for the quadratic fit's per-structure rows). `progress(done, total)` is called after each structure."""
     return FeaturizedDataset.from_structures(with_isolated_atoms(structures, config), descriptors,
                                              derivative_dtype=np.float32, streamed=streamed, progress=progress)
 
