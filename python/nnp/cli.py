@@ -8,6 +8,7 @@ subcommands are the package's command lines.
     nnp convert n2p2 DIR -o Si.nnp
     nnp dft aimd --protocol crystal -o aimd.xyz
     nnp committee --potential a.nnp b.nnp -o mean.nnp
+    nnp learn --quick -o learn-run
 
 Each subcommand is the `main(argv)` of its module, so `nnp train ...` and
 `python -m nnp.train ...` are the same program. Options shared by all:
@@ -43,6 +44,7 @@ SUBCOMMANDS = (
     Subcommand("convert", "nnp.convert.cli", "convert a potential from another code (nnp convert n2p2 DIR -o F)"),
     Subcommand("dft", "nnp.dft", "DFT training data with Quantum Espresso (nnp dft aimd ...)"),
     Subcommand("committee", "nnp.committee", "write the mean of several potentials as one potential file"),
+    Subcommand("learn", "nnp.learn.cli", "active learning: committee MD, pw.x labels, retrain (nnp learn CONFIG -o DIR)"),
 )
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from nnp.learn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,87 @@
+"""One generation: a committee trained on the data so far, and its errors.
+
+Each member is its own `python -m nnp.train` process (seed s + k, the same
+validation split for all: split_seed fixed, refit off, so every member's
+validation frames are unseen by every member), written as `Si.k.nnp` with
+its log beside it. A member whose file exists is finished; one with a
+checkpoint is resumed (`--resume`), so a kill costs at most the training
+since the last checkpoint. nnp.train has no warm start from another
+model, so each generation trains from scratch.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import yaml
+
+from nnp.calculator import NNPCalculator
+from nnp.data.frames import split
+from nnp.train.outputs import member_outputs
+from nnp.train.refit import checkpoint_paths
+
+VALIDATION_FRACTION = 0.1
+SPLIT_SEED = 12345
+
+
+def train_config(settings: dict, epochs: int) -> dict:
+    return {**settings, "epochs": epochs, "refit": False, "validation_fraction": VALIDATION_FRACTION,
+            "split_seed": SPLIT_SEED}
+
+
+def train_committee(data: Path, directory: Path, k: int, epochs: int, settings: dict, seed: int,
+                    name: str, log) -> list[Path]:
+    """The k member files of one generation (trained or resumed as needed)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "train.yaml"
+    config.write_text(yaml.safe_dump(train_config(settings, epochs), sort_keys=True))
+    members = member_outputs(directory / f"{name}.nnp", k)
+    for m, out in enumerate(members):
+        if out.exists() and not any(p.exists() for p in checkpoint_paths(out)):
+            continue
+        resume = any(p.exists() for p in checkpoint_paths(out))
+        cmd = [sys.executable, "-m", "nnp.train", "--data", str(data), "-o", str(out), "--config", str(config),
+               "--seed", str(seed + m), "--resume" if resume else "--force"]
+        log(f"  training member {m + 1}/{k} ({'resumed' if resume else f'seed {seed + m}'}) -> {out.name}")
+        with open(out.with_suffix(".log"), "a") as fh:
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            tail = out.with_suffix(".log").read_text(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"training {out} failed (exit {proc.returncode}): {' | '.join(tail)}; "
+                               f"see {out.with_suffix('.log')}")
+    return members
+
+
+def validation_indices(n_frames: int) -> np.ndarray:
+    """The frames every member left out (nnp.train's split of a file without isolated atoms)."""
+    return split(n_frames, VALIDATION_FRACTION, SPLIT_SEED)[1]
+
+
+def committee_errors(members: list[Path], frames) -> dict:
+    """RMSE of the committee mean's energy (meV/atom) and forces (eV/Å)
+    against the labels of `frames`, and each frame's max_devi_f."""
+    if not frames:
+        return {"frames": 0, "energy_rmse_meV_per_atom": math.nan, "force_rmse_eV_per_A": math.nan,
+                "max_devi_f": []}
+    calc = NNPCalculator([str(m) for m in members], committee="mean")
+    de, df, devi = [], [], []
+    for atoms in frames:
+        e_ref, f_ref = atoms.get_potential_energy(), atoms.get_forces()
+        a = atoms.copy()
+        a.calc = calc
+        e = a.get_potential_energy()
+        df.append((a.get_forces() - f_ref).ravel())
+        de.append((e - e_ref) / len(a))
+        devi.append(float(calc.results["max_devi_f"]))
+    return {"frames": len(frames), "energy_rmse_meV_per_atom": 1000 * float(np.sqrt(np.mean(np.square(de)))),
+            "force_rmse_eV_per_A": float(np.sqrt(np.mean(np.square(np.concatenate(df))))), "max_devi_f": devi}
+
+
+def validation_errors(members: list[Path], data: Path) -> dict:
+    frames = ase.io.read(data, ":", format="extxyz")
+    return committee_errors(members, [frames[i] for i in validation_indices(len(frames))])
