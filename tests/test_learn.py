@@ -249,3 +249,14 @@ def test_quick_with_pw_x_killed_between_two_labels_and_continued(tmp_path, monke
     assert cli.main(["status", str(directory)]) == 0
     assert "finished: max_iterations" in capsys.readouterr().out
     json.loads((directory / "state.json").read_text())
+
+
+def test_trust_window_from_validation_frames():
+    auto = config_mod.LearnConfig(initial_rattled=2, trust_lo="auto", trust_hi="auto", trust_hi_factor=4.0)
+    assert loop._trust(auto, {"max_devi_f": [0.05, 0.08, 0.03]}) == (0.08, pytest.approx(0.32))
+    fixed_hi = config_mod.LearnConfig(initial_rattled=2, trust_lo="auto", trust_hi=0.07)
+    with pytest.raises(ValueError, match="hi 0.07 is not above lo 0.08"):
+        loop._trust(fixed_hi, {"max_devi_f": [0.05, 0.08]})
+    with pytest.raises(ValueError, match="no validation frame"):
+        loop._trust(auto, {"max_devi_f": []})
+    assert loop._trust(config_mod.LearnConfig(initial_rattled=2), {"max_devi_f": []}) == (0.15, 0.6)

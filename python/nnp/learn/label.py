@@ -47,7 +47,8 @@ def labelled_ids(path: Path) -> list[str]:
     return [str(a.info.get("learn_id", "")) for a in ase.io.read(path, ":", format="extxyz")]
 
 
-def failed_ids(directory: Path) -> dict[str, str]:
+def failed_records(directory: Path) -> dict[str, dict]:
+    """The frames pw.x failed on: id -> {"error", "dft_wall_s"}."""
     path = directory / FAILED_FILE
     if not path.exists():
         return {}
@@ -57,8 +58,21 @@ def failed_ids(directory: Path) -> dict[str, str]:
             item = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a kill
-        out[item["id"]] = item["error"]
+        out[item["id"]] = item
     return out
+
+
+def tally(data: Path, directory: Path, ids) -> dict:
+    """Of the frames `ids`: how many are labelled in `data`, how many pw.x
+    failed on (in `directory`), and the pw.x wall time of both. Read from the
+    files, so a kill between two labels loses no count."""
+    ids = set(ids)
+    frames = [a for a in (ase.io.read(data, ":", format="extxyz") if data.stat().st_size else [])
+              if a.info.get("learn_id") in ids]
+    failed = [r for i, r in failed_records(directory).items() if i in ids]
+    return {"labelled": len(frames), "dft_failed": len(failed),
+            "dft_s": sum(float(a.info.get("dft_wall_s", 0.0)) for a in frames)
+            + sum(float(r.get("dft_wall_s", 0.0)) for r in failed)}
 
 
 def _append_line(path: Path, text: str) -> None:
@@ -95,7 +109,7 @@ def label_frames(items: Sequence[tuple[str, Atoms, dict]], data: Path, directory
     compute = compute or single_point
     repair(data)
     done = set(labelled_ids(data))
-    failed = failed_ids(directory)
+    failed = failed_records(directory)
     workdir = directory / "qe"
     workdir.mkdir(parents=True, exist_ok=True)
     signature = qe.signature()
@@ -108,8 +122,10 @@ def label_frames(items: Sequence[tuple[str, Atoms, dict]], data: Path, directory
         try:
             results = compute(atoms, qe, workdir)
         except DFTError as err:
-            stats["dft_s"] += time.perf_counter() - t0
-            _append_line(directory / FAILED_FILE, json.dumps({"id": learn_id, "error": str(err)[:500]}))
+            dt = time.perf_counter() - t0
+            stats["dft_s"] += dt
+            _append_line(directory / FAILED_FILE, json.dumps({"id": learn_id, "error": str(err)[:500],
+                                                              "dft_wall_s": round(dt, 3)}))
             stats["failed"] += 1
             log(f"  {learn_id}: {err}")
             continue

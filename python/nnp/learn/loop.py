@@ -69,9 +69,8 @@ def iteration_dir(directory: Path, i: int) -> Path:
 
 
 def members_of(directory: Path, i: int, k: int) -> list[Path]:
-    from nnp.train.outputs import member_outputs
-
-    return member_outputs(iteration_dir(directory, i) / "train" / f"{MODEL_NAME}.nnp", k)
+    """The member files of generation i (nnp.train.outputs.member_outputs' names)."""
+    return [iteration_dir(directory, i) / "train" / f"{MODEL_NAME}.{m}.nnp" for m in range(k)]
 
 
 # ----------------------------------------------------------------------------
@@ -125,11 +124,8 @@ def stage_seed(directory: Path, config: LearnConfig, state: State, log, compute)
     frames = explore_mod.rattled_crystals(config.initial_rattled, config.seed_repeat, config.rattle_stdev,
                                           config.rattle_strain, run0.element, run0.lattice, config.seed)
     items = [(f"seed-{k:04d}", a, {"config_type": "seed-rattled"}) for k, a in enumerate(frames)]
-    stats = label_mod.label_frames(items, directory / "data.xyz", directory / "seed", config.dft, log, compute)
-    seed = state["seed"]
-    seed["labelled"] = seed.get("labelled", 0) + stats["labelled"]
-    seed["dft_failed"] = seed.get("dft_failed", 0) + stats["failed"]
-    seed["dft_s"] = seed.get("dft_s", 0.0) + stats["dft_s"]
+    label_mod.label_frames(items, directory / "data.xyz", directory / "seed", config.dft, log, compute)
+    state["seed"] = label_mod.tally(directory / "data.xyz", directory / "seed", [i for i, _, _ in items])
     if label_mod.repair(directory / "data.xyz") < 2:
         raise ValueError("the seed holds fewer than 2 labelled frames: nothing to train a committee on")
     state["stage"] = "train"
@@ -249,12 +245,10 @@ def stage_label(directory: Path, config: LearnConfig, state: State, log, compute
                  "max_devi_f": frame.info["max_devi_f"]}
         items.append((f"i{i:03d}-c{c:05d}", frame, extra))
     log(f"iteration {i}: labelling {len(items)} frames with pw.x")
-    stats = label_mod.label_frames(items, directory / "data.xyz", idir / "label", config.dft, log, compute)
-    it["labelled"] = it.get("labelled", 0) + stats["labelled"]
-    it["dft_failed"] = it.get("dft_failed", 0) + stats["failed"]
-    it["dft_s"] = it.get("dft_s", 0.0) + stats["dft_s"]
-    # The generation's errors on the frames it chose: data it never saw.
+    label_mod.label_frames(items, directory / "data.xyz", idir / "label", config.dft, log, compute)
     ids = {learn_id for learn_id, _, _ in items}
+    it.update(label_mod.tally(directory / "data.xyz", idir / "label", ids))
+    # The generation's errors on the frames it chose: data it never saw.
     new = [a for a in ase.io.read(directory / "data.xyz", ":", format="extxyz") if a.info.get("learn_id") in ids]
     test = train_mod.committee_errors(members_of(directory, i, config.committee), new)
     it["test"] = {k: v for k, v in test.items() if k != "max_devi_f"}
@@ -286,7 +280,7 @@ def run(directory: Path, config: LearnConfig, log, compute: Callable | None = No
         else:
             raise ValueError(f"{directory / 'state.json'}: unknown stage {stage!r}")
         state.save(directory)
-        report.write(directory, config, state)
+        report.write(directory, state)
         if on_stage is not None:
             on_stage(state)
     return state

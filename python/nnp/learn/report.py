@@ -52,7 +52,7 @@ def status_text(directory: Path, state: dict) -> str:
     ])
 
 
-def write(directory: Path, config, state: dict) -> None:
+def write(directory: Path, state: dict) -> None:
     text = ["# nnp learn report", "", status_text(directory, state), "",
             "Columns: validation errors of each generation's committee mean on the frames every member left out; "
             "explored frames by class in that generation's MD (failed: non-finite, max_devi_f at or above trust "

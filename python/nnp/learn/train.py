@@ -22,8 +22,6 @@ import yaml
 
 from nnp.calculator import NNPCalculator
 from nnp.data.frames import split
-from nnp.train.outputs import member_outputs
-from nnp.train.refit import checkpoint_paths
 
 VALIDATION_FRACTION = 0.1
 SPLIT_SEED = 12345
@@ -37,6 +35,10 @@ def train_config(settings: dict, epochs: int) -> dict:
 def train_committee(data: Path, directory: Path, k: int, epochs: int, settings: dict, seed: int,
                     name: str, log) -> list[Path]:
     """The k member files of one generation (trained or resumed as needed)."""
+    # nnp.train pulls in torch: imported here, so that `nnp learn status` does not.
+    from nnp.train.outputs import member_outputs
+    from nnp.train.refit import checkpoint_paths
+
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "train.yaml"
     config.write_text(yaml.safe_dump(train_config(settings, epochs), sort_keys=True))
