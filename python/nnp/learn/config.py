@@ -76,6 +76,10 @@ class RunSpec:
 class LearnConfig:
     initial_data: tuple[str, ...] = ()  # labelled extxyz files (same DFT settings as `dft`)
     initial_rattled: int = 0  # crystal frames (random strain and displacements) labelled with pw.x first
+    # Random packings (liquid-like, atoms >= 2 Å apart) labelled with pw.x
+    # first: without them, liquid MD from a crystal-only seed blows up before
+    # it dumps a frame worth labelling.
+    initial_random: int = 0
     rattle_stdev: float = 0.05  # Å
     rattle_strain: float = 0.03  # largest relative strain of a rattled cell
     seed_repeat: tuple[int, int, int] = (1, 1, 1)
@@ -93,9 +97,9 @@ class LearnConfig:
     seed: int = 0
 
     def check(self) -> None:
-        need(self.initial_data or self.initial_rattled > 0,
-             "initial: give labelled data (initial.data) and/or initial.rattled > 0 frames to label")
-        need(self.initial_rattled >= 0 and self.rattle_stdev >= 0 and 0 <= self.rattle_strain < 0.5,
+        need(self.initial_data or self.initial_rattled + self.initial_random > 0,
+             "initial: give labelled data (initial.data) and/or initial.rattled or initial.random > 0 frames to label")
+        need(self.initial_random >= 0 and self.initial_rattled >= 0 and self.rattle_stdev >= 0 and 0 <= self.rattle_strain < 0.5,
              "initial: rattled >= 0, rattle_stdev >= 0, 0 <= rattle_strain < 0.5")
         need(self.committee >= 2, "train.committee must be >= 2 (the deviation needs two members)")
         need(self.epochs >= 1, "train.epochs must be >= 1")
@@ -123,6 +127,7 @@ class LearnConfig:
         runs = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in d.pop("runs")]
         return {
             "initial": {"data": list(self.initial_data), "rattled": self.initial_rattled,
+                        "random": self.initial_random,
                         "rattle_stdev": self.rattle_stdev, "rattle_strain": self.rattle_strain,
                         "repeat": list(self.seed_repeat)},
             "dft": q,
@@ -141,7 +146,8 @@ def need(cond: bool, message: str) -> None:
 
 
 SECTIONS = {
-    "initial": {"data": "initial_data", "rattled": "initial_rattled", "rattle_stdev": "rattle_stdev",
+    "initial": {"data": "initial_data", "rattled": "initial_rattled", "random": "initial_random",
+                "rattle_stdev": "rattle_stdev",
                 "rattle_strain": "rattle_strain", "repeat": "seed_repeat"},
     "train": {"committee": "committee", "epochs": "epochs", "settings": "train_settings"},
     "trust": {"lo": "trust_lo", "hi": "trust_hi", "hi_factor": "trust_hi_factor"},
@@ -227,7 +233,7 @@ def from_mapping(values: dict, source: str, base: Path | None = None) -> LearnCo
                 kw[attr] = dict(value or {})
             elif attr in ("trust_lo", "trust_hi") and value == "auto":
                 kw[attr] = "auto"
-            elif attr in ("initial_rattled", "committee", "epochs", "frames", "max_iterations"):
+            elif attr in ("initial_rattled", "initial_random", "committee", "epochs", "frames", "max_iterations"):
                 kw[attr] = _number(value, f"{name}.{key}", source, int)
             else:
                 kw[attr] = _number(value, f"{name}.{key}", source)

@@ -118,12 +118,18 @@ def load_config(directory: Path) -> LearnConfig:
 
 
 def stage_seed(directory: Path, config: LearnConfig, state: State, log, compute) -> None:
-    if config.initial_rattled:
-        log(f"seed: labelling {config.initial_rattled} rattled crystal frames with pw.x")
     run0 = config.runs[0]
+    if config.initial_rattled + config.initial_random:
+        log(f"seed: labelling {config.initial_rattled} rattled crystal and {config.initial_random} random-packing "
+            "frames with pw.x")
     frames = explore_mod.rattled_crystals(config.initial_rattled, config.seed_repeat, config.rattle_stdev,
                                           config.rattle_strain, run0.element, run0.lattice, config.seed)
     items = [(f"seed-{k:04d}", a, {"config_type": "seed-rattled"}) for k, a in enumerate(frames)]
+    spec = config_mod.RunSpec(structure="liquid", repeat=config.seed_repeat, element=run0.element,
+                              lattice=run0.lattice)
+    rng = np.random.default_rng(config.seed + 1)
+    items += [(f"seed-random-{k:04d}", explore_mod.random_packing(spec, rng), {"config_type": "seed-random"})
+              for k in range(config.initial_random)]
     label_mod.label_frames(items, directory / "data.xyz", directory / "seed", config.dft, log, compute)
     state["seed"] = label_mod.tally(directory / "data.xyz", directory / "seed", [i for i, _, _ in items])
     if label_mod.repair(directory / "data.xyz") < 2:
@@ -198,9 +204,11 @@ def stage_explore(directory: Path, config: LearnConfig, state: State, log) -> No
     log(f"  {counts['explored']} frames: {counts['accurate']} accurate, {counts['candidate']} candidates, "
         f"{counts['failed']} failed (NaN {counts['nan']}, above hi {counts['above_hi']}, in a core "
         f"{counts['core']}); {100 * it['fraction_above_lo']:.1f} % above trust_lo")
-    if counts["explored"] and it["fraction_above_lo"] <= config.stop_fraction:
+    # A run that LAMMPS stopped (atoms lost) blew up after few frames: never converged.
+    if counts["explored"] and it["fraction_above_lo"] <= config.stop_fraction and not it["runs_stopped"]:
         state["stage"], state["stop_reason"] = "done", "converged"
-        log(f"  converged: at most {100 * config.stop_fraction:g} % of explored frames above trust_lo")
+        log(f"  converged: at most {100 * config.stop_fraction:g} % of explored frames above trust_lo, "
+            "every MD run finished")
     elif not counts["explored"]:
         raise RuntimeError(f"iteration {i}: exploration produced no frame; see the LAMMPS logs in "
                            f"{iteration_dir(directory, i) / 'explore'}")

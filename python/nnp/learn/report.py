@@ -14,7 +14,7 @@ import numpy as np
 from nnp.io.atomic import atomic_write_text
 
 COLUMNS = ("iter", "data", "val E meV/at", "val F eV/Å", "trust lo–hi", "explored", "accurate", "candidates",
-           "failed (NaN/hi/core)", "selected", "labelled", "DFT fail", "test F eV/Å", "DFT s", "train s")
+           "failed (NaN/hi/core)", "MD stopped", "selected", "labelled", "DFT fail", "test F eV/Å", "DFT s", "train s")
 
 
 def _fmt(value, spec: str) -> str:
@@ -28,6 +28,7 @@ def iteration_row(it: dict) -> list[str]:
             _fmt(val.get("energy_rmse_meV_per_atom"), ".2f"), _fmt(val.get("force_rmse_eV_per_A"), ".3f"),
             (f"{it['trust_lo']:.3f}–{it['trust_hi']:.3f}" if "trust_lo" in it else "–"),
             _fmt(it.get("explored"), "d"), _fmt(it.get("accurate"), "d"), _fmt(it.get("candidate"), "d"), failed,
+            (f"{it['runs_stopped']}" if "runs_stopped" in it else "–"),
             _fmt(it.get("selected"), "d"), _fmt(it.get("labelled"), "d"), _fmt(it.get("dft_failed"), "d"),
             _fmt(test.get("force_rmse_eV_per_A"), ".3f"), _fmt(it.get("dft_s"), ".0f"), _fmt(it.get("train_s"), ".0f")]
 
