@@ -161,7 +161,7 @@ def test_config_errors(tmp_path):
             config_mod.read(path)
         assert message in str(err.value), (text, str(err.value))
     good = tmp_path / "good.yaml"
-    good.write_text("initial: {rattled: 3}\ntrust: {lo: auto, hi: auto}\ndft: {kpts: gamma, ecutwfc: 15}\n"
+    good.write_text("initial: {rattled: 3, random: 2}\ntrust: {lo: auto, hi: auto}\ndft: {kpts: gamma, ecutwfc: 15}\n"
                     "exploration: {runs: [{structure: amorphous, temperatures: 2000, t_end: 300, steps: 100}]}\n")
     c = config_mod.read(good)
     assert c.trust_lo == "auto" and c.dft.kpts is None and c.runs[0].names() == [("amorphous-2000K-300K", 2000.0, 0.0)]
@@ -210,7 +210,7 @@ def test_quick_with_pw_x_killed_between_two_labels_and_continued(tmp_path, monke
     data = directory / "data.xyz"
     labelled_before = ase.io.read(data, ":")
     before = [a.info["learn_id"] for a in labelled_before]
-    assert len(before) == config.initial_rattled + 1 and before[-1].startswith("i000-")
+    assert len(before) == config.initial_rattled + config.initial_random + 1 and before[-1].startswith("i000-")
 
     # Continue from the command line, recording every pw.x run.
     computed = []

@@ -261,7 +261,8 @@ def quick_config() -> LearnConfig:
     pw.x setting (12 Ry, Γ point), a few epochs and short MD; minutes on
     two cores. It shows the loop works, not a usable potential."""
     config = LearnConfig(
-        initial_rattled=5,
+        initial_rattled=4,
+        initial_random=2,
         rattle_stdev=0.08,
         dft=QESettings(ecutwfc=12.0, kpts=None, conv_thr=1e-6),
         committee=2,
