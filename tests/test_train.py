@@ -236,18 +236,24 @@ def test_cli_epochs_zero_writes_untrained_model(tmp_path, data_file, capsys):
     assert pot.models["Si"].quadratic is not None and out.read_text().startswith("nnp-potential 3\n")
 
 
-def _losses(stdout: str) -> list[float]:
-    """Losses of the written model's progress lines (with refit: "[all data] epoch ...")."""
-    return [float(m) for m in re.findall(r"^(?:\[all data\] )?epoch\s+\d+/\d+\s+\w+\s+loss (\S+)", stdout, re.M)]
+def _written_errors(stdout: str) -> list[float]:
+    """The written model's training energy RMSE (meV/atom) at each epoch
+    line: 'all data E' when its holdout twin trains alongside, else the
+    first 'train E' or 'train/val E' number."""
+    errors = []
+    for line in re.findall(r"^(?:\[all data\] )?epoch\s+\d+/\d+.*$", stdout, re.M):
+        found = re.search(r"all data E\s+(\S+) meV/atom", line) or re.search(r"train(?:/val)? E\s+([\d.]+)", line)
+        errors.append(float(found.group(1)))
+    return errors
 
 
 def test_cli_tiny_training_learns_and_writes_readable_file(tmp_path, data_file, small_config, capsys):
     out = tmp_path / "Si.nnp"
     assert main(["--data", str(data_file), "--output", str(out), "--config", str(small_config)]) == 0
     stdout = capsys.readouterr().out
-    losses = _losses(stdout)
-    assert len(losses) == 15
-    assert losses[-1] < 0.5 * losses[0], losses
+    errors = _written_errors(stdout)
+    assert len(errors) == 15
+    assert errors[-1] < 0.5 * errors[0], errors
     assert re.search(r"validation RMSE: E\s+\S+ meV/atom\s+F \S+ eV/Å", stdout)
     # The file is readable and is exactly the model it reports on.
     pot = potential_file.read(out)
@@ -395,7 +401,89 @@ def test_learning_curve_is_the_written_model(tmp_path, data_file):
         assert entry[f"{name}_force_rmse"] == pytest.approx(m.force_rmse, rel=1e-9), name
     assert entry["train_energy_rmse"] != pytest.approx(on_train.energy_rmse, rel=1e-3)  # the network alone
     line = next(l for l in lines if l.startswith(f"epoch {result.best_epoch}/6 "))
-    assert (f"train E {1000 * on_train.energy_rmse:6.2f} meV/atom, F {on_train.force_rmse:.4f} eV/Å  "
-            f"val E {1000 * on_val.energy_rmse:6.2f} meV/atom, F {on_val.force_rmse:.4f} eV/Å") in line
+    assert (f"train/val E {1000 * on_train.energy_rmse:6.2f}/{1000 * on_val.energy_rmse:.2f} meV/atom, "
+            f"F {on_train.force_rmse:.4f}/{on_val.force_rmse:.4f} eV/Å") in line
     adam, lbfgs = [l for l in lines if l.startswith("epoch 1/")], [l for l in lines if l.startswith("epoch 6/")]
     assert "lr 5.0e-03" in adam[0] and "Adam" in adam[0] and "lr" not in lbfgs[0] and "LBFGS" in lbfgs[0]
+
+
+# ------------------------------------------------------ what a person reads
+
+
+def _report(epoch, phase="LBFGS", e=10.0, val=True, improved=False):
+    from nnp.train.console import EpochReport
+    from nnp.train.loss import Metrics
+
+    m = Metrics(loss=1.0, energy_rmse=e / 1000, force_rmse=0.1)
+    return EpochReport(epoch, 6, phase, 5e-3 if phase == "Adam" else None, m, m if val else None, improved, 3.0)
+
+
+def test_epoch_lines_carry_units_and_no_lbfgs_step_size():
+    adam, lbfgs = _report(1, "Adam").line(), _report(6).line()
+    assert "lr 5.0e-03" in adam and "lr" not in lbfgs
+    for line in (adam, lbfgs):
+        # Every number but the epoch count and the step size has its unit.
+        rest = re.sub(r"epoch \d+/\d+|lr \d\.\de-\d\d", "", line)
+        rest = re.sub(r"\d+\.\d+/(\d+\.\d+)", r"\1", rest)  # train/val pairs: one unit
+        for number in re.finditer(r"\d+(?:\.\d+)?", rest):
+            after = rest[number.end():]
+            assert re.match(r"(?: meV/atom| eV/Å|s\b|m\d\ds|h\d\dm)", after), (line, number.group())
+
+
+def test_refit_display_is_one_line_per_epoch():
+    """The written model and its holdout twin (another process, whose lines
+    come in any order) print one line per logged epoch, in epoch order; the
+    twin's copies of the written model's lines are not printed twice."""
+    from nnp.train.console import TWIN, WRITTEN, RefitDisplay
+
+    lines = []
+    display = RefitDisplay(log=lines.append)
+    written, twin = display.side(WRITTEN), display.side(TWIN)
+    written.log("repulsive core Si-Si")
+    twin.log("repulsive core Si-Si")
+    twin.log("quadratic term fitted in 3s")
+    for epoch in (1, 2, 3):  # the twin runs ahead
+        twin.update(epoch, 6, "val", 1.0)
+        twin.logged(_report(epoch, e=epoch, improved=True))
+    assert not any(l.startswith("epoch") for l in lines)  # waiting for the written model
+    for epoch in (1, 2):
+        written.update(epoch, 6, "train", 2.0)
+        written.logged(_report(epoch, e=10 + epoch, val=False))
+    twin.close()  # the twin finished (at epoch 3): the written model's next lines print alone
+    written.update(3, 6, "train", 1.0)
+    written.logged(_report(3, e=13, val=False))
+    display.close()
+    assert lines[:2] == ["repulsive core Si-Si", "[holdout] quadratic term fitted in 3s"]
+    epochs = [l for l in lines if l.startswith("epoch")]
+    assert len(epochs) == 3 and all(f"epoch {k}/6" in l for k, l in zip((1, 2, 3), epochs))
+    for k, line in zip((1, 2, 3), epochs):
+        assert f"train/val E {k:6.2f}/{k:.2f} meV/atom" in line
+        assert f"all data E {10 + k:6.2f} meV/atom" in line and line.endswith("*")
+
+
+def test_refit_display_prints_a_side_alone_past_an_epoch_it_skipped():
+    """A resumed side may not log the other's epoch: once it is past it, the
+    other's line prints alone instead of waiting for ever."""
+    from nnp.train.console import TWIN, WRITTEN, RefitDisplay
+
+    lines = []
+    display = RefitDisplay(log=lines.append)
+    written, twin = display.side(WRITTEN), display.side(TWIN)
+    twin.update(2, 6, "val", 1.0)
+    twin.logged(_report(2, e=2))
+    written.update(3, 6, "train", 1.0)  # resumed after epoch 2: never logs it
+    assert lines == [] or "all data" not in lines[-1]
+    assert any(l.startswith("epoch 2/6") and "all data" not in l for l in lines)
+    display.close()
+
+
+def test_epoch_clock_leaves_out_a_phase_first_epoch():
+    from nnp.train.console import EpochClock
+
+    clock = EpochClock(n_adam=2, epochs=10)
+    clock.epoch_done(1, 5.0)
+    clock.epoch_done(2, 5.0)
+    assert clock.remaining(2, 0) == pytest.approx(8 * 0.35 * 5.0)  # L-BFGS paced from Adam before it is timed
+    clock.epoch_done(3, 9.0)  # the first L-BFGS epoch collates the training set
+    clock.epoch_done(4, 1.0)
+    assert clock.remaining(4, 0) == pytest.approx(6 * 1.0)

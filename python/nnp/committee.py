@@ -148,7 +148,7 @@ def write_mean(inputs: Sequence[Path], output: Path, overwrite: bool = False) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m nnp.committee",
+        prog="nnp committee",
         description="Write the mean of several potentials (same descriptors; e.g. the members of "
         "python -m nnp.train --ensemble K) as one potential file, for LAMMPS and everything else.",
     )

@@ -43,6 +43,7 @@ from ase.calculators.espresso import Espresso, EspressoProfile
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
 
+from nnp.cli import check_output_directory
 from nnp.progress import Bar, write_line
 
 DEFAULT_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
@@ -370,6 +371,10 @@ def _check_output(output: Path, resume: bool, overwrite: bool) -> None:
             raise FileNotFoundError(f"{output} does not exist: nothing to continue (drop --continue)")
     elif output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; refusing to overwrite it (use --force, or --continue to extend it)")
+    try:
+        check_output_directory(output.parent)
+    except ValueError as err:
+        raise ValueError(f"cannot write {output}: {err}") from None
 
 
 def _start_state(atoms, output: Path, md: MDSettings, qe: QESettings, resume: bool, log):
@@ -476,7 +481,7 @@ def _diamond(element: str, lattice: float, repeat: Sequence[int]):
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m nnp.dft", description="DFT training data with Quantum Espresso.")
+    p = argparse.ArgumentParser(prog="nnp dft", description="DFT training data with Quantum Espresso.")
     sub = p.add_subparsers(dest="command_name", required=True, metavar="COMMAND")
     q = sub.add_parser(
         "aimd",
@@ -573,6 +578,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             atoms = _diamond(args.element, args.lattice, args.repeat)
         if atoms is not None:
             qe.check(atoms.get_chemical_symbols())  # before anything is written
+        _check_output(Path(args.output), args.resume, args.force)
+        workdir = Path(args.workdir) if args.workdir else Path(args.output).with_name(Path(args.output).name + ".qe")
+        try:
+            check_output_directory(workdir)
+        except ValueError as err:
+            raise ValueError(f"pw.x work directory {workdir}: {err}") from None
         p = md.protocol
         print(f"protocol {p.name}: " + (f"{p.t_start:g} K" if not p.rate else
                                         f"{p.t_start:g} K -> {p.t_end:g} K at {p.rate:g} K/ps") +

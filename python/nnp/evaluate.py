@@ -75,9 +75,10 @@ def evaluate(
         structures = read_structures(path, format=format)
         check_elements(pot.elements, structures, f"{os.fspath(potential)} (used on {path})")
         sets[name] = predict_potential(pot, structures)
+    # The report first: --detail files may go into its directory (-o out --detail out/Si).
+    result = write_report(report_dir, sets, overwrite=overwrite) if report_dir is not None else None
     written = [path for name, prefix in prefixes.items() for path in write_detail(prefix, sets[name])]
-    if report_dir is not None:
-        result = write_report(report_dir, sets, overwrite=overwrite)
+    if result is not None:
         return {"sets": result["sets"], "predictions": sets, "detail": written}
     return {"sets": {name: metrics(p) for name, p in sets.items()}, "predictions": sets, "detail": written}
 
@@ -93,7 +94,7 @@ def _detail_prefixes(detail: str | os.PathLike | None, names: Sequence[str]) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m nnp.evaluate",
+        prog="nnp evaluate",
         description="Energy, force and stress errors (MAE, RMSE; overall and per config_type) of a "
         "potential file on labelled structures, computed by the C++ core (what LAMMPS computes).",
     )

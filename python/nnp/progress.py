@@ -11,6 +11,7 @@ reading and featurising the data.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 
@@ -64,6 +65,15 @@ def outside_bars():
     return tqdm.external_write_mode(file=sys.stdout)
 
 
+def _columns() -> int:
+    """The terminal's width; 0 when it reports none (a pseudo-terminal
+    never sized, where tqdm would draw nothing)."""
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
 class Bar:
     """One progress bar on standard output, drawn only on a terminal.
 
@@ -72,20 +82,27 @@ class Bar:
     tqdm's estimate from the average rate, which is wrong when the steps
     differ in cost (Adam and L-BFGS epochs)."""
 
+    REDRAW = 0.1  # seconds between redraws, the last step always drawn
+
     def __init__(self, total: int, desc: str, unit: str, position: int = 0, own_eta: bool = False, initial: int = 0):
         self.drawn = on_terminal()
-        self.own_eta = own_eta
+        self.own_eta, self.total, self.last = own_eta, total, -math.inf
         fmt = None
-        if own_eta:
-            fmt = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit + " [{postfix}]"
+        if own_eta:  # tqdm puts ", " before the postfix
+            fmt = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit + "{postfix}"
+        width = _columns() if self.drawn else 0
         self._bar = tqdm(total=total, desc=desc, unit=f" {unit}", position=position, file=sys.stdout,
-                         dynamic_ncols=True, disable=not self.drawn, bar_format=fmt, leave=True, mininterval=0.2,
-                         initial=initial)
+                         dynamic_ncols=width > 0, ncols=None if width > 0 else 100, disable=not self.drawn,
+                         bar_format=fmt, leave=True, mininterval=0.2, initial=initial)
 
     def update(self, done: int, status: str = "", eta: float | None = None) -> None:
         """`done` steps of the total, `status` after the times."""
         if not self.drawn:
             return
+        now = time.perf_counter()
+        if now - self.last < self.REDRAW and done < self.total:
+            return
+        self.last = now
         times = f"{fmt_time(elapsed())}, ETA {fmt_time(eta)}" if self.own_eta and eta is not None else ""
         postfix = ", ".join(s for s in (times, status) if s)
         self._bar.n = done

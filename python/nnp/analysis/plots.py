@@ -161,10 +161,14 @@ def _readable_log_axis(ax, values: np.ndarray) -> None:
     ax.yaxis.set_minor_locator(NullLocator())
 
 
-def learning_curve_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
+MODEL_AS_WRITTEN = "the model as written (with its quadratic term, if any)"
+
+
+def learning_curve_figure(history: Sequence[Mapping[str, Any]], model: str = MODEL_AS_WRITTEN) -> Figure:
     """Train and validation energy and force RMSE per epoch (log scale), of
-    the same model (as written, quadratic term included); the switch from
-    Adam to L-BFGS and the chosen epoch marked."""
+    the same model (`model`, which the title names: as written, quadratic
+    term included); the switch from Adam to L-BFGS and the chosen epoch
+    marked."""
     epoch = _history_column(history, "epoch")
     if not np.isfinite(epoch).any():
         epoch = np.arange(1, len(history) + 1, dtype=float)
@@ -196,6 +200,5 @@ def learning_curve_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{q} RMSE ({unit})")
         ax.grid(True, which="major", alpha=0.3)
-    fig.suptitle("Learning curve: the model as written (with its quadratic term, if any), "
-                 "on the training and the validation structures", fontsize=10)
+    fig.suptitle(f"Learning curve of {model},\non its training and its validation structures", fontsize=10)
     return fig

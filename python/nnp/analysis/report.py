@@ -17,7 +17,7 @@ import numpy as np
 
 from nnp.analysis.metrics import UNITS, Predictions, fmt_number, metrics
 from nnp.analysis.metrics import predict_model  # noqa: F401 - nnp.train predicts and reports through this module
-from nnp.analysis.plots import config_type_colours, learning_curve_figure, parity_figure, save_png
+from nnp.analysis.plots import MODEL_AS_WRITTEN, config_type_colours, learning_curve_figure, parity_figure, save_png
 from nnp.cli import check_output_directory
 from nnp.io.atomic import atomic_open
 
@@ -53,6 +53,7 @@ def write_report(
     history: Sequence[Mapping[str, Any]] | None = None,
     overwrite: bool = False,
     notes: Sequence[str] = (),
+    curve_of: str = MODEL_AS_WRITTEN,
 ) -> dict[str, Any]:
     """Write metrics.json (every set's metrics and the history), parity plots
     (parity_energy.png, parity_forces.png, parity_stress.png when any set has
@@ -64,7 +65,8 @@ def write_report(
     missing allowed; other keys are kept in metrics.json). An existing
     non-empty `directory` is refused unless `overwrite`; every file is written
     atomically. `notes`: sentences on what the sets are (metrics.json "notes",
-    and under the table of report.md). Returns the contents of metrics.json.
+    and under the table of report.md). `curve_of`: the model whose history
+    it is, for the learning curve's title. Returns the contents of metrics.json.
     """
     directory = Path(directory)
     if not sets:
@@ -98,7 +100,7 @@ def write_report(
     if any(np.isfinite(p.stress_ref).all(axis=(1, 2)).any() for p in sets.values()):
         save_png(parity_figure(sets, "stress", colours), out("parity_stress.png"))
     if history:
-        save_png(learning_curve_figure(history), out("learning_curve.png"))
+        save_png(learning_curve_figure(history, curve_of), out("learning_curve.png"))
     with atomic_open(out("report.md")) as f:
         f.write(_markdown(result, written + ["report.md"]))
     if overwrite:

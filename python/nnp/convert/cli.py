@@ -14,7 +14,7 @@ from nnp.io import potential_file as pf
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m nnp.convert",
+        prog="nnp convert",
         description="Convert a potential from another code into an nnp potential file.",
     )
     sub = p.add_subparsers(dest="source", required=True, metavar="SOURCE")

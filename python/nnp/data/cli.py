@@ -15,7 +15,7 @@ from nnp.data.summary import FileSummary, format_summary, summarize
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m nnp.data",
+        prog="nnp data",
         description="Inspect labelled structure files (extxyz and other ASE formats, VASP vasprun.xml/OUTCAR, "
         "Quantum Espresso pw.x output, n2p2 input.data, mlearn JSON, DeePMD-kit deepmd/raw and deepmd/npy "
         "directories).",

@@ -185,6 +185,7 @@ def fit(
     stress_weight: float,
     ridge: float,
     baseline=None,
+    progress=None,
 ) -> QuadraticFit:
     """The (e0, Q) per element that minimise the training loss over the
     structures `indices`, plus ridge · mean(diag) · |θ|² on the non-constant
@@ -193,6 +194,7 @@ def fit(
     `centers`, `widths`: the descriptor scaling per element (the model's).
     `baseline(batch)`, when given, returns the energy, forces and virial of
     fixed terms (the repulsive core), which are subtracted from the labels.
+    `progress(done, total)`, when given, is called after each structure.
     """
     if ridge < 0 or not math.isfinite(ridge):
         raise ValueError("ridge must be >= 0")
@@ -203,10 +205,12 @@ def fit(
     loss = _Loss(energy_weight, force_weight, stress_weight, len(idx),
                  3 * int(data.n_atoms[torch.as_tensor(idx)].sum()), 6 * int(stress_ok[torch.as_tensor(idx)].sum()))
     equations = _NormalEquations(design.n_columns)
-    for s in idx:
+    for done, s in enumerate(idx, 1):
         s = int(s)
         _add_structure(equations, design, s, bool(stress_ok[s]), loss, baseline)
         equations.structure_done(1 + 3 * int(data.n_atoms[s]) + 6)
+        if progress is not None:
+            progress(done, len(idx))
     equations.flush()
     return _solve(equations, design, ridge)
 

@@ -25,7 +25,7 @@ from nnp.study.stages import Context
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m nnp.study",
+        prog="nnp study",
         description="The descriptor-length study: train series A and B potentials, measure errors and "
                     "properties in LAMMPS, write DIR/report.md with tables and plots.",
     )

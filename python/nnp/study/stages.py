@@ -115,8 +115,8 @@ def run_train(ctx: Context, point: str) -> dict:
     bar = Bar(len(ctx.structures) + len(config.isolated_atom_energies), f"{point} featurising", "structures")
     data = featurize(ctx.structures, descriptors, config, progress=lambda done, total: bar.update(done))
     bar.close()
-    result = train(data, descriptors, config, log=_train_log(ctx, point),
-                   display=TerminalDisplay(f"{point} training"))
+    log = _train_log(ctx, point)
+    result = train(data, descriptors, config, log=log, display=TerminalDisplay(f"{point} training", log=log))
     comments = [
         f"nnp.study point {point}: descriptor {point}, {config.hidden_layers} x "
         f"{config.hidden_nodes} {config.activation}, seed {config.seed}",

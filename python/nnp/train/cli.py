@@ -14,6 +14,7 @@ import torch
 from ase.data import atomic_numbers
 
 from nnp import descriptors as descriptors_mod
+from nnp.cli import check_output_directory
 from nnp.data import FeaturizedDataset, data_sha256, read_structures
 from nnp.io import potential_file
 from nnp.progress import Bar, fmt_time, restart_clock
@@ -30,7 +31,7 @@ from nnp.train.training_set import featurize
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m nnp.train",
+        prog="nnp train",
         description="Train a Behler–Parrinello potential on energies, forces (and stress) and write a potential file.",
     )
     p.add_argument("--data", required=True, help="labelled structures (any format ASE reads with energy and forces)")
@@ -113,6 +114,10 @@ def _check_outputs(args: argparse.Namespace, outputs: list[Path]) -> None:
                                       "or start over with --force")
     if args.report:
         report_dir = Path(args.report)
+        try:
+            check_output_directory(report_dir)
+        except ValueError as err:
+            raise ValueError(f"report directory {report_dir}: {err}") from None
         if report_dir.exists() and (not report_dir.is_dir() or any(report_dir.iterdir())) and not args.force:
             raise FileExistsError(f"report directory {report_dir} exists and is not empty (use --force)")
 
@@ -121,11 +126,12 @@ def _make_parent(path: Path) -> None:
     """Create the directory an output goes to now, so that a bad path fails
     before featurising rather than at the first checkpoint."""
     try:
+        check_output_directory(path.parent)
         path.parent.mkdir(parents=True, exist_ok=True)
+    except ValueError as err:
+        raise ValueError(f"cannot write {path}: {err}") from None
     except OSError as err:
         raise ValueError(f"cannot create the directory of {path}: {err.strerror}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise ValueError(f"cannot write to {path.parent}")
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:

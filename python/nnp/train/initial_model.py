@@ -76,15 +76,16 @@ def build_model(data: FeaturizedDataset, descriptors, config: TrainConfig, train
 
 
 def fit_quadratic_term(model: NNPModel, data: FeaturizedDataset, train_idx, config: TrainConfig,
-                       log: Log = print_line) -> quadratic.QuadraticFit:
+                       log: Log = print_line, progress=None) -> quadratic.QuadraticFit:
     """The quadratic model (nnp.model.quadratic.QuadraticFit) fitted to the
     structures `train_idx` with the config's loss weights, in `model`'s
-    descriptor scaling, to the labels minus its repulsive core."""
+    descriptor scaling, to the labels minus its repulsive core.
+    `progress(done, total)`, when given, follows the structures added."""
     t = time.perf_counter()
     fitted = quadratic.fit(data, train_idx, {e: model.scaling(e)[0] for e in model.elements},
                            {e: model.scaling(e)[1] for e in model.elements}, config.energy_weight,
                            config.force_weight, config.stress_weight, config.quadratic_ridge,
-                           baseline=quadratic.core_baseline(model))
+                           baseline=quadratic.core_baseline(model), progress=progress)
     log(f"quadratic term fitted in {fmt_time(time.perf_counter() - t)}; the model written is "
         f"{1 - config.quadratic_weight:g} x network + {config.quadratic_weight:g} x quadratic model")
     return fitted

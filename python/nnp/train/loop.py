@@ -26,7 +26,8 @@ from nnp.model.network import NNPModel
 from nnp.progress import elapsed, fmt_time
 from nnp.train import checkpoints
 from nnp.train.config import TrainConfig
-from nnp.train.console import EpochClock, EpochDisplay, Log, TerminalDisplay, print_line
+from nnp.train.console import (EpochClock, EpochDisplay, EpochReport, Log, TerminalDisplay, errors, fit_status,
+                               print_line)
 from nnp.train.initial_model import build_model, fit_quadratic_term
 from nnp.train.loss import Metrics, Objective, evaluate
 from nnp.train.phases import EpochLoss, Phase, TrainingPhase, phase_lengths, start_phase
@@ -85,8 +86,9 @@ def train(
     the same model as an uninterrupted run. `between_epochs()` is called
     after every epoch: an exception it raises stops training, after a
     checkpoint of that epoch (how the holdout twin's failure stops the run
-    beside it). `display` shows the epochs between logged lines (default: a
-    bar on the terminal when `log` is print_line).
+    beside it). `display` shows the epochs and the logged epochs (default:
+    a bar on the terminal when `log` is print_line; without a display the
+    logged epochs are lines through `log`).
     """
     config.check()
     device = torch.device(config.device)
@@ -118,9 +120,7 @@ def train(
         display = TerminalDisplay()
     fitted = None
     if config.quadratic_weight > 0:
-        if display is not None:
-            display.update(progress.epoch, config.epochs, "fitting the quadratic term", math.nan)
-        fitted = fit_quadratic_term(model.cpu(), data, train_idx, config, log)
+        fitted = fit_quadratic_term(model.cpu(), data, train_idx, config, log, progress=_fit_progress(display, config))
     model.to(device)
     mixes = Mixes()
     if fitted is not None:
@@ -135,6 +135,19 @@ def train(
             display.close()
     return _result(model, fitted, progress.best_state, progress.best_epoch, data, config, train_idx, val_idx,
                    progress.history)
+
+
+def _fit_progress(display: EpochDisplay | None, config: TrainConfig) -> Callable[[int, int], None] | None:
+    """The quadratic fit's progress callback (structures done, total) for `display`."""
+    if display is None:
+        return None
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        status, _ = fit_status(done, total, time.perf_counter() - start)
+        display.update(0, config.epochs, status, math.nan)  # the epochs' time is not known yet
+
+    return progress
 
 
 @dataclass
@@ -211,6 +224,7 @@ class _Run:
         self.clock = EpochClock(phase_lengths(config)[0], config.epochs)
         self.between_epochs: Callable[[], None] | None = None
         self.display: EpochDisplay | None = None
+        self.last_trained: Metrics | None = None  # at the last logged epoch
 
     def all_phases(self, saved: dict[str, Any] | None) -> None:
         """Adam, then L-BFGS, each until its last epoch or until `patience`
@@ -303,31 +317,28 @@ class _Run:
 
     def _show(self, kind: Phase, loss: EpochLoss, val: Metrics | None, trained: Metrics | None, lr: float,
               improved: bool) -> None:
-        """The log line of a logged epoch (`trained` given), and the display."""
+        """The display of every epoch, and the logged epochs (`trained` given)."""
         epoch, epochs = self.progress.epoch, self.config.epochs
         logged_left = sum(self._logged(e) for e in range(epoch + 1, epochs + 1))
         eta = self.clock.remaining(epoch, logged_left)
+        if trained is not None:
+            self.last_trained = trained
         if self.display is not None:
-            status = f"val {_errors(val)}" if val is not None else f"loss {loss.loss:.3e} (network)"
-            self.display.update(epoch, epochs, f"{status}, best epoch {self.progress.best_epoch}", eta)
+            shown = f"val {errors(val)}" if val is not None else \
+                f"train {errors(self.last_trained)}" if self.last_trained is not None else "training"
+            self.display.update(epoch, epochs, f"{shown}, best epoch {self.progress.best_epoch}", eta)
         if trained is None:
             return
-        # The optimiser's loss first (what it minimises: the network alone,
-        # over the epoch's steps), then the model as written.
-        optimiser = f"loss {loss.loss:.3e} (network)" + (f", lr {lr:.1e}" if kind is Phase.ADAM else "")
-        self.log(f"epoch {epoch:{len(str(epochs))}d}/{epochs} {PHASE_NAMES[kind]:5s} {optimiser}"
-                 f"  train {_errors(trained)}"
-                 + (f"  val {_errors(val)} (MAE {1000 * val.energy_mae:.2f} meV/atom, {val.force_mae:.4f} eV/Å)"
-                    if val is not None else "")
-                 + f"  {fmt_time(elapsed())}, ETA {fmt_time(eta)}{'  *' if improved else ''}")
+        # L-BFGS has no step size of its own to report (its lr is a constant 1).
+        report = EpochReport(epoch, epochs, PHASE_NAMES[kind], lr if kind is Phase.ADAM else None, trained, val,
+                             improved, eta)
+        if self.display is not None:
+            self.display.logged(report)
+        else:
+            self.log(report.line())
 
 
 PHASE_NAMES = {Phase.ADAM: "Adam", Phase.LBFGS: "LBFGS"}
-
-
-def _errors(m: Metrics) -> str:
-    """Energy and force RMSE with their units."""
-    return f"E {1000 * m.energy_rmse:6.2f} meV/atom, F {m.force_rmse:.4f} eV/Å"
 
 
 def _history_entry(epoch: int, kind: Phase, lr: float, loss: EpochLoss, val: Metrics | None,

@@ -133,13 +133,14 @@ def write_report(directory: Path, member: Member, data: FeaturizedDataset, overw
         return
     if len(holdout.validation_indices):
         sets["validation"] = report.predict_model(holdout.model, data, holdout.validation_indices)
-    notes = []
+    notes, curve_of = [], report.MODEL_AS_WRITTEN
     if holdout is not final:
+        curve_of = "the holdout twin as written (with its quadratic term, if any; without the validation structures)"
         notes = [f"train: the written model, trained on all {len(final.train_indices)} structures (refit).",
                  f"validation: the holdout model, trained on the other {len(holdout.train_indices)} structures "
                  f"with the same settings; its best epoch ({holdout.best_epoch}) was chosen on these. "
                  "The learning curve is the holdout model's."]
-    report.write_report(directory, sets, holdout.history, overwrite=overwrite, notes=notes)
+    report.write_report(directory, sets, holdout.history, overwrite=overwrite, notes=notes, curve_of=curve_of)
     print_line(f"wrote the report to {directory}")
 
 

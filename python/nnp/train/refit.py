@@ -3,9 +3,10 @@ twin, trained the same way without the validation structures, gives the
 validation errors.
 
 On a CPU with two or more cores the twin trains alongside, in a forked child
-process, which sends its progress (`TwinLine`, `TwinProgress`: the parent
-prints the lines and draws both bars, so the two trainings are one display)
-and ends with one message: `HoldoutDone` (its result, and its model as
+process, which sends its progress (`TwinLine`, `TwinProgress`, `TwinEpoch`:
+a thread of the parent passes them to a RefitDisplay as they come, so the
+two trainings are one display, with one line per epoch) and ends with one
+message: `HoldoutDone` (its result, and its model as
 potential-file text) or `HoldoutFailed` (what went wrong, as text: an
 exception object need not survive pickling). The parent looks at the
 child after every epoch of its own: when the twin failed or its process
@@ -24,6 +25,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -37,7 +39,7 @@ from nnp.io import potential_file
 from nnp.model.network import NNPModel
 from nnp.train import checkpoints
 from nnp.train.config import TrainConfig
-from nnp.train.console import TerminalDisplay, labelled, print_line
+from nnp.train.console import TWIN, WRITTEN, EpochReport, RefitDisplay, TerminalDisplay, labelled
 from nnp.train.loop import TrainResult, train
 
 
@@ -97,14 +99,14 @@ class HoldoutFailed:
 
 @dataclass
 class TwinLine:
-    """A log line of the twin, printed by the parent."""
+    """A log line of the twin."""
 
     text: str
 
 
 @dataclass
 class TwinProgress:
-    """The twin's epoch, time left and status, drawn by the parent."""
+    """The twin's epoch, time left and status."""
 
     epoch: int
     epochs: int
@@ -112,7 +114,14 @@ class TwinProgress:
     eta: float
 
 
-PROGRESS_INTERVAL = 0.5  # seconds between the twin's progress messages: the pipe never fills
+@dataclass
+class TwinEpoch:
+    """A logged epoch of the twin."""
+
+    report: EpochReport
+
+
+PROGRESS_INTERVAL = 0.5  # seconds between the twin's progress messages (its logged epochs always go)
 
 
 class _PipeDisplay:
@@ -130,8 +139,11 @@ class _PipeDisplay:
             self.last = now
             self.sender.send(TwinProgress(epoch, epochs, status, eta))
 
+    def logged(self, report: EpochReport) -> None:
+        self.sender.send(TwinEpoch(report))
+
     def close(self) -> None:
-        """Nothing: the parent closes the bar."""
+        """Nothing: the parent closes the display."""
 
 
 class HoldoutTwinFailed(ChildProcessError):
@@ -174,10 +186,12 @@ def train_member(data: FeaturizedDataset, descriptors, config: TrainConfig, outp
     final_config = config.updated({"validation_fraction": 0.0})
     holdout = HoldoutRun(data, descriptors, config, holdout_ckpt, resume and holdout_ckpt.exists(), data_digest)
 
-    def train_final(between_epochs: Callable[[], None] | None = None) -> TrainResult:
-        return train(data, descriptors, final_config, log=labelled("all data"), checkpoint=final_ckpt,
+    def train_final(between_epochs: Callable[[], None] | None = None, display=None) -> TrainResult:
+        log, display = (display.log, display) if display is not None else \
+            (labelled(WRITTEN), TerminalDisplay(WRITTEN, log=labelled(WRITTEN)))
+        return train(data, descriptors, final_config, log=log, checkpoint=final_ckpt,
                      resume=resume and final_ckpt.exists(), data_digest=data_digest, between_epochs=between_epochs,
-                     display=TerminalDisplay("all data"))
+                     display=display)
 
     if not twin_in_parallel(config):
         twin = train_holdout(holdout)
@@ -187,18 +201,20 @@ def train_member(data: FeaturizedDataset, descriptors, config: TrainConfig, outp
 
 def train_holdout(run: HoldoutRun, pipe: _PipeDisplay | None = None) -> TrainResult:
     """The twin's training; in the child, its log and progress go to the parent through `pipe`."""
-    log, display = (pipe.log, pipe) if pipe is not None else (labelled("holdout"), TerminalDisplay("holdout"))
+    log, display = (pipe.log, pipe) if pipe is not None else \
+        (labelled(TWIN), TerminalDisplay(TWIN, log=labelled(TWIN)))
     return train(run.data, run.descriptors, run.config, log=log, checkpoint=run.checkpoint, resume=run.resume,
                  data_digest=run.data_digest, display=display)
 
 
 def _alongside(train_final, holdout: HoldoutRun, final_ckpt: Path) -> tuple[TrainResult, TrainResult]:
     """train_final() here while the holdout twin trains in a forked child,
-    which is looked at after every epoch here."""
-    twin = _Twin(holdout)
+    which is looked at after every epoch here; one display for both."""
+    display = RefitDisplay()
+    twin = _Twin(holdout, display)
     try:
         try:
-            final = train_final(twin.check)
+            final = train_final(twin.check, display.side(WRITTEN))
         except HoldoutTwinFailed as err:
             raise HoldoutTwinFailed(f"{err}; the model on all data stopped after its last epoch, checkpointed in "
                                     f"{final_ckpt}: rerun the same command with --resume to continue, or set "
@@ -209,36 +225,39 @@ def _alongside(train_final, holdout: HoldoutRun, final_ckpt: Path) -> tuple[Trai
             raise HoldoutTwinFailed(str(err), final) from None
     finally:
         twin.close()
+        display.close()
 
 
 class _Twin:
-    """The forked process of the holdout twin, and its one message."""
+    """The forked process of the holdout twin: a thread here passes its
+    messages to the display as they come and keeps the last one."""
 
-    def __init__(self, holdout: HoldoutRun):
+    def __init__(self, holdout: HoldoutRun, display: RefitDisplay):
         ctx = multiprocessing.get_context("fork")
         self.receiver, sender = ctx.Pipe(duplex=False)
         self.process = ctx.Process(target=_holdout_process, args=(sender, holdout), daemon=True)
-        self.process.start()
+        self.process.start()  # forked before the thread starts: the child has none of it
         sender.close()
+        self.side = display.side(TWIN)
         self.message: HoldoutDone | HoldoutFailed | None = None
-        self.display = TerminalDisplay("holdout", position=1)
+        self.ended = threading.Event()  # set when the last message came, or the pipe ended without it
+        self.reader = threading.Thread(target=self._read, name="holdout twin", daemon=True)
+        self.reader.start()
 
     def check(self) -> None:
-        """Show the twin's progress so far; raise HoldoutTwinFailed if the
-        twin failed or its process ended without a result; else return at
-        once (it may still be training)."""
-        while self.message is None and self.receiver.poll():
-            self._receive()
-        if self.message is None and not self.process.is_alive():
-            while self.message is None:  # its last messages, then the end of the pipe: the process is gone
-                self._receive()
+        """Raise HoldoutTwinFailed if the twin failed or its process ended
+        without a result; else return at once (it may still be training)."""
+        if not self.ended.is_set():
+            return
         if isinstance(self.message, HoldoutFailed):
             raise HoldoutTwinFailed(f"the holdout run failed: {self.message}")
+        if self.message is None:
+            self.process.join()
+            raise HoldoutTwinFailed(_ended(self.process.exitcode))
 
     def result(self) -> TrainResult:
         """The twin's result, waiting for it if need be."""
-        while self.message is None:
-            self._receive()
+        self.ended.wait()
         self.check()
         assert isinstance(self.message, HoldoutDone)
         return self.message.unpacked()
@@ -247,23 +266,29 @@ class _Twin:
         if self.process.is_alive():
             self.process.terminate()  # an interrupt: its checkpoint is at most checkpoint_every old
         self.process.join()
+        self.reader.join(timeout=5)  # the pipe ends with the process
         self.receiver.close()
-        self.display.close()
 
-    def _receive(self) -> None:
-        """Wait for the next message and show it, or keep it when it is the
-        last; the pipe's end without one means the process died."""
+    def _read(self) -> None:
+        """The reader thread: show each message, until the last or the
+        pipe's end (the process died)."""
         try:
-            message = self.receiver.recv()
-        except EOFError:
-            self.process.join()
-            raise HoldoutTwinFailed(_ended(self.process.exitcode)) from None
-        if isinstance(message, TwinLine):
-            print_line(f"[holdout] {message.text}")
-        elif isinstance(message, TwinProgress):
-            self.display.update(message.epoch, message.epochs, message.status, message.eta)
-        else:
-            self.message = message
+            while True:
+                message = self.receiver.recv()
+                if isinstance(message, TwinLine):
+                    self.side.log(message.text)
+                elif isinstance(message, TwinProgress):
+                    self.side.update(message.epoch, message.epochs, message.status, message.eta)
+                elif isinstance(message, TwinEpoch):
+                    self.side.logged(message.report)
+                else:
+                    self.message = message
+                    return
+        except (EOFError, OSError):
+            return  # the process ended without its last message (or close() closed the pipe)
+        finally:
+            self.side.close()
+            self.ended.set()
 
 
 def _ended(exitcode: int | None) -> str:
