@@ -105,6 +105,11 @@ def test_outputs_under_a_file_are_refused_before_work(tmp_path):
         ("convert", "n2p2", REPO / "tests" / "data" / "n2p2-si", "-o", blocker / "c.nnp"),
         ("evaluate", "--potential", TINY, "--data", SI_DATA, "-o", blocker / "report"),
         ("study", "--data", tmp_path / "missing.xyz", "-o", blocker / "study"),
+        ("train", "--data", tmp_path / "missing.xyz", "-o", blocker / "x.nnp"),
+        ("train", "--data", tmp_path / "missing.xyz", "-o", tmp_path / "x.nnp", "--report", blocker / "r"),
+        ("dft", "aimd", "--protocol", "crystal", "-o", blocker / "a.xyz", "--command", "true"),
+        ("dft", "aimd", "--protocol", "crystal", "-o", tmp_path / "a.xyz", "--workdir", blocker / "qe",
+         "--command", "true"),
     ]
     for case in cases:
         proc = run_nnp(*case, cwd=tmp_path)

@@ -195,6 +195,16 @@ def test_detail_files(setup, tmp_path, capsys):
     assert main(["--potential", str(path), "--data", str(data), "--detail", str(prefix), "--force"]) == 0
 
 
+def test_detail_files_inside_the_report_directory(setup, tmp_path, capsys):
+    """-o DIR --detail DIR/Si (as the README shows it): the report's own
+    check of DIR does not trip over this run's detail files."""
+    _, path, _, data = setup
+    out = tmp_path / "report"
+    assert main(["-p", str(path), "--data", str(data), "-o", str(out), "--detail", str(out / "Si")]) == 0, \
+        capsys.readouterr().err
+    assert (out / "report.md").is_file() and (out / "Si.e.out").is_file()
+
+
 def test_energy_per_structure_virial_per_atom_and_max_column(setup, tmp_path):
     _, path, frames, data = setup
     p = predict_potential(path, frames)

@@ -566,10 +566,22 @@ def settings_from_args(args: argparse.Namespace) -> tuple[MDSettings, QESettings
     return md, qe
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """The output file and pw.x's work directory, before anything else."""
+    output = Path(args.output)
+    _check_output(output, args.resume, args.force)
+    workdir = Path(args.workdir) if args.workdir else output.with_name(output.name + ".qe")
+    try:
+        check_output_directory(workdir)
+    except ValueError as err:
+        raise ValueError(f"pw.x work directory {workdir}: {err}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         md, qe = settings_from_args(args)
+        _check_paths(args)
         if args.resume:
             atoms = None  # the structure comes from the output file
         elif args.structure:
@@ -578,12 +590,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             atoms = _diamond(args.element, args.lattice, args.repeat)
         if atoms is not None:
             qe.check(atoms.get_chemical_symbols())  # before anything is written
-        _check_output(Path(args.output), args.resume, args.force)
-        workdir = Path(args.workdir) if args.workdir else Path(args.output).with_name(Path(args.output).name + ".qe")
-        try:
-            check_output_directory(workdir)
-        except ValueError as err:
-            raise ValueError(f"pw.x work directory {workdir}: {err}") from None
         p = md.protocol
         print(f"protocol {p.name}: " + (f"{p.t_start:g} K" if not p.rate else
                                         f"{p.t_start:g} K -> {p.t_end:g} K at {p.rate:g} K/ps") +
