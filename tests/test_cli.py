@@ -259,3 +259,22 @@ def test_data_summary_says_plain_xyz_has_no_labels(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "hint: no frame has an energy: the file holds positions only (plain XYZ)" in out
     assert "energy=" in out and "forces:R:3" in out
+
+
+def test_interrupt_is_one_line(monkeypatch, capsys):
+    """Ctrl-C in a command that has nothing to resume: exit status 130 and
+    one line, not a traceback."""
+    import nnp.committee
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nnp.committee, "main", interrupted)
+    assert cli.main(["committee", "a.nnp", "-o", "b.nnp"]) == 130
+    assert capsys.readouterr().err.strip() == "nnp committee: interrupted"
+
+
+def test_a_directory_given_as_a_potential(tmp_path):
+    line = assert_one_line_error(run_nnp("committee", "-p", TINY, REPO / "tests" / "data" / "n2p2-si",
+                                         "-o", tmp_path / "m.nnp"))
+    assert "is a directory" in line and "nnp convert n2p2" in line

@@ -487,3 +487,16 @@ def test_epoch_clock_leaves_out_a_phase_first_epoch():
     clock.epoch_done(3, 9.0)  # the first L-BFGS epoch collates the training set
     clock.epoch_done(4, 1.0)
     assert clock.remaining(4, 0) == pytest.approx(6 * 1.0)
+
+
+def test_resume_of_a_finished_run_skips_it(tmp_path, data_file, small_config, capsys):
+    """--resume after the output is written (a committee's finished member,
+    or a rerun of the same command): skipped, not refused, not retrained."""
+    out = tmp_path / "Si.nnp"
+    args = ["--data", str(data_file), "--output", str(out), "--config", str(small_config), "--epochs", "2"]
+    assert main(args) == 0
+    before = out.read_text()
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 0
+    assert f"{out} is finished; skipping it" in capsys.readouterr().out and out.read_text() == before
+    assert main(args) == 1 and "--force" in capsys.readouterr().err  # without --resume: refused

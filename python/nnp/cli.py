@@ -116,5 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         print(f"nnp: unknown command {args[0]!r}; commands: {', '.join(by_name)} (nnp --help)", file=sys.stderr)
         return 2
-    module = importlib.import_module(command.module)
-    return module.main(args[1:])
+    try:
+        module = importlib.import_module(command.module)
+        return module.main(args[1:])
+    except KeyboardInterrupt:  # commands with work to keep say how to resume; the others stop here, quietly
+        print(f"\nnnp {command.name}: interrupted", file=sys.stderr)
+        return 130

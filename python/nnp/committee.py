@@ -137,6 +137,8 @@ def write_mean(inputs: Sequence[Path], output: Path, overwrite: bool = False) ->
     comments."""
     inputs = [Path(p) for p in inputs]
     for p in inputs:
+        if p.is_dir():
+            raise ValueError(f"{p} is a directory, not a potential file (an n2p2 directory: nnp convert n2p2 first)")
         if not p.is_file():
             raise FileNotFoundError(f"potential file {p} does not exist")
     comments = [f"the mean of {len(inputs)} potentials (python -m nnp.committee): one network per element, "

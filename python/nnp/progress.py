@@ -80,7 +80,8 @@ class Bar:
     With `own_eta`, the caller gives the time left (`update(..., eta=...)`)
     and the bar shows it with the time since the command started, instead of
     tqdm's estimate from the average rate, which is wrong when the steps
-    differ in cost (Adam and L-BFGS epochs)."""
+    differ in cost (Adam and L-BFGS epochs). A bar is cleared when closed:
+    the lines printed are what stays on the screen, as in a log."""
 
     REDRAW = 0.1  # seconds between redraws, the last step always drawn
 
@@ -93,7 +94,7 @@ class Bar:
         width = _columns() if self.drawn else 0
         self._bar = tqdm(total=total, desc=desc, unit=f" {unit}", position=position, file=sys.stdout,
                          dynamic_ncols=width > 0, ncols=None if width > 0 else 100, disable=not self.drawn,
-                         bar_format=fmt, leave=True, mininterval=0.2, initial=initial)
+                         bar_format=fmt, leave=False, mininterval=0.2, initial=initial)
 
     def update(self, done: int, status: str = "", eta: float | None = None) -> None:
         """`done` steps of the total, `status` after the times."""

@@ -103,7 +103,7 @@ def _check_outputs(args: argparse.Namespace, outputs: list[Path]) -> None:
         if out.is_dir():
             raise ValueError(f"{out} is a directory")
         _make_parent(out)
-        if out.exists() and not args.force:
+        if out.exists() and not (args.force or args.resume):  # --resume skips a finished member
             raise FileExistsError(f"{out} exists; refusing to overwrite it (use --force)")
         ckpts = checkpoint_paths(out)
         if args.resume and not any(p.exists() for p in ckpts) and not out.exists():
@@ -165,6 +165,10 @@ def _run(args: argparse.Namespace) -> int:
     outputs = member_outputs(output, args.ensemble)
     _check_outputs(args, outputs)
     config = _config(args)
+    if args.resume and all(_finished(out) for out in outputs) and (len(outputs) == 1 or mean_output(output).exists()):
+        for out in outputs:  # nothing to do: say so before reading and featurising the data
+            print_line(f"{out} is finished; skipping it")
+        return 0
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
 
     data_path = Path(args.data)
@@ -235,9 +239,14 @@ def _members(config: TrainConfig, outputs: list[Path]):
         yield member, out
 
 
+def _finished(out: Path) -> bool:
+    """Whether an earlier run wrote `out` and left no checkpoint of it."""
+    return out.exists() and not any(p.exists() for p in checkpoint_paths(out))
+
+
 def _train_and_write(data: FeaturizedDataset, descriptors, config: TrainConfig, out: Path, resume: bool,
                      data_path: Path, digest: str) -> Member:
-    if resume and out.exists() and not any(p.exists() for p in checkpoint_paths(out)):
+    if resume and _finished(out):
         print_line(f"{out} is finished; skipping it")
         return Member(out, config, None, None)
     twin_error = ""

@@ -124,6 +124,8 @@ def train(
     model.to(device)
     mixes = Mixes()
     if fitted is not None:
+        if display is not None:
+            display.update(0, config.epochs, "the quadratic term's predictions on the training set", math.nan)
         mixes = Mixes(_fixed_mix(model, fitted, validation, config.quadratic_weight, device) if len(val_idx) else None,
                       _fixed_mix(model, fitted, objective, config.quadratic_weight, device))
     run = _Run(model, data, config, objective, validation, mixes, progress, generator, log, checkpoint, data_digest)
