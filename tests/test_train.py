@@ -253,6 +253,8 @@ def test_cli_tiny_training_learns_and_writes_readable_file(tmp_path, data_file, 
     stdout = capsys.readouterr().out
     errors = _written_errors(stdout)
     assert len(errors) == 15
+    assert "\r" not in stdout and "%|" not in stdout  # not a terminal: plain lines, no bar
+    assert "[holdout] epoch" not in stdout  # the refit's two trainings: one line per epoch
     assert errors[-1] < 0.5 * errors[0], errors
     assert re.search(r"validation RMSE: E\s+\S+ meV/atom\s+F \S+ eV/Å", stdout)
     # The file is readable and is exactly the model it reports on.
@@ -500,3 +502,39 @@ def test_resume_of_a_finished_run_skips_it(tmp_path, data_file, small_config, ca
     assert main(args + ["--resume"]) == 0
     assert f"{out} is finished; skipping it" in capsys.readouterr().out and out.read_text() == before
     assert main(args) == 1 and "--force" in capsys.readouterr().err  # without --resume: refused
+
+
+def test_bars_on_a_terminal_only(tmp_path, data_file, small_config):
+    """Under a pseudo-terminal a bar is drawn (and cleared), the epoch lines
+    are the same one per epoch; piped, the same run prints no bar."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    args = [sys.executable, "-m", "nnp", "train", "--data", str(data_file), "--config", str(small_config),
+            "--epochs", "4"]
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    proc = subprocess.Popen(args + ["-o", str(tmp_path / "tty.nnp")], stdout=child_fd, stderr=subprocess.PIPE)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    _, err = proc.communicate(timeout=300)  # closes its stderr
+    os.close(main_fd)
+    assert proc.returncode == 0, err
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert "%|" in shown and "epochs" in shown  # the bar
+    epoch_lines = [l for l in shown.replace("\r\n", "\n").split("\n") if re.match(r"\r?epoch \d/4 ", l.split("\r")[-1])]
+    assert len(epoch_lines) == 4, shown
+    piped = subprocess.run(args + ["-o", str(tmp_path / "pipe.nnp")], capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0 and "%|" not in piped.stdout and "\r" not in piped.stdout
+    assert len(re.findall(r"^epoch \d/4 ", piped.stdout, re.M)) == 4

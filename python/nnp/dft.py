@@ -44,7 +44,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
 
 from nnp.cli import check_output_directory
-from nnp.progress import Bar, write_line
+from nnp.progress import Bar, fmt_time, write_line
 
 DEFAULT_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
 DEFAULT_PSEUDOPOTENTIALS = {"Si": "Si.pbe-rrkj.UPF"}
@@ -454,7 +454,7 @@ def run_aimd(
         written += 1
         log(f"step {step:6d}  t {time_fs / 1000:8.3f} ps  T {frame.info['temperature_K']:7.1f} K "
             f"(target {frame.info['target_temperature_K']:6.1f})  E {frame.get_potential_energy():.6f} eV  "
-            f"[{frames_before + written} frames, {time.perf_counter() - t0:.0f} s]")
+            f"[frames written {frames_before + written}, {fmt_time(time.perf_counter() - t0)}]")
 
     bar = Bar(md.steps, "AIMD", "steps", initial=step)  # on a terminal; the frame lines go above it
     try:
@@ -466,7 +466,7 @@ def run_aimd(
             step += 1
             if step % md.frame_every == 0:
                 record()
-            bar.update(step, f"{frames_before + written} frames")
+            bar.update(step, f"frames written {frames_before + written}")
     finally:
         bar.close()
     return RunSummary(written, frames_before + written, step, time.perf_counter() - t0)

@@ -88,9 +88,10 @@ class Bar:
     def __init__(self, total: int, desc: str, unit: str, position: int = 0, own_eta: bool = False, initial: int = 0):
         self.drawn = on_terminal()
         self.own_eta, self.total, self.last = own_eta, total, -math.inf
-        fmt = None
-        if own_eta:  # tqdm puts ", " before the postfix
-            fmt = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit + "{postfix}"
+        # tqdm puts ", " before the postfix; its own estimate, without the
+        # rate (tqdm writes a slow one as '3.51s/ steps').
+        fmt = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit + (
+            "{postfix}" if own_eta else " [{elapsed} so far, ETA {remaining}{postfix}]")
         width = _columns() if self.drawn else 0
         self._bar = tqdm(total=total, desc=desc, unit=f" {unit}", position=position, file=sys.stdout,
                          dynamic_ncols=width > 0, ncols=None if width > 0 else 100, disable=not self.drawn,
