@@ -177,3 +177,20 @@ def test_write_report_files_and_refusals(tmp_path):
         write_report(tmp_path / "file", sets)
     with pytest.raises(ValueError, match="no prediction sets"):
         write_report(tmp_path / "new", {})
+
+
+def test_learning_curve_names_its_model_and_marks_the_switch():
+    """The title says whose curve it is (with refit: the holdout twin's), and
+    the Adam -> L-BFGS switch and the chosen epoch are marked."""
+    from nnp.analysis.plots import MODEL_AS_WRITTEN, learning_curve_figure
+
+    history = [dict(epoch=e, optimizer="adam" if e <= 3 else "lbfgs", model_train_energy_rmse=0.01 / e,
+                    model_train_force_rmse=0.2 / e, val_energy_rmse=0.012 / e, val_force_rmse=0.22 / e,
+                    val_loss=1.0 / e) for e in range(1, 9)]
+    for model in (MODEL_AS_WRITTEN, "the holdout twin"):
+        fig = learning_curve_figure(history, model)
+        assert model in fig._suptitle.get_text()
+        for ax in fig.axes:
+            labels = [line.get_label() for line in ax.get_lines()]
+            assert "Adam → L-BFGS (epoch 4)" in labels and "chosen epoch 8" in labels
+            assert "train" in labels and "validation" in labels

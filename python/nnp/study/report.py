@@ -234,7 +234,7 @@ def _header(rows: list[dict], c: StudyConfig, stored: dict) -> list[str]:
         L += [f"> **{banner(c)}.** This run used " + "; ".join(scaled_down(c)) + ". For results, run "
               "without `--quick` (docs/study.md).", ""]
     L.append(f"Generated {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} by "
-             "`python -m nnp.study`. Data: "
+             "`nnp study`. Data: "
              f"`{stored.get('data', '?')}` ({ident.get('structures', '?')} structures, sha256 "
              f"{str(ident.get('data_sha256', '?'))[:12]}…); split and seed {c.seed} shared by all points.")
     tr = ident.get("train", {})
