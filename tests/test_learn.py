@@ -260,3 +260,10 @@ def test_trust_window_from_validation_frames():
     with pytest.raises(ValueError, match="no validation frame"):
         loop._trust(auto, {"max_devi_f": []})
     assert loop._trust(config_mod.LearnConfig(initial_rattled=2), {"max_devi_f": []}) == (0.15, 0.6)
+
+
+def test_example_config_reads():
+    c = config_mod.read(Path(__file__).resolve().parents[1] / "examples" / "si" / "learn.yaml")
+    assert (c.initial_rattled, c.initial_random, c.committee, c.trust_lo, c.trust_hi) == (10, 8, 3, 0.12, 0.6)
+    assert [name for spec in c.runs for name, _, _ in spec.names()] == [
+        "crystal-300K", "crystal-900K", "crystal-1500K", "liquid-2000K", "amorphous-2000K-300K"]

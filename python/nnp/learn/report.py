@@ -92,8 +92,9 @@ def plot(directory: Path, state: dict) -> None:
         a.bar(x, values, bottom=bottom, color=colour, label=key)
         bottom += values
     a.plot(x, [it.get("labelled", 0) for it in its], "ko-", label="labelled")
-    a.set(xlabel="iteration", ylabel="explored frames", title="explored frames by class")
-    a.legend(fontsize=8)
+    a.set(xlabel="iteration", ylabel="explored frames", title="explored frames by class",
+          ylim=(0, 1.35 * max(bottom.max(), 1)))  # room for the legend above the bars
+    a.legend(fontsize=8, ncol=2)
     a = ax[0, 1]
     devs = [np.clip(_explored_devi(directory, i), 1e-4, None) for i in x]
     finite = np.concatenate(devs) if devs else np.array([])
