@@ -99,8 +99,9 @@ class LearnConfig:
     def check(self) -> None:
         need(self.initial_data or self.initial_rattled + self.initial_random > 0,
              "initial: give labelled data (initial.data) and/or initial.rattled or initial.random > 0 frames to label")
-        need(self.initial_random >= 0 and self.initial_rattled >= 0 and self.rattle_stdev >= 0 and 0 <= self.rattle_strain < 0.5,
-             "initial: rattled >= 0, rattle_stdev >= 0, 0 <= rattle_strain < 0.5")
+        need(min(self.initial_random, self.initial_rattled) >= 0 and self.rattle_stdev >= 0
+             and 0 <= self.rattle_strain < 0.5, "initial: rattled and random >= 0, rattle_stdev >= 0, "
+             "0 <= rattle_strain < 0.5")
         need(self.committee >= 2, "train.committee must be >= 2 (the deviation needs two members)")
         need(self.epochs >= 1, "train.epochs must be >= 1")
         for key in ("seed", "epochs", "validation_fraction", "split_seed", "refit"):
