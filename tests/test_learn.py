@@ -267,3 +267,51 @@ def test_example_config_reads():
     assert (c.initial_rattled, c.initial_random, c.committee, c.trust_lo, c.trust_hi) == (10, 8, 3, 0.12, 0.6)
     assert [name for spec in c.runs for name, _, _ in spec.names()] == [
         "crystal-300K", "crystal-900K", "crystal-1500K", "liquid-2000K", "amorphous-2000K-300K"]
+
+
+def test_exploration_killed_between_two_runs_skips_the_finished_one(tmp_path, monkeypatch):
+    runs = (config_mod.RunSpec(temperatures=(300.0, 900.0)),)
+    ran, kill = [], [True]
+
+    def fake_md(spec, name, temperature, pressure, members, elements, directory, seed):
+        if name == "crystal-900K" and kill[0]:
+            raise Killed()
+        ran.append(name)
+        return explore.RunResult(name, [_frame(0.1 * (1 + len(ran)), step=10)], "")
+
+    monkeypatch.setattr(explore, "run_md", fake_md)
+    with pytest.raises(Killed):  # the 300 K run finishes, the 900 K one is killed
+        explore.explore(runs, [], ["Si"], tmp_path, 0, print)
+    assert ran == ["crystal-300K"] and (tmp_path / "00-crystal-300K" / "done.json").exists()
+    kill[0] = False
+    results = explore.explore(runs, [], ["Si"], tmp_path, 0, print)  # continued
+    assert ran == ["crystal-300K", "crystal-900K"]  # 300 K not run again
+    assert [r.name for r in results] == ["crystal-300K", "crystal-900K"]
+    assert results[0].frames[0].info["max_devi_f"] == pytest.approx(0.2)  # read back from its frames.xyz
+
+
+def test_training_killed_between_members_resumes(tmp_path, monkeypatch):
+    """A member file without a checkpoint is finished and kept; one with a
+    checkpoint is resumed; one never started trains from the start."""
+    from nnp.learn import train as train_mod
+    from nnp.train.refit import checkpoint_paths
+
+    directory = tmp_path / "train"
+    directory.mkdir()
+    (directory / "model.0.nnp").write_text("finished\n")
+    (directory / "model.1.nnp").write_text("an older file, being retrained\n")
+    checkpoint_paths(directory / "model.1.nnp")[0].write_text("checkpoint\n")
+    calls = []
+
+    def fake_run(cmd, stdout, stderr):
+        calls.append(cmd)
+        out = Path(cmd[cmd.index("-o") + 1])
+        out.write_text("trained\n")
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(train_mod.subprocess, "run", fake_run)
+    members = train_mod.train_committee(tmp_path / "data.xyz", directory, 3, 5, {}, 10, "model", print)
+    assert [m.name for m in members] == ["model.0.nnp", "model.1.nnp", "model.2.nnp"]
+    assert [(Path(c[c.index("-o") + 1]).name, c[c.index("--seed") + 1], c[-1]) for c in calls] == [
+        ("model.1.nnp", "11", "--resume"), ("model.2.nnp", "12", "--force")]
+    assert (directory / "model.0.nnp").read_text() == "finished\n"
