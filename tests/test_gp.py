@@ -504,3 +504,37 @@ def test_train_model_gp_refuses_a_fit_over_the_memory_budget(small_si, tmp_path,
     assert not out.exists()
     assert main(["--data", str(small_si), "-o", str(out), "--model", "gp", "--ensemble", "2"]) == 1
     assert "--ensemble" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ mean with a network
+
+
+def test_mean_of_a_gp_and_a_network_is_one_element_with_both(si_gp, tmp_path):
+    """nnp.committee's mean of a GP-only potential, a network (with a
+    quadratic term) and another GP: energies, forces and stress are the mean
+    of the three, from one file whose element has a network and one GP."""
+    from nnp import committee
+
+    path, pot = si_gp
+    m = pot.models["Si"]
+    net = random_potential(test_descriptor(), SI_STRUCTURES, seed=11, quadratic=True).models["Si"]
+    network = pf.PotentialData(pot.descriptors, {"Si": pf.ElementModel(-5.2, m.scaling, net.layers, net.quadratic)}, [])
+    other = with_gps(pot, SI_STRUCTURES, m.gp.kernel, {"Si": False}, seed=1)
+    other.models["Si"].gp.weights = -0.5 * other.models["Si"].gp.weights
+    other.models["Si"].gp.lengthscale, other.models["Si"].gp.zeta = m.gp.lengthscale, m.gp.zeta
+    members = [pot, network, other]
+    paths = [pf.write(p, tmp_path / f"member{k}.nnp") for k, p in enumerate(members)]
+    mean_path = committee.write_mean(paths, tmp_path / "mean.nnp")
+    mean = pf.read(mean_path)
+    assert mean.models["Si"].layers and len(mean.models["Si"].gp.weights) == 2 * len(m.gp.weights)
+    atoms = lammps_cell_structure(1)
+    results = [core_results(p, atoms) for p in paths]
+    expected = {k: np.mean([r[k] for r in results], axis=0) for k in ("energy", "forces", "stress")}
+    assert_agree(core_results(mean_path, atoms), expected, "mean file vs mean of members")
+    assert_agree(lammps_results(mean_path, atoms, ["Si"]), expected, "LAMMPS mean vs mean of members")
+
+    shifted = pf.PotentialData(pot.descriptors, {"Si": pf.ElementModel(
+        m.reference_energy, pf.Scaling(m.scaling.center + 0.1, m.scaling.width, m.scaling.min, m.scaling.max),
+        [], None, m.gp)}, [])
+    with pytest.raises(ValueError, match="same scaling"):
+        committee.mean_potential([network, shifted])

@@ -16,7 +16,10 @@ where NN's first layer stacks the members' first layers (rewritten for the
 common scaling c, w: member 0's), its hidden-to-hidden layers are
 block-diagonal (the members stay independent), and its output layer adds the
 members' outputs divided by K; the quadratic terms Q_k (where members have
-one) are rewritten for the common scaling and averaged. The descriptors are computed once, so MD pays
+one) are rewritten for the common scaling and averaged; the sparse GPs
+(where members have one: `nnp train --model gp`) become one GP of all their
+sparse points with weights divided by K, so the mean of a network and a GP
+is an element with both (they need the same scaling and kernel). The descriptors are computed once, so MD pays
 only for the wider network. The members must share descriptors, repulsive
 cores, depth and activations; their widths may differ.
 
@@ -36,7 +39,7 @@ from scipy.linalg import block_diag
 from nnp.cli import prepare_output_file
 from nnp.io import potential_file
 from nnp.io.atomic import file_sha256
-from nnp.io.potential_file import ElementModel, Layer, PotentialData, QuadraticTerm, Scaling
+from nnp.io.potential_file import ElementModel, GaussianProcess, Layer, PotentialData, QuadraticTerm, Scaling
 
 
 def _check_compatible(pots: Sequence[PotentialData], names: Sequence[str]) -> None:
@@ -50,8 +53,11 @@ def _check_compatible(pots: Sequence[PotentialData], names: Sequence[str]) -> No
                              "angular sum): their networks see different inputs")
         if set(pot.repulsion) != set(first.repulsion):
             raise ValueError(f"{name} and {name0} have different repulsive cores")
-        for e in first.elements:
-            acts, acts0 = [l.activation for l in pot.models[e].layers], [l.activation for l in first.models[e].layers]
+    for e in first.elements:  # networks (members without one have a GP) must stack
+        nets = [(name, [l.activation for l in pot.models[e].layers]) for pot, name in zip(pots, names)
+                if pot.models[e].layers]
+        for name, acts in nets[1:]:
+            name0, acts0 = nets[0]
             if acts != acts0:
                 raise ValueError(f"{e}: the networks of {name} ({len(acts)} layers: {' '.join(acts)}) and {name0} "
                                  f"({len(acts0)} layers: {' '.join(acts0)}) differ in depth or activations")
@@ -92,26 +98,53 @@ def _mean_quadratic(models: Sequence[ElementModel], common: Scaling) -> tuple[fl
             QuadraticTerm(sum(b for _, b, _ in terms) / K, sum(A for _, _, A in terms) / K))
 
 
-def _mean_element(models: Sequence[ElementModel]) -> ElementModel:
-    K = len(models)
-    s0 = models[0].scaling
-    # The range seen in training by any member (extrapolation warnings).
-    scaling = Scaling(s0.center.copy(), s0.width.copy(), np.min([m.scaling.min for m in models], axis=0),
-                      np.max([m.scaling.max for m in models], axis=0))
-    shift, quadratic = _mean_quadratic(models, s0)
-    e0 = float(np.mean([m.reference_energy for m in models])) + shift
-    first = [_rescaled_first_layer(m.layers[0], m.scaling, s0) for m in models]
+def _mean_gp(models: Sequence[ElementModel], common: Scaling) -> GaussianProcess | None:
+    """The members' mean GP (members without one count as 0): their sparse
+    points side by side, weights divided by K. Needs one kernel and scaling:
+    a GP cannot be rewritten for another scaling as a network can."""
+    gps = [m for m in models if m.gp is not None]
+    if not gps:
+        return None
+    g0 = gps[0].gp
+    for m in gps:
+        g = m.gp
+        if not (np.array_equal(m.scaling.center, common.center) and np.array_equal(m.scaling.width, common.width)):
+            raise ValueError("a member with a GP has a descriptor scaling of its own: GPs can be averaged only "
+                             "with members of the same scaling (fitted on the same split)")
+        if (g.kernel, g.delta, g.lengthscale if g.kernel == "se" else g.zeta) != \
+                (g0.kernel, g0.delta, g0.lengthscale if g0.kernel == "se" else g0.zeta):
+            raise ValueError("the members' GPs differ in kernel or hyperparameters: they cannot be one GP")
+    return GaussianProcess(g0.kernel, g0.delta, np.vstack([m.gp.sparse_points for m in gps]),
+                           np.concatenate([m.gp.weights for m in gps]) / len(models), g0.lengthscale, g0.zeta)
+
+
+def _mean_networks(models: Sequence[ElementModel], common: Scaling, K: int) -> list[Layer]:
+    """The networks of the members that have one, side by side, their outputs
+    summed and divided by K (members without a network count as 0)."""
+    models = [m for m in models if m.layers]
+    if not models:
+        return []
+    first = [_rescaled_first_layer(m.layers[0], m.scaling, common) for m in models]
     acts = [layer.activation for layer in models[0].layers]
     if len(acts) == 1:  # linear models: their mean is linear
-        return ElementModel(e0, scaling, [Layer(sum(w for w, _ in first) / K, sum(b for _, b in first) / K, acts[0])],
-                            quadratic)
+        return [Layer(sum(w for w, _ in first) / K, sum(b for _, b in first) / K, acts[0])]
     layers = [Layer(np.vstack([w for w, _ in first]), np.concatenate([b for _, b in first]), acts[0])]
     for i in range(1, len(acts) - 1):
         layers.append(Layer(block_diag(*(m.layers[i].weights for m in models)),
                             np.concatenate([m.layers[i].biases for m in models]), acts[i]))
     last = [m.layers[-1] for m in models]
     layers.append(Layer(np.hstack([l.weights for l in last]) / K, sum(l.biases for l in last) / K, acts[-1]))
-    return ElementModel(e0, scaling, layers, quadratic)
+    return layers
+
+
+def _mean_element(models: Sequence[ElementModel]) -> ElementModel:
+    s0 = models[0].scaling
+    # The range seen in training by any member (extrapolation warnings).
+    scaling = Scaling(s0.center.copy(), s0.width.copy(), np.min([m.scaling.min for m in models], axis=0),
+                      np.max([m.scaling.max for m in models], axis=0))
+    shift, quadratic = _mean_quadratic(models, s0)
+    e0 = float(np.mean([m.reference_energy for m in models])) + shift
+    return ElementModel(e0, scaling, _mean_networks(models, s0, len(models)), quadratic, _mean_gp(models, s0))
 
 
 def mean_potential(pots: Sequence[PotentialData], names: Sequence[str] | None = None,
@@ -142,7 +175,8 @@ def write_mean(inputs: Sequence[Path], output: Path, overwrite: bool = False) ->
         if not p.is_file():
             raise FileNotFoundError(f"potential file {p} does not exist")
     comments = [f"the mean of {len(inputs)} potentials (python -m nnp.committee): one network per element, "
-                "the members' hidden layers side by side (block-diagonal), their outputs averaged"]
+                "the members' hidden layers side by side (block-diagonal), their outputs averaged; their GPs "
+                "(if any) one GP of all their sparse points"]
     comments += [f"member {k}: {p.resolve()} sha256 {file_sha256(p)}" for k, p in enumerate(inputs)]
     mean = mean_potential([potential_file.read(p) for p in inputs], [str(p) for p in inputs], comments)
     return potential_file.write(mean, output, overwrite=overwrite)
