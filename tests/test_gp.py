@@ -73,12 +73,11 @@ def si_gp(request, tmp_path_factory):
 
 @pytest.fixture(scope="module", params=["se", "dot"])
 def sic_gp(request, tmp_path_factory):
-    """A two-element potential: Si a GP alone, C a network plus a GP, both with a quadratic term off/on."""
+    """A two-element potential: Si a GP and a quadratic term (no network), C a network, a quadratic term and a GP."""
     d = test_descriptor(elements=("Si", "C"))
     structures = [mixed_sic(s) for s in range(3)]
     base = random_potential(d, structures, seed=3, quadratic=True)
     pot = with_gps(base, structures, request.param, {"Si": False, "C": True}, seed=4)
-    pot.models["Si"].quadratic = None
     path = tmp_path_factory.mktemp("gp") / f"SiC_gp_{request.param}.nnp"
     pf.write(pot, path)
     return path, pot
@@ -391,7 +390,7 @@ def test_fit_recovers_the_gp_that_made_its_labels(tmp_path, kernel, selection):
     path = pf.write(truth, tmp_path / "truth.nnp")
 
     data = FeaturizedDataset.from_structures(_labelled(structures, path), ds)  # float64 derivatives
-    fitted = gp_fit.fit(data, idx, model, settings)
+    fitted = gp_fit.fit(data, idx, gp_fit.prior_mean(model), settings)
     gp = fitted.processes["Si"]
     np.testing.assert_array_equal(gp.sparse_points, sparse)
     np.testing.assert_allclose(gp.weights, alpha, rtol=0, atol=1e-6 * np.abs(alpha).max())
@@ -410,7 +409,7 @@ def test_fit_recovers_the_gp_that_made_its_labels(tmp_path, kernel, selection):
     data_f = FeaturizedDataset.from_structures(_labelled(structures, path), ds)
     data_f.energy[:] = float("nan")
     only_forces = gp_fit.GPSettings(spec, M, 1e-7, 1e-7, 0.0, 1e-10, selection)
-    np.testing.assert_allclose(gp_fit.fit(data_f, idx, model, only_forces).processes["Si"].weights, alpha,
+    np.testing.assert_allclose(gp_fit.fit(data_f, idx, gp_fit.prior_mean(model), only_forces).processes["Si"].weights, alpha,
                                rtol=0, atol=1e-5 * np.abs(alpha).max())
 
 
@@ -435,7 +434,7 @@ def test_fit_learns_the_si_data():
     zero = result.potential.models["Si"].gp
     result.potential.models["Si"].gp = pf.GaussianProcess(zero.kernel, zero.delta, zero.sparse_points,
                                                           0 * zero.weights, zero.lengthscale, zero.zeta)
-    before = gp_run.validation_metrics(result, structures)
+    before = gp_run.validation_metrics(result, structures)  # the prior mean alone
     assert fitted["force_rmse_eV_A"] < 0.3 * before["force_rmse_eV_A"]
     assert fitted["energy_rmse_meV_atom"] < 0.15 * before["energy_rmse_meV_atom"]
     assert fitted["force_rmse_eV_A"] < 0.3 and fitted["energy_rmse_meV_atom"] < 40
@@ -473,16 +472,17 @@ def test_train_model_gp_writes_a_potential_lammps_agrees_with(small_si, tmp_path
     from nnp.train.cli import main
 
     config = tmp_path / "gp.yaml"
-    config.write_text("descriptor: S16\ngp_sparse: 30\ngp_selection: cur\n")
+    config.write_text("descriptor: S16\ngp_sparse: 30\ngp_selection: cur\ngp_mean: quadratic\n")
     out = tmp_path / "Si_gp.nnp"
     assert main(["--data", str(small_si), "-o", str(out), "--config", str(config), "--model", "gp",
                  "--report", str(tmp_path / "report")]) == 0
     text = capsys.readouterr().out
-    assert "validation RMSE" in text and "holdout fit" in text and "30 sparse points per element (cur)" in text
+    assert "validation RMSE" in text and "holdout fit" in text
+    assert "30 sparse points per element (cur), prior mean quadratic" in text
     pot = pf.read(out)
     assert out.read_text().splitlines()[0] == "nnp-potential 6"
     m = pot.models["Si"]
-    assert m.layers == [] and m.gp.weights.shape == (30,) and pot.repulsion
+    assert m.layers == [] and m.gp.weights.shape == (30,) and pot.repulsion and m.quadratic is not None
     assert any('"model": "gp"' in c for c in pot.comments)
     assert (tmp_path / "report" / "metrics.json").exists()
     atoms = lammps_cell_structure(0)

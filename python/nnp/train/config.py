@@ -25,6 +25,7 @@ DERIVATIVES = ("auto", "stored", "streamed")
 MODELS = ("nn", "gp")
 GP_KERNELS = ("se", "dot")
 GP_SELECTIONS = ("farthest", "cur")
+GP_MEANS = ("none", "quadratic")
 
 
 @dataclass
@@ -126,6 +127,7 @@ class TrainConfig:
     model: str = "nn"
     gp_kernel: str = "se"  # se (squared exponential) or dot ((x̂·ẑ)^zeta)
     gp_sparse: int = 500  # sparse points per element
+    gp_mean: str = "none"  # the GP's prior mean beside e0 and the core: none, or quadratic (fitted first)
     gp_selection: str = "farthest"  # how they are chosen: farthest (point sampling) or cur (on the kernel matrix)
     gp_delta: float = 1.0  # eV, the prior's atomic-energy scale
     gp_lengthscale: float = 3.0  # se, in units of the scaled descriptor
@@ -179,6 +181,7 @@ class TrainConfig:
         need(self.model in MODELS, f"model must be one of {MODELS}")
         need(self.gp_kernel in GP_KERNELS, f"gp_kernel must be one of {GP_KERNELS}")
         need(self.gp_selection in GP_SELECTIONS, f"gp_selection must be one of {GP_SELECTIONS}")
+        need(self.gp_mean in GP_MEANS, f"gp_mean must be one of {GP_MEANS}")
         need(self.gp_sparse >= 1 and 1 <= self.gp_zeta <= 64, "need gp_sparse >= 1 and gp_zeta in [1, 64]")
         need(min(self.gp_delta, self.gp_lengthscale, self.gp_sigma_energy, self.gp_sigma_force) > 0
              and self.gp_sigma_virial >= 0 and self.gp_jitter >= 0,

@@ -17,9 +17,11 @@ dG_dr of the training set, with the same conventions as the quadratic fit
 (nnp.model.quadratic): for a neighbour entry p (centre i, r_ij = r_j − r_i),
 g = ∂k(x_i)/∂r_ij enters F_i with + and F_j with −.
 
-The labels are those of the network's loss minus the repulsive core and the
-reference energies e0 (the network's, nnp.train.initial_model), so the GP
-learns what the network would.
+The labels are those of the network's loss minus a prior mean
+(`prior_mean`): the repulsive core and the reference energies e0 (the
+network's, nnp.train.initial_model), so the GP learns what the network
+would, or with gp_mean "quadratic" also the quadratic model of
+nnp.model.quadratic fitted first, so the GP learns what that misses.
 
 Memory: the stacked matrix, (rows + M) × (M + 1) doubles, rows = Σ_s
 (1 + 3 N_s + 6) over the training structures; `estimate_bytes` is checked
@@ -41,7 +43,7 @@ from nnp.data import FeaturizedDataset
 from nnp.io.potential_file import GaussianProcess
 from nnp.model.gp import KernelSpec, cur_points, farthest_points, kernel_matrix, kernel_rows
 from nnp.model.network import NNPModel
-from nnp.model.quadratic import core_baseline
+from nnp.model.quadratic import QuadraticFit
 from nnp.train.config import TrainConfig
 
 PAIR_CHUNK_BYTES = 2**26  # one (pairs, 3, M) temporary of the force rows
@@ -209,19 +211,28 @@ class Design:
         return forces, virial.view(3, 3, M)
 
 
-def _targets(data: FeaturizedDataset, s: int, model: NNPModel, baseline, with_virial: bool):
-    """(energy, forces (3N,), virial (6,) or None): labels minus the core and e0."""
+def prior_mean(model: NNPModel, quadratic: QuadraticFit | None = None) -> NNPModel:
+    """The GP's prior mean as a model: `model`'s scaling, reference energies
+    and core, its networks zero, and with `quadratic` its constants (as e0)
+    and quadratic terms; the GP learns the labels minus this model."""
+    pot = model.to_potential_data()
+    for e, m in pot.models.items():
+        for layer in m.layers:
+            layer.weights, layer.biases = 0.0 * layer.weights, 0.0 * layer.biases
+        if quadratic is not None:
+            m.reference_energy, m.quadratic = quadratic.constants[e], quadratic.terms[e]
+    return NNPModel.from_potential_data(pot)
+
+
+def _targets(data: FeaturizedDataset, s: int, mean: NNPModel, with_virial: bool):
+    """(energy, forces (3N,), virial (6,) or None): labels minus the prior mean."""
     a0, a1 = int(data.atom_offsets[s]), int(data.atom_offsets[s + 1])
-    e0 = sum(float(model.reference_energy(e)) * float(data.composition[s, k]) for k, e in enumerate(data.elements))
-    energy = float(data.energy[s]) - e0
-    forces = data.forces[a0:a1].to(torch.float64).reshape(-1).numpy().copy()
-    virial = (-data.stress[s] * data.volume[s]).to(torch.float64)[VOIGT_I, VOIGT_J].numpy() if with_virial else None
-    if baseline is not None:
-        base = baseline(data.collate([s]))
-        energy -= float(base["energy"][0])
-        forces -= base["forces"].reshape(-1).numpy()
-        if with_virial:
-            virial = virial - base["virial"][0][VOIGT_I, VOIGT_J].numpy()
+    base = {k: v.detach() for k, v in mean(data.collate([s]), forces=True, stress=with_virial).items()}
+    energy = float(data.energy[s]) - float(base["energy"][0])
+    forces = (data.forces[a0:a1].to(torch.float64) - base["forces"]).reshape(-1).numpy()
+    virial = None
+    if with_virial:
+        virial = ((-data.stress[s] * data.volume[s]).to(torch.float64) - base["virial"][0])[VOIGT_I, VOIGT_J].numpy()
     return energy, forces, virial
 
 
@@ -232,7 +243,8 @@ def _with_virial(data: FeaturizedDataset, settings: GPSettings) -> np.ndarray:
 
 def fit(data: FeaturizedDataset, indices, model: NNPModel, settings: GPSettings) -> GPFit:
     """The GP per element fitted to the structures `indices`, in `model`'s
-    scaling, to the labels minus `model`'s reference energies and core."""
+    scaling, to the labels minus `model` (the prior mean: its networks are
+    used as they are, so give prior_mean(...) for e0 and the core alone)."""
     t = time.perf_counter()
     idx = np.asarray(indices, dtype=np.int64)
     sparse = select_sparse(data, model, idx, settings)
@@ -242,13 +254,12 @@ def fit(data: FeaturizedDataset, indices, model: NNPModel, settings: GPSettings)
     n_rows = int(np.count_nonzero(energy_ok[idx]) + 3 * data.n_atoms[idx].sum() + 6 * np.count_nonzero(virial_ok[idx]))
     C = design.n_columns
     A = np.zeros((n_rows + C, C + 1), order="F")  # last column: the weighted labels
-    baseline = core_baseline(model)
     r = 0
     for s in idx:
         s = int(s)
         N = int(data.n_atoms[s])
         e_row, f_rows, v_rows = design.rows(s, bool(virial_ok[s]))
-        energy, forces, virial = _targets(data, s, model, baseline, bool(virial_ok[s]))
+        energy, forces, virial = _targets(data, s, model, bool(virial_ok[s]))
         if energy_ok[s]:
             A[r, :C], A[r, C] = e_row / (N * settings.sigma_energy), energy / (N * settings.sigma_energy)
             r += 1

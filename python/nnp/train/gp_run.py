@@ -27,6 +27,7 @@ from nnp.analysis.metrics import Predictions, metrics, predict_potential
 from nnp.data import FeaturizedDataset
 from nnp.io import potential_file
 from nnp.io.potential_file import PotentialData
+from nnp.model import quadratic
 from nnp.progress import Bar, fmt_time
 from nnp.train import gp_fit, memory
 from nnp.train.config import TrainConfig
@@ -51,10 +52,17 @@ def fit_potential(data: FeaturizedDataset, descriptors, config: TrainConfig) -> 
     """The GP potential fitted to the training structures of `config`'s split."""
     fit_idx, train_idx, val_idx = split_structures(data, config)
     model = build_model(data, descriptors, config, fit_idx)
-    fitted = gp_fit.fit(data, train_idx, model, gp_fit.GPSettings.of(config))
-    pot = model.to_potential_data()
+    q = None
+    if config.gp_mean == "quadratic":  # the same fit as the network's quadratic term
+        q = quadratic.fit(data, train_idx, {e: model.scaling(e)[0] for e in model.elements},
+                          {e: model.scaling(e)[1] for e in model.elements}, config.energy_weight,
+                          config.force_weight, config.stress_weight, config.quadratic_ridge,
+                          baseline=quadratic.core_baseline(model))
+    mean = gp_fit.prior_mean(model, q)
+    fitted = gp_fit.fit(data, train_idx, mean, gp_fit.GPSettings.of(config))
+    pot = mean.to_potential_data()
     for e, m in pot.models.items():
-        m.layers, m.quadratic, m.gp = [], None, fitted.processes[e]
+        m.layers, m.gp = [], fitted.processes[e]
     return GPResult(pot, fitted, train_idx, val_idx)
 
 
@@ -101,7 +109,7 @@ def _errors_line(name: str, m: dict | None) -> str:
 def _kernel_line(config: TrainConfig) -> str:
     hyper = f"zeta {config.gp_zeta}" if config.gp_kernel == "dot" else f"lengthscale {config.gp_lengthscale:g}"
     return (f"GP: kernel {config.gp_kernel} (delta {config.gp_delta:g} eV, {hyper}), {config.gp_sparse} sparse points "
-            f"per element ({config.gp_selection}), noise E {config.gp_sigma_energy:g} eV/atom, "
+            f"per element ({config.gp_selection}), prior mean {config.gp_mean}, noise E {config.gp_sigma_energy:g} eV/atom, "
             f"F {config.gp_sigma_force:g} eV/Å, V {config.gp_sigma_virial:g} eV/atom")
 
 
