@@ -29,6 +29,10 @@ model (`python -m nnp.train --ensemble K --epochs 0`) with `pair_style nnp
 committee mean`, which evaluates every member and the deviations on every
 step, and prints the cost relative to K = 1 (docs/lammps.md, "Committees and
 deviation").
+
+--gp 100 500 2000 times sparse-GP models (`nnp train --model gp`) of M
+sparse points on the default descriptor (C64), in place of its network;
+their random sparse points and weights cost what fitted ones do (docs/gp.md).
 """
 
 from __future__ import annotations
@@ -88,6 +92,23 @@ def committee_members(k: int, workdir: Path) -> list[Path]:
     return [path]
 
 
+def gp_potential(n_sparse: int, workdir: Path) -> Path:
+    """The default (C64) potential with its network replaced by a sparse GP
+    (squared-exponential kernel) of n_sparse random points and weights."""
+    import numpy as np
+
+    from nnp.io import potential_file
+
+    pot = potential_file.read(untrained_potential("C64", workdir))
+    rng = np.random.default_rng(n_sparse)
+    for m in pot.models.values():
+        D = len(m.scaling.center)
+        m.layers, m.quadratic = [], None
+        m.gp = potential_file.GaussianProcess("se", 1.0, rng.uniform(-1, 1, (n_sparse, D)),
+                                              rng.normal(0, 0.01, n_sparse), lengthscale=10.0)
+    return potential_file.write(pot, workdir / f"gp{n_sparse}.nnp", overwrite=True)
+
+
 def run_lammps(pair_lines: str, cells: int, steps: int, ranks: int, workdir: Path) -> dict:
     script = workdir / "in.speed"
     script.write_text(
@@ -139,6 +160,8 @@ def main(argv=None) -> int:
                    help="Si potential files to time as well (after the presets)")
     p.add_argument("--committee", type=int, nargs="*", default=[], metavar="K",
                    help="committee sizes to time (e.g. 1 2 4), members of the default model")
+    p.add_argument("--gp", type=int, nargs="*", default=[], metavar="M",
+                   help="sparse-GP models of M sparse points to time (e.g. 100 500 2000), on C64")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
@@ -159,6 +182,8 @@ def main(argv=None) -> int:
             styles.append((f"nnp {preset}", f"pair_style nnp\npair_coeff * * {path} Si"))
         for f in args.potentials:
             styles.append((f"nnp {Path(f).name}", f"pair_style nnp\npair_coeff * * {Path(f).resolve()} Si"))
+        for m in args.gp:
+            styles.append((f"nnp GP M={m}", f"pair_style nnp\npair_coeff * * {gp_potential(m, workdir)} Si"))
         for k in args.committee:
             files = " ".join(str(f) for f in committee_members(k, workdir))
             styles.append((f"nnp K={k}", f"pair_style nnp committee mean\npair_coeff * * {files} Si"))

@@ -426,7 +426,8 @@ def test_fit_learns_the_si_data():
     from nnp.train.training_set import featurize
 
     structures = read_structures(SI_DATA)[::6]  # 36 structures of every config_type
-    config = TrainConfig(model="gp", gp_sparse=60, gp_lengthscale=8.0, validation_fraction=0.25)
+    config = TrainConfig(model="gp", gp_sparse=60, gp_lengthscale=8.0, gp_mean="none", gp_sigma_energy=0.002,
+                         validation_fraction=0.25)
     descriptors = descriptors_mod.resolve(config.descriptor, ("Si",), structures)
     data = featurize(structures, descriptors, config)
     result = gp_run.fit_potential(data, descriptors, config)

@@ -79,13 +79,16 @@ double GaussianProcess::value_and_gradient(const double* x, double* grad, std::v
     for (int m = 0; m < M; ++m) {
       const double* z = points_.data() + static_cast<std::size_t>(m) * D;
       double d2 = 0.0;
+#pragma omp simd reduction(+ : d2)
       for (int k = 0; k < D; ++k) d2 += (x[k] - z[k]) * (x[k] - z[k]);
       const double ak = weights_[m] * delta2_ * std::exp(-0.5 * d2 * inv_l2_);
       e += ak;
       if (!grad) continue;
       const double c = -ak * inv_l2_;
       c_sum += c;
-      for (int k = 0; k < D; ++k) scratch[k] += c * z[k];
+      double* acc = scratch.data();
+#pragma omp simd
+      for (int k = 0; k < D; ++k) acc[k] += c * z[k];
     }
     if (grad)
       for (int k = 0; k < D; ++k) grad[k] += c_sum * x[k] - scratch[k];
@@ -104,12 +107,14 @@ double GaussianProcess::value_and_gradient(const double* x, double* grad, std::v
   for (int m = 0; m < M; ++m) {
     const double* v = points_.data() + static_cast<std::size_t>(m) * (D + 1);
     double s = 0.0;
+#pragma omp simd reduction(+ : s)
     for (int k = 0; k <= D; ++k) s += u[k] * v[k];
     const double p = zeta_ == 1 ? 1.0 : std::pow(s, zeta_ - 1);
     e += weights_[m] * delta2_ * p * s;
     if (!grad) continue;
     const double c = weights_[m] * delta2_ * zeta_ * p;
     cs_sum += c * s;
+#pragma omp simd
     for (int k = 0; k < D; ++k) cv[k] += c * v[k];
   }
   if (grad)

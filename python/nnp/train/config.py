@@ -126,13 +126,14 @@ class TrainConfig:
     # form (nnp.train.gp_fit; kernels, settings and measurements in docs/gp.md).
     model: str = "nn"
     gp_kernel: str = "se"  # se (squared exponential) or dot ((x̂·ẑ)^zeta)
+    # Defaults chosen on the Si validation split (docs/gp.md).
     gp_sparse: int = 500  # sparse points per element
-    gp_mean: str = "none"  # the GP's prior mean beside e0 and the core: none, or quadratic (fitted first)
+    gp_mean: str = "quadratic"  # the GP's prior mean beside e0 and the core: quadratic (fitted first) or none
     gp_selection: str = "farthest"  # how they are chosen: farthest (point sampling) or cur (on the kernel matrix)
     gp_delta: float = 1.0  # eV, the prior's atomic-energy scale
-    gp_lengthscale: float = 3.0  # se, in units of the scaled descriptor
+    gp_lengthscale: float = 10.0  # se, in units of the scaled descriptor
     gp_zeta: int = 4  # dot
-    gp_sigma_energy: float = 0.002  # eV/atom
+    gp_sigma_energy: float = 0.0005  # eV/atom
     gp_sigma_force: float = 0.05  # eV/Å
     gp_sigma_virial: float = 0.02  # eV/atom; 0: virials not fitted
     gp_jitter: float = 1e-8  # added to K_MM's diagonal, relative to delta²

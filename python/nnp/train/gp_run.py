@@ -92,8 +92,8 @@ def check_memory(structures: list, descriptors, config: TrainConfig) -> tuple[fl
     with_stress += [False] * len(config.isolated_atom_energies)
     n_rows = gp_fit.count_rows(shape.element_atoms.sum(1), np.array(with_stress) & (config.gp_sigma_virial > 0))
     limit, source = memory.budget(config)
-    need = gp_fit.check_memory(n_rows, len(descriptors.elements), config.gp_sparse, limit, source,
-                               data_bytes=stored.base + stored.data)
+    data = stored.base + stored.data + (stored.quadratic if config.gp_mean == "quadratic" else 0.0)
+    need = gp_fit.check_memory(n_rows, len(descriptors.elements), config.gp_sparse, limit, source, data_bytes=data)
     return need, n_rows
 
 
