@@ -487,6 +487,7 @@ def test_epoch_clock_leaves_out_a_phase_first_epoch():
     clock.epoch_done(2, 5.0)
     assert clock.remaining(2, 0) == pytest.approx(8 * 0.35 * 5.0)  # L-BFGS paced from Adam before it is timed
     clock.epoch_done(3, 9.0)  # the first L-BFGS epoch collates the training set
+    assert clock.remaining(3, 0) == pytest.approx(7 * 0.35 * 5.0)  # still paced from Adam
     clock.epoch_done(4, 1.0)
     assert clock.remaining(4, 0) == pytest.approx(6 * 1.0)
 

@@ -139,10 +139,12 @@ class EpochClock:
         return left_adam * adam + left_lbfgs * lbfgs + logged_left * evaluation
 
     def _pace(self, adam: bool) -> float | None:
-        # A phase's first epoch is left out once another is measured: it
-        # carries one-off work (L-BFGS collates the whole training set).
+        # A phase's first epoch carries one-off work (L-BFGS collates the
+        # whole training set in it: 2-3 times a later epoch), so it is left
+        # out; alone, it paces Adam (nothing else is known yet), while
+        # L-BFGS keeps its pace from Adam's.
         times = self.seconds[adam]
-        recent = (times[1:] if len(times) > 1 else times)[-RECENT:]
+        recent = (times[1:] if len(times) > 1 or not adam else times)[-RECENT:]
         return statistics.median(recent) if recent else None
 
 
