@@ -40,6 +40,7 @@ import torch
 import yaml
 
 from nnp.data import read_structures
+from nnp.descriptors import resolve
 
 REPO = Path(__file__).resolve().parents[1]
 SI = REPO / "examples/si/data/train.xyz"
@@ -144,26 +145,85 @@ def _timings(arrivals: list[tuple[float, float, str]]) -> dict:
     return out
 
 
-def million_atoms(workdir: Path, epochs: int, target: int = 1_000_000) -> dict:
-    """Streamed training on ~10⁶ atoms: the water frames replicated and
-    rattled (0.02 Å, labels of the original frame), written to extxyz and
-    trained by the command line with `derivatives: streamed`, no holdout
-    twin and no quadratic term (its normal equations over 3·10⁶ force rows
-    would take the better part of an hour), L-BFGS epochs."""
+def kernel_times(path: Path, frames: int = 8, repeat: int = 3) -> dict:
+    """CPU ms per structure (best of `repeat`, one thread) of what one
+    training evaluation needs from the core per structure, on the first
+    `frames` structures: descriptor values, values with the stored Jacobian
+    (what stored featurisation and the former streamed mode paid), and the
+    force pass and Jacobian-vector product that streamed training runs."""
+    structures = read_structures(path)[:frames]
+    elements = tuple(sorted({e for a in structures for e in a.get_chemical_symbols()}))
+    ds = resolve("C64", elements, structures)
+    core = ds.core()
+
+    def best(work) -> float:
+        times = []
+        for _ in range(repeat):
+            t = time.process_time()
+            for a in structures:
+                work(a)
+            times.append(time.process_time() - t)
+        return 1e3 * min(times) / len(structures)
+
+    def arrays(a):
+        feats, kind = ds.featurize(a, derivatives=True), ds.element_indices(a.get_chemical_symbols())
+        rng = np.random.default_rng(0)
+        out = []
+        for k, e in enumerate(ds.elements):
+            f = feats[e]
+            center = np.asarray(f["pair_center"], dtype=np.int64)
+            R = len(f["atoms"])
+            out.append((k, rng.normal(size=(R, ds.size(e))), center, np.asarray(f["pair_vector"]).reshape(-1, 3),
+                        kind[np.asarray(f["pair_neighbor"])], rng.normal(size=(len(center), 3)), R))
+        return out
+
+    prepared = {id(a): arrays(a) for a in structures}
+    return dict(
+        values=best(lambda a: ds.featurize(a, derivatives=False)),
+        jacobian=best(lambda a: ds.featurize(a, derivatives=True)),
+        force_pass=best(lambda a: [core.contract_pairs(k, g, c, v, n) for k, g, c, v, n, _, _ in prepared[id(a)]]),
+        jvp=best(lambda a: [core.contract_pairs_adjoint(k, u, c, v, n, R) for k, _, c, v, n, u, R in prepared[id(a)]]),
+        atoms=float(np.mean([len(a) for a in structures])))
+
+
+def synthetic_water(path: Path, target: int = 1_000_000) -> None:
+    """The water frames replicated until `target` atoms, each copy rattled
+    (0.02 Å) and labelled as its original frame, written to `path` (extxyz)."""
     frames = read_structures(WATER)
     rng = np.random.default_rng(0)
-    copies = []
-    while sum(len(a) for a in copies) < target:
+    copies, n = [], 0
+    while n < target:
         a = frames[len(copies) % len(frames)].copy()
         a.positions += rng.normal(scale=0.02, size=a.positions.shape)
         a.calc = frames[len(copies) % len(frames)].calc
         copies.append(a)
-    path = workdir / "million.xyz"
+        n += len(a)
     ase.io.write(path, copies, format="extxyz")
-    n_atoms = sum(len(a) for a in copies)
-    del copies, frames
-    r = run_cli(path, "streamed", epochs, workdir, lbfgs_fraction=1.0, refit=False, quadratic_weight=0.0)
-    return dict(atoms=n_atoms, **r)
+
+
+def xyz_atoms(path: Path) -> int:
+    """Atoms in an (ext)xyz file, from its frame headers."""
+    total = 0
+    with open(path) as f:
+        for line in f:
+            n = int(line)
+            total += n
+            for _ in range(n + 1):
+                next(f)
+    return total
+
+
+def million_atoms(workdir: Path, epochs: int, path: Path | None = None) -> dict:
+    """Streamed training on ~10⁶ atoms (synthetic_water, written to `path`
+    unless it exists) by the command line with `derivatives: streamed`, no
+    holdout twin and no quadratic term (its normal equations over 3·10⁶
+    force rows would take the better part of an hour), Adam epochs (one
+    pass over the data each; an L-BFGS epoch makes 1-3), two threads."""
+    path = path or workdir / "million.xyz"
+    if not path.exists():
+        synthetic_water(path)
+    r = run_cli(path, "streamed", epochs, workdir, lbfgs_fraction=0.0, refit=False, quadratic_weight=0.0, threads=2)
+    return dict(atoms=xyz_atoms(path), **r)
 
 
 def main() -> None:
@@ -175,8 +235,13 @@ def main() -> None:
     p.add_argument("--skip-si", action="store_true")
     p.add_argument("--skip-water", action="store_true")
     p.add_argument("--skip-million", action="store_true")
+    p.add_argument("--million-file", type=Path, help="where to write (or read) the synthetic set")
+    p.add_argument("--million-only-write", action="store_true", help="write the synthetic set and stop")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
+    if args.million_only_write:
+        synthetic_water(args.million_file)
+        return
     torch.set_num_threads(1)
     results: dict = {}
     sets = [("Si", SI, args.epochs, args.skip_si), ("water", WATER, args.water_epochs, args.skip_water)]
@@ -191,6 +256,11 @@ def main() -> None:
     for name, path, epochs, skip in sets:
         if skip or not path.exists():
             continue
+        k = kernel_times(path)
+        results[f"{name}/kernels"] = k
+        print(f"{name:6s} C64 per structure ({k['atoms']:.0f} atoms), CPU ms: values {k['values']:.1f}, values and "
+              f"Jacobian {k['jacobian']:.1f}; streamed: force pass {k['force_pass']:.1f} + J·u {k['jvp']:.1f}",
+              flush=True)
         for mode in args.modes:
             with tempfile.TemporaryDirectory() as tmp:
                 r = run_cli(path, mode, epochs, Path(tmp))
@@ -198,10 +268,10 @@ def main() -> None:
             row(name, mode, r)
     if not args.skip_million and WATER.exists():
         with tempfile.TemporaryDirectory() as tmp:
-            m = million_atoms(Path(tmp), args.million_epochs)
+            m = million_atoms(Path(tmp), args.million_epochs, args.million_file)
         results["million"] = m
         row("1e6", "streamed", m)
-        print(f"synthetic water: {m['atoms']} atoms; no holdout twin, no quadratic term, L-BFGS epochs")
+        print(f"synthetic water: {m['atoms']} atoms; no holdout twin, no quadratic term, Adam epochs, 2 threads")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

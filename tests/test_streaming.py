@@ -120,8 +120,9 @@ def test_si_streamed_equals_stored():
 
 
 def test_two_elements_streamed_equals_stored():
-    config = TrainConfig(**SMALL)
-    check_losses_and_gradients(*both_modes(two_element_frames(6), ("Na", "Cl")), config)
+    """With isolated atoms too: streamed batches of atoms without neighbours."""
+    config = TrainConfig(**SMALL, isolated_atom_energies={"Na": -1.0, "Cl": -2.0})
+    check_losses_and_gradients(*both_modes(two_element_frames(6), ("Na", "Cl"), config=config), config)
 
 
 def test_quadratic_fit_is_the_same_streamed():
