@@ -132,3 +132,22 @@ def test_water_selection_per_centre_element_over_each_pairs_distances():
     shifted_oo = [f.rs for f in pool_o if isinstance(f, G2) and f.neighbor == "O" and f.rs > 0]
     assert min(shifted_oo) > 2.0 and len(shifted_oo) == 24
     assert sum(isinstance(f, G4) for f in pool_o) == 3 * 14 * 6 * 2
+
+
+def test_selection_looks_at_an_even_sample_of_large_sets(monkeypatch):
+    """Data-driven presets use every structure up to SELECTION_MAX_ATOMS
+    atoms, beyond that evenly spaced structures holding about that many."""
+    from nnp.descriptors import selection
+
+    frames = [rattled_si((1, 1, 1), 0.1, seed) for seed in range(12)]  # 8 atoms each
+    assert selection.selection_sample(frames) is frames
+    monkeypatch.setattr(selection, "SELECTION_MAX_ATOMS", 32)
+    sample = selection.selection_sample(frames)
+    assert [f is frames[i] for i, f in zip((0, 4, 7, 11), sample)] == [True] * 4 and len(sample) == 4
+    seen = []
+    monkeypatch.setattr(selection, "pair_distances", lambda structures, *a: seen.append(structures) or {})
+    try:
+        D.resolve("S16", ("Si",), frames)
+    except Exception:  # no distances: only what it looked at matters here
+        pass
+    assert seen == [sample]

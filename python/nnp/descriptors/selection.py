@@ -31,6 +31,11 @@ CUR_RADIAL_CENTRED_ETAS = tuple(float(x) for x in np.geomspace(0.003, 2.0, 12)) 
 CUR_ANGULAR_ETA_RC2 = tuple(float(x) for x in np.geomspace(0.0072, 10.8, 14))
 CUR_ZETAS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 CUR_MAX_ATOMS = 20_000  # rows of the descriptor matrix (evenly thinned beyond)
+# Data-driven presets look at evenly spaced structures holding about this
+# many atoms when the data has more: featurising every atom with the whole
+# candidate pool cost gigabytes and most of an hour on 10⁶ atoms, for a
+# choice the sample makes as well. Smaller sets are used whole (unchanged).
+SELECTION_MAX_ATOMS = 100_000
 # A column whose largest values lie far beyond the rest (closest contacts in
 # first-shell-only functions) looks like a direction of its own to CUR, but
 # squeezes most atoms into a sliver of the network's input range, which then
@@ -108,12 +113,24 @@ def shifted_radial(distances: np.ndarray, count: int, elements: Iterable[str], r
     return [G2(e, float(eta), float(round(r, 6)), rc) for e in elements for r in centres]
 
 
+def selection_sample(structures: list) -> list:
+    """`structures`, or evenly spaced ones holding about SELECTION_MAX_ATOMS
+    atoms when they hold more."""
+    total = sum(len(a) for a in structures)
+    if total <= SELECTION_MAX_ATOMS:
+        return structures
+    keep = np.unique(np.linspace(0, len(structures) - 1, -(-len(structures) * SELECTION_MAX_ATOMS // total)).round())
+    return [structures[int(i)] for i in keep]
+
+
 def resolve(name: str, elements: Iterable[str], structures=None) -> DescriptorSet:
     """The descriptor set a preset name stands for; data-driven (S) and
     data-selected (C) presets need the training `structures`. Any case is
     accepted ("c64"); an unknown name gets the closest names suggested."""
     name = canonical_preset(name)
     base, _, suffix = name.partition("-")
+    if structures is not None:
+        structures = selection_sample(structures)
     if base.startswith(SELECTED_SERIES) and name in preset_names():
         if structures is None:
             raise ValueError(f"descriptor preset {name} is chosen from the data: training structures are needed")
