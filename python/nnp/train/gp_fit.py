@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.linalg import cholesky, qr, solve_triangular
+from scipy.linalg import LinAlgError, cholesky, qr, solve_triangular
 from scipy.sparse import csr_matrix
 
 from nnp.constants import VOIGT_I, VOIGT_J
@@ -266,19 +266,29 @@ def fit(data: FeaturizedDataset, indices, model: NNPModel, settings: GPSettings)
         A[r : r + 3 * N, :C], A[r : r + 3 * N, C] = f_rows / settings.sigma_force, forces / settings.sigma_force
         r += 3 * N
         if v_rows is not None:
-            A[r : r + 6, :C], A[r : r + 6, C] = v_rows / (N * settings.sigma_virial), virial / (N * settings.sigma_virial)
+            scale = N * settings.sigma_virial
+            A[r : r + 6, :C], A[r : r + 6, C] = v_rows / scale, virial / scale
             r += 6
     assert r == n_rows
     for e in data.elements:  # the prior: Lᵀ of K_MM, block-diagonal over elements
         off, M = design.offsets[e], len(sparse[e])
         kmm = kernel_matrix(settings.kernel, sparse[e], sparse[e])
         kmm[np.diag_indices(M)] += settings.jitter * settings.kernel.delta**2
-        A[n_rows + off : n_rows + off + M, off : off + M] = cholesky(kmm, lower=True).T
+        try:
+            A[n_rows + off : n_rows + off + M, off : off + M] = cholesky(kmm, lower=True).T
+        except LinAlgError:
+            raise ValueError(f"{e}: the kernel matrix of the sparse points is singular to rounding (points "
+                             "too close for the lengthscale): raise gp_jitter or lower gp_sparse") from None
     if not np.isfinite(A).all():
         raise ValueError("the GP fit's design matrix is not finite (a non-finite label or descriptor value?)")
-    R = qr(A, mode="r", overwrite_a=True, check_finite=False)[0]
+    # 'raw' factorises A in place and returns R alone ((C + 1)²); mode 'r'
+    # would return R as a copy the size of A.
+    (h, _), R = qr(A, mode="raw", overwrite_a=True, check_finite=False)
+    del h, A
     alpha = solve_triangular(R[:C, :C], R[:C, C])
     k = settings.kernel
-    processes = {e: GaussianProcess(k.kernel, k.delta, sparse[e], alpha[design.offsets[e] : design.offsets[e] + len(sparse[e])],
-                                    k.lengthscale, k.zeta) for e in data.elements}
+    processes = {}
+    for e in data.elements:
+        weights = alpha[design.offsets[e] : design.offsets[e] + len(sparse[e])]
+        processes[e] = GaussianProcess(k.kernel, k.delta, sparse[e], weights, k.lengthscale, k.zeta)
     return GPFit(processes, n_rows, time.perf_counter() - t)

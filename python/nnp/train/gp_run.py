@@ -109,7 +109,8 @@ def _errors_line(name: str, m: dict | None) -> str:
 def _kernel_line(config: TrainConfig) -> str:
     hyper = f"zeta {config.gp_zeta}" if config.gp_kernel == "dot" else f"lengthscale {config.gp_lengthscale:g}"
     return (f"GP: kernel {config.gp_kernel} (delta {config.gp_delta:g} eV, {hyper}), {config.gp_sparse} sparse points "
-            f"per element ({config.gp_selection}), prior mean {config.gp_mean}, noise E {config.gp_sigma_energy:g} eV/atom, "
+            f"per element ({config.gp_selection}), prior mean {config.gp_mean}, "
+            f"noise E {config.gp_sigma_energy:g} eV/atom, "
             f"F {config.gp_sigma_force:g} eV/Å, V {config.gp_sigma_virial:g} eV/atom")
 
 
