@@ -539,3 +539,33 @@ def test_mean_of_a_gp_and_a_network_is_one_element_with_both(si_gp, tmp_path):
         [], None, m.gp)}, [])
     with pytest.raises(ValueError, match="same scaling"):
         committee.mean_potential([network, shifted])
+
+
+@pytest.mark.mpi
+def test_mpi_two_ranks_match_serial_gp(tmp_path, si_gp):
+    """pair_style nnp with a GP element on two MPI ranks = one rank (as tests/test_lammps_plugin.py for networks)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import test_lammps_plugin as tl
+
+    mpirun = tl.VENV_BIN / "mpirun"
+    if not mpirun.exists():
+        pytest.skip(f"no mpirun in {tl.VENV_BIN}")
+    pos, length = tl.diamond(2, 0.1, seed=4)
+    data = tl.write_data(tmp_path / "si64.data", pos, tl.ortho_box(length))
+    text = tl.lammps_input(data, potential=si_gp[0])
+    (tmp_path / "in.lmp").write_text(text)
+    script = tmp_path / "run_mpi.py"
+    script.write_text(tl.MPI_SCRIPT.format(tests_dir=str(Path(tl.__file__).resolve().parent)))
+    out = subprocess.run([str(mpirun), "-np", "2", sys.executable, str(script), str(tmp_path / "in.lmp"),
+                          str(tmp_path / "out.npz")], env=tl._subprocess_env(), capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    parallel = dict(np.load(tmp_path / "out.npz"))
+    serial = tl.run(text)
+    assert int(parallel["nprocs"]) == 2 and serial["nprocs"] == 1
+    assert float(parallel["energy"]) == pytest.approx(serial["energy"], abs=1e-10)
+    np.testing.assert_allclose(parallel["forces"], serial["forces"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(parallel["pe_atom"], serial["pe_atom"], rtol=0, atol=1e-10)
