@@ -165,7 +165,9 @@ class RefitDisplay:
     bar at the slower of the two, with the longer time left, and one line
     per logged epoch, printed when both have logged it:
 
-        epoch 12/48 LBFGS  train E ... val E ... (twin: the model the learning curve shows)  all data E ...
+        epoch 12/48 LBFGS   train/val E (twin) ... F ...  all data E (written) ... F ...  4m10s, ETA 1m02s  *
+
+    (the twin is the model the learning curve shows).
 
     The twin's other lines are printed with [holdout] in front, except those
     the written model printed word for word (the repulsive core). Every
