@@ -249,6 +249,21 @@ class ElementNetwork(nn.Module):
         return x.squeeze(-1)
 
 
+def _reduced_statistics(G: torch.Tensor, mode: str, reduce) -> tuple[torch.Tensor, ...]:
+    """(min, max, center, width, rows) of the rows G of all shards; `reduce`
+    combines each shard's partial statistics (NNPModel.fit_scaling)."""
+    M = G.shape[1]
+    n = int(reduce("sum", torch.tensor([float(len(G))], dtype=DTYPE))[0])
+    inf = torch.full((M,), torch.inf, dtype=DTYPE)
+    lo = reduce("min", G.min(0).values if len(G) else inf)
+    hi = reduce("max", G.max(0).values if len(G) else -inf)
+    if n == 0 or mode != "standard":
+        return lo, hi, 0.5 * (lo + hi), 0.5 * (hi - lo), n
+    mean = reduce("sum", G.sum(0)) / n
+    var = reduce("sum", ((G - mean) ** 2).sum(0)) / n  # two passes, as torch's std
+    return lo, hi, mean, var.sqrt(), n
+
+
 class NNPModel(nn.Module):
     """Per-element networks, descriptor scaling and reference energies."""
 
@@ -331,12 +346,16 @@ class NNPModel(nn.Module):
             self.nets[e].reset_parameters(g)
 
     @torch.no_grad()
-    def fit_scaling(self, data: FeaturizedDataset, structures: Sequence[int] | None = None, mode: str = "standard") -> None:
+    def fit_scaling(self, data: FeaturizedDataset, structures: Sequence[int] | None = None, mode: str = "standard",
+                    reduce=None) -> None:
         """center/width/min/max of every function over the atoms of `structures`.
 
         standard: center = mean, width = std;  minmax: center = (min+max)/2,
         width = (max−min)/2 (x in [−1, 1]). Widths are floored at
         max(1e-3·max|G|, 1e-8) so near-constant functions stay tame.
+        `reduce(op, tensor)` ("sum", "min", "max"), when given, combines the
+        statistics of shards of the data (nnp.train.distributed): min and
+        max exactly, mean and std from sums (equal to rounding).
         """
         if mode not in SCALING_MODES:
             raise ValueError(f"unknown scaling mode {mode!r}; choose from {SCALING_MODES}")
@@ -348,14 +367,19 @@ class NNPModel(nn.Module):
                 keep[torch.as_tensor(np.asarray(structures, dtype=np.int64))] = True
                 G = G[keep[b.row_struct]]
             center, width, gmin, gmax = self.scaling(e)
-            if len(G) == 0:  # element absent from the training set
+            if reduce is not None:
+                lo, hi, c, w, n = _reduced_statistics(G, mode, reduce)
+            else:
+                n = len(G)
+            if n == 0:  # element absent from the training set
                 center.zero_(), width.fill_(1.0), gmin.zero_(), gmax.zero_()
                 continue
-            lo, hi = G.min(0).values, G.max(0).values
-            if mode == "standard":
-                c, w = G.mean(0), G.std(0, unbiased=False)
-            else:
-                c, w = 0.5 * (lo + hi), 0.5 * (hi - lo)
+            if reduce is None:
+                lo, hi = G.min(0).values, G.max(0).values
+                if mode == "standard":
+                    c, w = G.mean(0), G.std(0, unbiased=False)
+                else:
+                    c, w = 0.5 * (lo + hi), 0.5 * (hi - lo)
             floor = torch.clamp(WIDTH_FLOOR_RELATIVE * torch.maximum(lo.abs(), hi.abs()), min=WIDTH_FLOOR_ABSOLUTE)
             center.copy_(c)
             width.copy_(torch.maximum(w, floor))

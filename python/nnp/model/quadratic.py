@@ -20,9 +20,10 @@ from the same precomputed descriptor Jacobian that training uses: for a
 neighbour entry p (centre i, neighbour j, r_ij = r_j − r_i) and feature φ(x_i),
 ∂φ/∂r_ij = Σ_μ ∂φ/∂x_μ · dG_dr[p, μ, :]/width_μ enters F_i with + and F_j with
 − (F = −∂E/∂r), and the virial as W −= r_ij ⊗ ∂φ/∂r_ij; the same conventions
-as nnp.model.network (the torch model). The normal equations are accumulated over blocks of a few
-thousand rows, so memory does not grow with the data set (D² for D
-parameters: 37 MB for 64 functions and one element). On the Si data (193
+as nnp.model.network (the torch model). The normal equations are accumulated structure by structure (one process
+or several, nnp.train.distributed, add them in the same order), so memory
+does not grow with the data set (D² for D parameters: 37 MB for 64
+functions and one element). On the Si data (193
 structures, 64 functions) a fit takes about 15 s on one core.
 
 The ridge penalises every coefficient but the constants e0 (they carry the
@@ -61,7 +62,6 @@ from nnp.io.potential_file import QuadraticTerm
 from nnp.model.network import NNPModel
 
 DTYPE = torch.float64
-ROW_BLOCK = 4096  # design-matrix rows per product X^T X
 # The normal equations are solved as they are down to a reciprocal condition
 # number (equilibrated) of RCOND, below which float64 (ε = 2.2e-16) leaves
 # some direction undetermined; the pseudo-inverse drops the eigen-directions
@@ -186,6 +186,8 @@ def fit(
     ridge: float,
     baseline=None,
     progress=None,
+    reduce=None,
+    chain=None,
 ) -> QuadraticFit:
     """The (e0, Q) per element that minimise the training loss over the
     structures `indices`, plus ridge · mean(diag) · |θ|² on the non-constant
@@ -195,6 +197,12 @@ def fit(
     `baseline(batch)`, when given, returns the energy, forces and virial of
     fixed terms (the repulsive core), which are subtracted from the labels.
     `progress(done, total)`, when given, is called after each structure.
+    Shards of the data (nnp.train.distributed) each fit their own
+    `indices` (consecutive runs of the structures, in order): `reduce(op,
+    tensor)` sums the counts, and `chain.receive(normal, rhs)` gives the
+    sums of the shards before, `chain.send(normal, rhs)` passes them on and
+    leaves the total in them, so that every shard solves the one process's
+    system, bit for bit.
     """
     if ridge < 0 or not math.isfinite(ridge):
         raise ValueError("ridge must be >= 0")
@@ -202,16 +210,21 @@ def fit(
     design = _Design(data, {e: centers[e].to(DTYPE) for e in data.elements},
                      {e: widths[e].to(DTYPE) for e in data.elements})
     stress_ok = torch.isfinite(data.stress[:, 0, 0]) & torch.isfinite(data.volume)
-    loss = _Loss(energy_weight, force_weight, stress_weight, len(idx),
-                 3 * int(data.n_atoms[torch.as_tensor(idx)].sum()), 6 * int(stress_ok[torch.as_tensor(idx)].sum()))
+    counts = [len(idx), 3 * int(data.n_atoms[torch.as_tensor(idx)].sum()), 6 * int(stress_ok[torch.as_tensor(idx)].sum())]
+    if reduce is not None:
+        counts = [int(round(x)) for x in reduce("sum", torch.tensor(counts, dtype=DTYPE)).tolist()]
+    loss = _Loss(energy_weight, force_weight, stress_weight, *counts)
     equations = _NormalEquations(design.n_columns)
+    if chain is not None:
+        chain.receive(equations.normal, equations.rhs)  # the sums of the shards before this one
     for done, s in enumerate(idx, 1):
         s = int(s)
         _add_structure(equations, design, s, bool(stress_ok[s]), loss, baseline)
-        equations.structure_done(1 + 3 * int(data.n_atoms[s]) + 6)
+        equations.structure_done()
         if progress is not None:
             progress(done, len(idx))
-    equations.flush()
+    if chain is not None:
+        chain.send(equations.normal, equations.rhs)  # on to the next shard; the total ends on every one
     return _solve(equations, design, ridge)
 
 
@@ -228,36 +241,32 @@ class _Loss:
 
 
 class _NormalEquations:
-    """XᵀX and Xᵀy of the weighted design matrix. Weighted rows (√weight · row)
-    are stacked and multiplied in blocks of ROW_BLOCK: one large product per
-    block instead of one per structure."""
+    """XᵀX and Xᵀy of the weighted design matrix (√weight · row), one
+    product per structure added in structure order. Per structure, not per
+    block of rows, so that the sums are the same, bit for bit, whoever adds
+    which structures (the ranks of nnp.train.distributed, one after the
+    other): the solve is ill-conditioned (docstring), and float64 sums in
+    another order change its coefficients by ~1e-5 relative."""
 
     def __init__(self, n_columns: int):
         self.normal = np.zeros((n_columns, n_columns))
         self.rhs = np.zeros(n_columns)
         self._rows: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
-        self._pending = 0
 
     def add(self, rows: torch.Tensor, targets: torch.Tensor) -> None:
         self._rows.append(rows)
         self._targets.append(targets)
 
-    def structure_done(self, n_rows: int) -> None:
-        self._pending += n_rows
-        if self._pending >= ROW_BLOCK:
-            self.flush()
-
-    def flush(self) -> None:
+    def structure_done(self) -> None:
         if not self._rows:
             return
         X = torch.cat(self._rows).numpy()
         y = torch.cat(self._targets).numpy()
-        self.normal[...] += X.T @ X  # numpy's BLAS: 2x torch's (MKL) on the AMD machines measured
-        self.rhs[...] += X.T @ y
+        self.normal += X.T @ X  # numpy's BLAS (syrk): 2x torch's (MKL) on the AMD machines measured
+        self.rhs += X.T @ y
         self._rows.clear()
         self._targets.clear()
-        self._pending = 0
 
 
 def _add_structure(equations: _NormalEquations, design: _Design, s: int, stress_ok: bool, loss: _Loss,

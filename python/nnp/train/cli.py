@@ -18,7 +18,7 @@ from nnp.cli import check_output_directory
 from nnp.data import FeaturizedDataset, data_sha256, read_structures
 from nnp.io import potential_file
 from nnp.progress import Bar, fmt_time, restart_clock
-from nnp.train import refit
+from nnp.train import distributed, refit
 from nnp.train.config import DERIVATIVES, MODELS, TrainConfig
 from nnp.train.console import print_line
 from nnp.train.memory import plan as plan_memory
@@ -26,7 +26,7 @@ from nnp.train.outputs import (mean_output, member_outputs, print_summary, prove
                                write_report)
 from nnp.train.phases import phase_lengths
 from nnp.train.refit import HoldoutTwinFailed, Member, checkpoint_paths, train_member
-from nnp.train.training_set import featurize
+from nnp.train.training_set import featurize, with_isolated_atoms
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -69,12 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ChildProcessError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        ctx = distributed.context()
+        print(f"{f'[rank {ctx.rank}] ' if ctx is not None else ''}error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted; rerun the same command with --resume to continue from its last checkpoint",
               file=sys.stderr)
         return 130
+    finally:
+        distributed.finish()
 
 
 def _element_energies(items: Sequence[str]) -> dict[str, float]:
@@ -163,17 +166,26 @@ def _run(args: argparse.Namespace) -> int:
     if args.ensemble < 1:
         raise ValueError("--ensemble must be >= 1")
     outputs = member_outputs(output, args.ensemble)
-    _check_outputs(args, outputs)
+    ctx = distributed.start()  # under torchrun with several ranks: data-parallel
+    distributed.on_main(lambda: _check_outputs(args, outputs))
     config = _config(args)
-    if args.resume and all(_finished(out) for out in outputs) and (len(outputs) == 1 or mean_output(output).exists()):
+    finished = distributed.on_main(lambda: all(_finished(out) for out in outputs)
+                                   and (len(outputs) == 1 or mean_output(output).exists()))
+    if args.resume and finished:
         for out in outputs:  # nothing to do: say so before reading and featurising the data
             print_line(f"{out} is finished; skipping it")
         return 0
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    if ctx is not None:
+        if args.ensemble > 1:
+            raise ValueError("--ensemble is not supported under torchrun: train the members one by one (--seed)")
+        config = config.updated({"device": distributed.device_for(config.device)})
+    torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // (ctx.local_world if ctx else 1)))
 
     data_path = Path(args.data)
     structures = read_structures(data_path)
     digest = data_sha256(data_path)
+    if ctx is not None:
+        distributed.check_same_data(digest)
     elements = _elements_of(structures)
     descriptors = descriptors_mod.resolve(config.descriptor, elements, structures)
     print_line(f"data: {data_path} ({len(structures)} structures, {sum(len(a) for a in structures)} atoms, "
@@ -185,14 +197,19 @@ def _run(args: argparse.Namespace) -> int:
         print_line("isolated atoms (always trained): " + ", ".join(
             f"{e} {E:g} eV" for e, E in sorted(config.isolated_atom_energies.items())))
     if config.model == "gp":
+        if ctx is not None:
+            raise ValueError("--model gp is fitted in closed form by one process: run it without torchrun")
         return _run_gp(args, structures, descriptors, config, output, data_path, digest, t_start)
-    memory = plan_memory(structures, descriptors, config)  # refuses a run that cannot fit, before any work
-    print_line(memory.line())
-    bar = Bar(len(structures) + len(config.isolated_atom_energies), "featurising", "structures")
-    data = featurize(structures, descriptors, config, streamed=memory.streamed_mode,
-                     progress=lambda done, total: bar.update(done))
-    bar.close()
-    print_line(f"featurised in {fmt_time(time.perf_counter() - t)} ({data.nbytes() / 2**20:.0f} MiB)")
+    if ctx is None:
+        memory = plan_memory(structures, descriptors, config)  # refuses a run that cannot fit, before any work
+        print_line(memory.line())
+        bar = Bar(len(structures) + len(config.isolated_atom_energies), "featurising", "structures")
+        data = featurize(structures, descriptors, config, streamed=memory.streamed_mode,
+                         progress=lambda done, total: bar.update(done))
+        bar.close()
+        print_line(f"featurised in {fmt_time(time.perf_counter() - t)} ({data.nbytes() / 2**20:.0f} MiB)")
+    else:
+        data = _featurize_shard(ctx, structures, descriptors, config, t)
     _print_plan(config)
     results = [_train_and_write(data, descriptors, member, out, args.resume, data_path, digest)
                for member, out in _members(config, outputs)]
@@ -215,6 +232,24 @@ def _run_gp(args: argparse.Namespace, structures, descriptors, config: TrainConf
                       Path(args.report) if args.report else None, args.force)
     print_line(f"wall time {fmt_time(time.perf_counter() - t_start)}")
     return code
+
+
+def _featurize_shard(ctx: distributed.Context, structures, descriptors, config: TrainConfig, t: float):
+    """Data-parallel: this rank's shard, featurised after a memory plan for
+    the shard (nnp.train.distributed)."""
+    every = with_isolated_atoms(structures, config)
+    mine = [every[s] for s in distributed.my_structures(ctx, every)]
+    memory = plan_memory(mine, descriptors, config.updated({"isolated_atom_energies": {}}), share=ctx.local_world,
+                         reduce=distributed.reduce)
+    print_line(f"data-parallel: {ctx.world} ranks ({ctx.local_world} on this node), {len(mine)} of the "
+               f"{len(every)} structures on rank 0; the holdout twin, if any, trains before the written model")
+    print_line(memory.line() + " per rank")
+    bar = Bar(len(mine), "featurising (rank 0)", "structures")
+    data = distributed.featurize_shard(ctx, every, descriptors, memory.streamed_mode,
+                                       progress=lambda done, total: bar.update(done))
+    bar.close()
+    print_line(f"featurised in {fmt_time(time.perf_counter() - t)} ({data.nbytes() / 2**20:.0f} MiB on rank 0)")
+    return data
 
 
 def _print_plan(config: TrainConfig) -> None:
@@ -246,7 +281,7 @@ def _finished(out: Path) -> bool:
 
 def _train_and_write(data: FeaturizedDataset, descriptors, config: TrainConfig, out: Path, resume: bool,
                      data_path: Path, digest: str) -> Member:
-    if resume and _finished(out):
+    if resume and distributed.on_main(lambda: _finished(out)):  # data-parallel: rank 0's files decide
         print_line(f"{out} is finished; skipping it")
         return Member(out, config, None, None)
     twin_error = ""
@@ -256,10 +291,11 @@ def _train_and_write(data: FeaturizedDataset, descriptors, config: TrainConfig, 
         if err.final is None:
             raise  # training stopped: the error says how to resume
         final, holdout, twin_error = err.final, None, str(err)  # the finished model is written all the same
-    pot = final.model.to_potential_data(provenance(data_path, digest, config, final, holdout, data))
-    potential_file.write(pot, out, overwrite=True)  # refused above unless --force or resuming
-    for path in checkpoint_paths(out):
-        path.unlink(missing_ok=True)
+    if distributed.is_main():  # data-parallel: rank 0 writes
+        pot = final.model.to_potential_data(provenance(data_path, digest, config, final, holdout, data))
+        potential_file.write(pot, out, overwrite=True)  # refused above unless --force or resuming
+        for path in checkpoint_paths(out):
+            path.unlink(missing_ok=True)
     print_summary(final, holdout, data, config)
     print_line(f"wrote {out}")
     if twin_error:

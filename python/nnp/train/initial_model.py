@@ -14,6 +14,7 @@ from nnp.io.potential_file import Repulsion
 from nnp.model import quadratic
 from nnp.model.network import NNPModel
 from nnp.progress import fmt_time
+from nnp.train import distributed
 from nnp.train.config import TrainConfig
 from nnp.train.console import Log, print_line
 
@@ -70,8 +71,10 @@ def build_model(data: FeaturizedDataset, descriptors, config: TrainConfig, train
     model = NNPModel(descriptors, [config.hidden_nodes] * config.hidden_layers, config.activation,
                      repulsion=core_repulsion(data, descriptors, config))
     model.init_weights(config.seed)
-    model.fit_scaling(data, train_idx, config.scaling)
-    model.fit_reference_energies(data, train_idx)
+    # Sharded data (nnp.train.distributed): train_idx are global; the
+    # statistics of this rank's structures are combined over ranks.
+    model.fit_scaling(data, distributed.owned(data, train_idx), config.scaling, reduce=distributed.reducer(data))
+    model.fit_reference_energies(distributed.labels(data), train_idx)
     return model
 
 
@@ -82,10 +85,11 @@ def fit_quadratic_term(model: NNPModel, data: FeaturizedDataset, train_idx, conf
     descriptor scaling, to the labels minus its repulsive core.
     `progress(done, total)`, when given, follows the structures added."""
     t = time.perf_counter()
-    fitted = quadratic.fit(data, train_idx, {e: model.scaling(e)[0] for e in model.elements},
+    fitted = quadratic.fit(data, distributed.owned(data, train_idx), {e: model.scaling(e)[0] for e in model.elements},
                            {e: model.scaling(e)[1] for e in model.elements}, config.energy_weight,
                            config.force_weight, config.stress_weight, config.quadratic_ridge,
-                           baseline=quadratic.core_baseline(model), progress=progress)
+                           baseline=quadratic.core_baseline(model), progress=progress,
+                           reduce=distributed.reducer(data), chain=distributed.chain(data))
     log(f"quadratic term fitted in {fmt_time(time.perf_counter() - t)}; the model written is "
         f"{1 - config.quadratic_weight:g} x network + {config.quadratic_weight:g} x quadratic model")
     return fitted

@@ -24,7 +24,7 @@ from nnp.data import FeaturizedDataset
 from nnp.model import quadratic
 from nnp.model.network import NNPModel
 from nnp.progress import elapsed, fmt_time
-from nnp.train import checkpoints
+from nnp.train import checkpoints, distributed
 from nnp.train.config import TrainConfig
 from nnp.train.console import (EpochClock, EpochDisplay, EpochReport, Log, TerminalDisplay, errors, fit_status,
                                print_line)
@@ -105,7 +105,9 @@ def train(
     progress = Progress(copy.deepcopy(model.state_dict()))
     saved = None
     if resume:
-        saved = checkpoints.load(checkpoint, config, data_digest, device)
+        # Sharded: rank 0 reads it (nodes need not share a file system).
+        where = torch.device("cpu") if distributed.context() is not None else device
+        saved = distributed.on_main(lambda: checkpoints.load(checkpoint, config, data_digest, where))
         model.load_state_dict(saved["model"])
         progress = Progress.from_checkpoint(saved)
         generator.set_state(saved["generator"])
@@ -259,6 +261,8 @@ class _Run:
                            mix=self.mixes.validation)
         self.clock.epoch_done(p.epoch, time.perf_counter() - t)
         selection_loss = val.loss if val is not None else loss.loss
+        # Sharded: every decision below follows rank 0's (equal, reduced) losses.
+        selection_loss, loss.loss = distributed.broadcast(self.data, (selection_loss, loss.loss))
         improved = selection_loss < p.best_loss
         if improved:
             p.best_loss, p.best_epoch = selection_loss, p.epoch
@@ -307,7 +311,7 @@ class _Run:
         """A checkpoint when `now`, or when checkpoint_every has passed since the last."""
         p = self.progress
         due = time.perf_counter() - self.last_checkpoint >= self.config.checkpoint_every
-        if self.checkpoint is None or not (due or now):
+        if self.checkpoint is None or not (due or now) or not distributed.is_main():
             return
         self.last_checkpoint = time.perf_counter()
         checkpoints.save(

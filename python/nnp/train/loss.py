@@ -16,6 +16,7 @@ loss with the RMSE and MAE of each quantity (`Metrics`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ import torch
 from nnp.constants import EV_PER_A3_IN_GPA, VOIGT_I, VOIGT_J
 from nnp.data import Batch, FeaturizedDataset
 from nnp.model.network import NNPModel
+from nnp.train import distributed
 from nnp.train.config import TrainConfig
 
 # Full-batch (L-BFGS) passes keep the collated training set when the
@@ -98,15 +100,19 @@ def loss_of_rmse(config: TrainConfig, energy_rmse: float, force_rmse: float) -> 
 
 class Objective:
     """The training loss over a fixed set of structures, with the normalising
-    counts of that set, so that chunked sums add up to the full-batch loss."""
+    counts of that set, so that chunked sums add up to the full-batch loss.
+
+    `indices` are global (all ranks' structures) when `data` is a shard
+    (nnp.train.distributed): `local` are those this rank holds, the counts
+    are of all of them, and losses and gradients are summed over ranks."""
 
     def __init__(self, data: FeaturizedDataset, indices: np.ndarray, config: TrainConfig, device: torch.device):
         self.data, self.indices, self.config, self.device = data, indices, config, device
+        self.local = distributed.owned(data, indices)
         self.with_stress = config.stress_weight > 0
         self.n_structures = len(indices)
-        self.n_force = 3 * int(data.n_atoms[torch.as_tensor(indices)].sum())
-        ok = torch.isfinite(data.stress[:, 0, 0]) & torch.isfinite(data.volume)
-        self.n_stress = 6 * int(ok[torch.as_tensor(indices)].sum())
+        n_atoms, n_stress = distributed.counts(data, indices)
+        self.n_force, self.n_stress = 3 * n_atoms, 6 * n_stress
         self._cached: tuple[int, list[Batch]] | None = None  # (chunk size, batches)
         self.last_sums = SquaredErrors()  # of the last full_batch evaluation
 
@@ -120,14 +126,34 @@ class Objective:
         return loss
 
     def batch_loss(self, model: NNPModel, indices) -> tuple[torch.Tensor, Errors]:
-        """The loss of a minibatch, normalised by its own counts."""
+        """The loss of a minibatch, normalised by its own counts. Sharded:
+        of this rank's part of the batch, normalised by the whole batch's
+        counts (the ranks' gradients add up to the batch's; none of its
+        structures here: a zero loss without a graph)."""
+        local = distributed.owned(self.data, indices)
+        c = self.config
+        if getattr(self.data, "shard", None) is not None:
+            n_atoms, n_stress = distributed.counts(self.data, indices)
+            if len(local) == 0:
+                empty = torch.zeros(0, dtype=torch.float64)
+                return torch.zeros((), dtype=torch.float64), Errors(empty, empty, empty, empty)
+            err = errors(model, self.data.collate(local).to(self.device), self.with_stress, create_graph=True)
+            loss = c.energy_weight * (err.energy**2).sum() / len(indices)
+            loss = loss + c.force_weight * (err.force**2).sum() / (3 * n_atoms)
+            if self.with_stress and n_stress:
+                loss = loss + c.stress_weight * (err.virial**2).sum() / (6 * n_stress)
+            return loss, err
         batch = self.data.collate(indices).to(self.device)
         err = errors(model, batch, self.with_stress, create_graph=True)
-        c = self.config
         loss = c.energy_weight * (err.energy**2).mean() + c.force_weight * (err.force**2).mean()
         if self.with_stress and err.virial.numel():
             loss = loss + c.stress_weight * (err.virial**2).mean()
         return loss, err
+
+    def reduced(self, sums: "SquaredErrors") -> "SquaredErrors":
+        """`sums` over all ranks (itself when not sharded)."""
+        energy, force = distributed.reduce_floats(self.data, [sums.energy, sums.force])
+        return SquaredErrors(energy, force)
 
     def rmse(self, sums: SquaredErrors) -> tuple[float, float]:
         """(energy RMSE, force RMSE) over this set from squared-error sums."""
@@ -144,8 +170,8 @@ class Objective:
             return
         keep = not self.data.is_streamed and self.data.nbytes() <= FULL_BATCH_CACHE_BYTES
         cached = []
-        for start in range(0, len(self.indices), chunk):
-            batch = self.data.collate(self.indices[start : start + chunk]).to(self.device)
+        for start in range(0, len(self.local), chunk):
+            batch = self.data.collate(self.local[start : start + chunk]).to(self.device)
             if keep:
                 cached.append(batch)
             yield batch
@@ -154,8 +180,9 @@ class Objective:
 
     def full_batch(self, model: NNPModel, chunk: int | None = None) -> float:
         """Gradient of the full-set loss accumulated into .grad (chunked
-        backward passes); returns the loss. Squared-error sums of this
-        evaluation are kept in `last_sums` for the log."""
+        backward passes; sharded, summed over ranks: .grad must start at
+        zero); returns the loss. Squared-error sums of this evaluation are
+        kept in `last_sums` for the log."""
         total = 0.0
         sums = SquaredErrors()
         for batch in self.chunks(chunk):
@@ -164,6 +191,9 @@ class Objective:
             loss.backward()
             total += float(loss.detach())
             sums.add(err)
+        if getattr(self.data, "shard", None) is not None:
+            distributed.reduce_gradients(self.data, [p for p in model.parameters() if p.requires_grad])
+            total, sums.energy, sums.force = distributed.reduce_floats(self.data, [total, sums.energy, sums.force])
         self.last_sums = sums
         return total
 
@@ -213,6 +243,14 @@ class ErrorSums:
     stress_abs: float = 0.0
     n_stress: int = 0
 
+    def reduced(self, data: FeaturizedDataset) -> "ErrorSums":
+        """These sums over all ranks (themselves when `data` is not sharded)."""
+        if getattr(data, "shard", None) is None:
+            return self
+        names = [f.name for f in dataclasses.fields(self)]
+        values = distributed.reduce_floats(data, [float(getattr(self, k)) for k in names])
+        return ErrorSums(**{k: (int(round(v)) if k.startswith("n_") else v) for k, v in zip(names, values)})
+
     def add(self, err: Errors) -> None:
         self.energy_sq += float((err.energy**2).sum())
         self.energy_abs += float(err.energy.abs().sum())
@@ -247,24 +285,28 @@ def evaluate(model: NNPModel, data: FeaturizedDataset, indices, config: TrainCon
     """Loss and errors over the structures `indices`, evaluated in chunks;
     `batches`, when given, are those structures already collated. With
     `mix` = (w, predictions per batch), the errors of (1 − w)·model + w·those
-    predictions (`errors`)."""
+    predictions (`errors`). Sharded data: `indices` are global, each rank
+    evaluates its own and the sums are reduced (a collective: every rank
+    calls it)."""
     indices = np.asarray(indices, dtype=np.int64)
+    local = distributed.owned(data, indices)
     device = device_of(model)
     chunk = chunk or config.chunk_size
     if batches is None:
-        batches = (data.collate(indices[start : start + chunk]).to(device) for start in range(0, len(indices), chunk))
+        batches = (data.collate(local[start : start + chunk]).to(device) for start in range(0, len(local), chunk))
     sums = ErrorSums()
     for k, batch in enumerate(batches):
         err = errors(model, batch, with_stress=True, create_graph=False,
                      mix=(mix[0], mix[1][k]) if mix is not None else None)
         sums.add(err.detached())
-    return sums.metrics(len(indices), config)
+    return sums.reduced(data).metrics(len(indices), config)
 
 
 def metrics_by_config_type(model: NNPModel, data: FeaturizedDataset, indices,
                            config: TrainConfig) -> dict[str, tuple[int, Metrics]]:
     """(structure count, Metrics) per config_type among `indices`."""
     groups: dict[str, list[int]] = {}
+    types = distributed.config_types(data)  # of all ranks' structures: each group is evaluated on every rank
     for i in np.asarray(indices, dtype=np.int64):
-        groups.setdefault(data.config_types[i], []).append(int(i))
+        groups.setdefault(types[i], []).append(int(i))
     return {k: (len(v), evaluate(model, data, v, config)) for k, v in sorted(groups.items())}

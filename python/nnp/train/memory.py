@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 
 import numpy as np
+import torch
 
 from nnp import _core
-from nnp.model.quadratic import ROW_BLOCK
 from nnp.train import refit
 from nnp.train.config import TrainConfig
 from nnp.train.loss import FULL_BATCH_CACHE_BYTES
@@ -173,7 +173,7 @@ def estimate(shape: DataShape, config: TrainConfig, streamed: bool, twin: bool) 
                                        for k in range(len(shape.sizes))))
     D = float(sum(1 + M + M * (M + 1) // 2 for M in shape.sizes))
     n_max = float(atoms.max())
-    quadratic = QUADRATIC_COPIES * 8 * D * D + 2 * 8 * ROW_BLOCK * D + 8 * 3 * n_max * D
+    quadratic = QUADRATIC_COPIES * 8 * D * D + 2 * 8 * 3 * n_max * D
     structures = ATOMS_BYTES_PER_ATOM * atoms.sum() + ATOMS_BYTES_PER_STRUCTURE * len(atoms)
     twin_bytes = CHILD_BYTES + max(quadratic, cache + working) if twin else 0.0
     parts = (data, cache, working, quadratic, twin_bytes, BASE_BYTES + structures, featurising)
@@ -200,15 +200,26 @@ def budget(config: TrainConfig) -> tuple[float, str]:
     return DEFAULT_BUDGET_FRACTION * available_memory(), f"{DEFAULT_BUDGET_FRACTION:.0%} of MemAvailable"
 
 
-def plan(structures, descriptors, config: TrainConfig) -> MemoryPlan:
+def plan(structures, descriptors, config: TrainConfig, share: int = 1, reduce=None) -> MemoryPlan:
     """The derivatives mode for a run of `config` on `structures`: the one
     the config forces, else stored when its estimate fits the budget, else
     streamed. ValueError, with the estimate and a setting that would fit,
-    when the chosen mode does not fit."""
+    when the chosen mode does not fit.
+
+    Data-parallel (nnp.train.distributed): `structures` are this rank's
+    shard, the budget is shared by the `share` ranks of a node, and
+    `reduce(op, tensor)` makes every rank plan for the largest estimate
+    and the smallest budget, so that all choose (or refuse) alike."""
     twin = config.refits and refit.twin_in_parallel(config)
     shape = data_shape(structures, descriptors, config)
     stored, streamed = (estimate(shape, config, s, twin) for s in (False, True))
     limit, source = budget(config)
+    if share > 1:
+        limit, source = limit / share, f"{source} / {share} ranks"
+    if reduce is not None:
+        stored, streamed = (Estimate(*reduce("max", torch.tensor(astuple(e), dtype=torch.float64)).tolist())
+                            for e in (stored, streamed))
+        limit = float(reduce("min", torch.tensor([limit], dtype=torch.float64))[0])
     wanted = Derivatives(config.derivatives)
     if wanted is Derivatives.AUTO:
         mode = Derivatives.STORED if stored.total <= limit else Derivatives.STREAMED

@@ -22,6 +22,7 @@ from nnp.data import FeaturizedDataset, isolated_atom
 from nnp.io import potential_file
 from nnp.io.atomic import atomic_write_text
 from nnp.model.network import NNPModel
+from nnp.train import distributed
 from nnp.train.config import TrainConfig
 from nnp.train.console import print_line
 from nnp.train.loop import TrainResult
@@ -65,7 +66,8 @@ def provenance(data_path: Path, digest: str, config: TrainConfig, final: TrainRe
         f"date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         f"data: {data_path.resolve()}",
         f"data sha256: {digest}",
-        f"data: {len(data)} structures, {data.n_total_atoms} atoms; {split_line}",
+        f"data: {distributed.n_structures(data)} structures, {int(distributed.labels(data).n_atoms.sum())} atoms; "
+        f"{split_line}",
         "config: " + json.dumps(config.as_dict(), sort_keys=True),
         f"train RMSE: {final.train}",
     ]
@@ -107,7 +109,8 @@ def print_summary(final: TrainResult, holdout: TrainResult | None, data: Featuri
 def print_isolated_atoms(model: NNPModel, data: FeaturizedDataset) -> None:
     """The model's isolated-atom energies against the data's lowest energy
     per atom: the binding that MD far from the data (boiling, surfaces) sees."""
-    lowest = float((data.energy / data.n_atoms).min())
+    labels = distributed.labels(data)  # all ranks' structures when data-parallel
+    lowest = float((labels.energy / labels.n_atoms).min())
     parts = []
     for e in data.elements:
         e_atom = float(model.predict([isolated_atom(e, math.nan)])[0]["energy"])  # the label is not used
@@ -124,7 +127,12 @@ def write_report(directory: Path, member: Member, data: FeaturizedDataset, overw
         print_line(f"no report: {member.output} was finished by an earlier run")
         return
     final, holdout = member.final, member.holdout
-    sets = {"train": report.predict_model(final.model, data, final.train_indices)}
+    # Data-parallel: every rank predicts its structures, rank 0 writes.
+    sets = {"train": distributed.gather_predictions(data, final.model, final.train_indices)}
+    if not distributed.is_main():
+        if holdout is not None and len(holdout.validation_indices):
+            distributed.gather_predictions(data, holdout.model, holdout.validation_indices)
+        return
     if holdout is None:
         notes = [f"train: the written model, trained on all {len(final.train_indices)} structures (refit).",
                  f"validation: not measured; the holdout twin failed ({member.twin_error})."]
@@ -132,7 +140,7 @@ def write_report(directory: Path, member: Member, data: FeaturizedDataset, overw
         print_line(f"wrote the report to {directory} (without validation errors)")
         return
     if len(holdout.validation_indices):
-        sets["validation"] = report.predict_model(holdout.model, data, holdout.validation_indices)
+        sets["validation"] = distributed.gather_predictions(data, holdout.model, holdout.validation_indices)
     notes, curve_of = [], report.MODEL_AS_WRITTEN
     if holdout is not final:
         curve_of = "the holdout twin as written (with its quadratic term, if any; without the validation structures)"

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from nnp.model.network import NNPModel
+from nnp.train import distributed
 from nnp.train.config import TrainConfig
 from nnp.train.loss import Objective, SquaredErrors, loss_of_rmse
 
@@ -98,13 +99,16 @@ class AdamPhase:
         train_idx = objective.indices
         perm = train_idx[torch.randperm(len(train_idx), generator=self.generator).numpy()]
         sums = SquaredErrors()
+        params = [p for group in opt.param_groups for p in group["params"]]
         for start in range(0, len(perm), self.config.batch_size):
             loss, err = objective.batch_loss(model, perm[start : start + self.config.batch_size])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if loss.requires_grad:  # sharded: none of the batch on this rank gives no graph
+                loss.backward()
+            distributed.reduce_gradients(objective.data, params)  # sharded: the batch's gradient
             opt.step()
             sums.add(err)
-        energy_rmse, force_rmse = objective.rmse(sums)
+        energy_rmse, force_rmse = objective.rmse(objective.reduced(sums))
         return EpochLoss(loss_of_rmse(self.config, energy_rmse, force_rmse), energy_rmse, force_rmse)
 
     def end_epoch(self, selection_loss: float) -> None:

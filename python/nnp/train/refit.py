@@ -37,7 +37,7 @@ import torch
 from nnp.data import FeaturizedDataset
 from nnp.io import potential_file
 from nnp.model.network import NNPModel
-from nnp.train import checkpoints
+from nnp.train import checkpoints, distributed
 from nnp.train.config import TrainConfig
 from nnp.train.console import TWIN, WRITTEN, EpochReport, RefitDisplay, TerminalDisplay, labelled
 from nnp.train.loop import TrainResult, train
@@ -165,7 +165,10 @@ def twin_in_parallel(config: TrainConfig) -> bool:
     """One training per core. Not on one core (nothing to gain), not with
     CUDA (fork() is unsafe once it is initialised), and not with several
     torch threads per training (they would share the cores, and an OpenMP
-    runtime used before fork() can hang in the child)."""
+    runtime used before fork() can hang in the child). Nor in a
+    data-parallel run: the ranks train the two one after the other."""
+    if distributed.context() is not None:
+        return False
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return torch.device(config.device).type == "cpu" and cores >= 2 and config.threads == 1
 
@@ -179,18 +182,20 @@ def train_member(data: FeaturizedDataset, descriptors, config: TrainConfig, outp
     with two or more cores the holdout trains in a forked process alongside
     (its failure raises HoldoutTwinFailed)."""
     final_ckpt, holdout_ckpt = checkpoint_paths(output)
+    # Data-parallel: what rank 0 sees (its checkpoints) decides for all ranks.
+    final_saved, holdout_saved = distributed.on_main(lambda: (final_ckpt.exists(), holdout_ckpt.exists()))
     if not config.refits:
-        result = train(data, descriptors, config, checkpoint=final_ckpt, resume=resume and final_ckpt.exists(),
+        result = train(data, descriptors, config, checkpoint=final_ckpt, resume=resume and final_saved,
                        data_digest=data_digest)
         return result, result
     final_config = config.updated({"validation_fraction": 0.0})
-    holdout = HoldoutRun(data, descriptors, config, holdout_ckpt, resume and holdout_ckpt.exists(), data_digest)
+    holdout = HoldoutRun(data, descriptors, config, holdout_ckpt, resume and holdout_saved, data_digest)
 
     def train_final(between_epochs: Callable[[], None] | None = None, display=None) -> TrainResult:
         log, display = (display.log, display) if display is not None else \
             (labelled(WRITTEN), TerminalDisplay(WRITTEN, log=labelled(WRITTEN)))
         return train(data, descriptors, final_config, log=log, checkpoint=final_ckpt,
-                     resume=resume and final_ckpt.exists(), data_digest=data_digest, between_epochs=between_epochs,
+                     resume=resume and final_saved, data_digest=data_digest, between_epochs=between_epochs,
                      display=display)
 
     if not twin_in_parallel(config):

@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from nnp.data import FeaturizedDataset, isolated_atom, split
+from nnp.train import distributed
 from nnp.train.config import TrainConfig
+
+DERIVATIVE_DTYPE = np.float32  # of the stored dG/dr (featurize)
 
 
 def with_isolated_atoms(structures: list, config: TrainConfig) -> list:
@@ -29,11 +32,14 @@ def featurize(structures: list, descriptors, config: TrainConfig, streamed: bool
     no derivatives stored, the core applies them per batch (nnp.train.memory
     chooses; float32 then only for the quadratic fit's per-structure rows). `progress(done, total)` is called after each structure."""
     return FeaturizedDataset.from_structures(with_isolated_atoms(structures, config), descriptors,
-                                             derivative_dtype=np.float32, streamed=streamed, progress=progress)
+                                             derivative_dtype=DERIVATIVE_DTYPE, streamed=streamed, progress=progress)
 
 
 def isolated_structures(data: FeaturizedDataset) -> np.ndarray:
-    """Indices of the structures in which no atom has a neighbour."""
+    """Indices of the structures in which no atom has a neighbour (of all
+    ranks' structures when `data` is a shard)."""
+    if getattr(data, "shard", None) is not None:
+        return data.shard.isolated
     pairs = sum((off[1:] - off[:-1]) for off in data.pair_offsets.values())
     return np.flatnonzero(pairs.numpy() == 0)
 
@@ -47,9 +53,9 @@ def split_structures(data: FeaturizedDataset, config: TrainConfig) -> tuple[np.n
     """(fit, train, validation) indices. Structures without a single
     neighbour pair (isolated atoms) always train; the split, and `fit` (the
     structures that set the scaling and reference energies), are of the
-    others."""
+    others. Global indices when `data` is a shard (nnp.train.distributed)."""
     isolated = isolated_structures(data)
-    condensed = np.setdiff1d(np.arange(len(data)), isolated)
+    condensed = np.setdiff1d(np.arange(distributed.n_structures(data)), isolated)
     if len(condensed) == 0:
         raise ValueError("every structure is an isolated atom: nothing to learn interactions from")
     train_sub, val_sub = split(len(condensed), config.validation_fraction, config.split_seed_used)
