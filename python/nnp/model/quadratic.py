@@ -54,7 +54,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from nnp.constants import VOIGT_I, VOIGT_J
 from nnp.data import FeaturizedDataset
@@ -225,6 +225,7 @@ def fit(
             progress(done, len(idx))
     if chain is not None:
         chain.send(equations.normal, equations.rhs)  # on to the next shard; the total ends on every one
+    equations.symmetrised()
     return _solve(equations, design, ridge)
 
 
@@ -249,7 +250,8 @@ class _NormalEquations:
     another order change its coefficients by ~1e-5 relative."""
 
     def __init__(self, n_columns: int):
-        self.normal = np.zeros((n_columns, n_columns))
+        # Fortran order: BLAS adds each product in place (upper triangle only until `symmetrised`).
+        self.normal = np.zeros((n_columns, n_columns), order="F")
         self.rhs = np.zeros(n_columns)
         self._rows: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
@@ -263,10 +265,17 @@ class _NormalEquations:
             return
         X = torch.cat(self._rows).numpy()
         y = torch.cat(self._targets).numpy()
-        self.normal += X.T @ X  # numpy's BLAS (syrk): 2x torch's (MKL) on the AMD machines measured
-        self.rhs += X.T @ y
+        # normal += XᵀX (dsyrk, upper triangle) and rhs += Xᵀy in place: no
+        # temporary D × D product, half its arithmetic.
+        self.normal = blas.dsyrk(1.0, X.T, beta=1.0, c=self.normal, trans=0, lower=0, overwrite_c=1)
+        self.rhs = blas.dgemv(1.0, X.T, y, beta=1.0, y=self.rhs, overwrite_y=1)
         self._rows.clear()
         self._targets.clear()
+
+    def symmetrised(self) -> None:
+        """The lower triangle from the upper (once, after the last structure)."""
+        lower = np.tril_indices(self.normal.shape[0], -1)
+        self.normal[lower] = self.normal.T[lower]
 
 
 def _add_structure(equations: _NormalEquations, design: _Design, s: int, stress_ok: bool, loss: _Loss,

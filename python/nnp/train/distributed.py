@@ -171,15 +171,22 @@ class Chain:
     def receive(self, *arrays: np.ndarray) -> None:
         if _CONTEXT.rank > 0:
             for a in arrays:
-                _checked(lambda: dist.recv(torch.from_numpy(a), src=_CONTEXT.rank - 1))
+                _checked(lambda: dist.recv(_flat(a), src=_CONTEXT.rank - 1))
 
     def send(self, *arrays: np.ndarray) -> None:
         last = _CONTEXT.world - 1
         if _CONTEXT.rank < last:
             for a in arrays:
-                _checked(lambda: dist.send(torch.from_numpy(a), dst=_CONTEXT.rank + 1))
+                _checked(lambda: dist.send(_flat(a), dst=_CONTEXT.rank + 1))
         for a in arrays:
-            _checked(lambda: dist.broadcast(torch.from_numpy(a), src=last))
+            _checked(lambda: dist.broadcast(_flat(a), src=last))
+
+
+def _flat(a: np.ndarray) -> torch.Tensor:
+    """A contiguous 1-D tensor on `a`'s memory (C or Fortran order)."""
+    flat = a.reshape(-1, order="A")
+    assert np.shares_memory(flat, a), "the sums must be received in place"
+    return torch.from_numpy(flat)
 
 
 def chain(data: FeaturizedDataset) -> Chain | None:
