@@ -139,7 +139,8 @@ def test_two_ranks_write_the_model_of_one_process(tmp_path, data_file, case):
     one = _one_process(["--data", str(data_file), "-o", "one/si.nnp", "--config", str(cfg),
                         "--report", "one_report"], tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = _torchrun(2, ["-m", "nnp.train", "--data", str(data_file), "-o", "two/si.nnp", "--config", str(cfg),
+    module = ["-m", "nnp.train"] if case == "refit" else ["-m", "nnp", "train"]  # both entry points
+    two = _torchrun(2, [*module, "--data", str(data_file), "-o", "two/si.nnp", "--config", str(cfg),
                         "--report", "two_report"], tmp_path)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "data-parallel: 2 ranks" in two.stdout
