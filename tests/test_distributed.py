@@ -171,18 +171,27 @@ FAILING = textwrap.dedent("""
 """)
 
 
-def test_a_failing_rank_ends_the_run_with_its_error(tmp_path, data_file):
+def test_a_failing_rank_ends_the_run_with_its_error_and_resume_continues(tmp_path, data_file):
     """Rank 1 raises in its first L-BFGS epoch while rank 0 waits for its
     gradient: the run ends (no hang) with rank 1's one-line error, non-zero
-    status and no potential file."""
+    status and no potential file, but rank 0's checkpoint of the Adam
+    epochs; --resume on two ranks then writes the model one uninterrupted
+    process writes."""
     script = tmp_path / "failing_rank.py"
     script.write_text(FAILING)
     cfg = _write_config(tmp_path / "cfg.yaml", refit=False)
-    run = _torchrun(2, [str(script), "--data", str(data_file), "-o", "si.nnp", "--config", str(cfg)], tmp_path)
+    args = ["--data", str(data_file), "-o", "si.nnp", "--config", str(cfg)]
+    run = _torchrun(2, [str(script), *args], tmp_path)
     assert run.returncode != 0
     assert "[rank 1] error: injected failure in the first L-BFGS epoch" in run.stderr
     assert "Traceback" not in run.stderr.split("[rank 1] error")[0].split("torch.distributed")[0]
-    assert not (tmp_path / "si.nnp").exists()
+    assert not (tmp_path / "si.nnp").exists() and (tmp_path / "si.nnp.ckpt").exists()
+    resumed = _torchrun(2, ["-m", "nnp.train", *args, "--resume"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from si.nnp.ckpt after epoch 3" in resumed.stdout
+    one = _one_process(["--data", str(data_file), "-o", "one.nnp", "--config", str(cfg)], tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    _assert_same_model(tmp_path / "one.nnp", tmp_path / "si.nnp")
 
 
 def test_shares_are_consecutive_runs_of_equal_atoms():
