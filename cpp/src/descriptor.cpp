@@ -211,6 +211,7 @@ Descriptor::Descriptor(std::vector<SymmetryFunction> functions, CutoffType cutof
       }
   };
   find_bases(exp_keys_);
+  plan_exp_chains();
   int max_moment_zeta = -1;
   for (std::size_t gi = 0; gi < angular_groups_.size(); ++gi) {
     AngularGroup& g = angular_groups_[gi];
@@ -440,6 +441,7 @@ void Descriptor::prepare(const NeighborView& nb, DescriptorWorkspace& ws) const 
   }
   for (std::size_t s = 0; s < ne; ++s) {
     const ExpKey& key = exp_keys_[s];
+    if (key.chained) continue;
     double* __restrict e = ws.radial_exp.data() + s * active;
     if (key.base >= 0) {
       power_array(e, ws.radial_exp.data() + key.base * active, key.exponent, active);
@@ -451,6 +453,7 @@ void Descriptor::prepare(const NeighborView& nb, DescriptorWorkspace& ws) const 
       }
     }
   }
+  if (!exp_chains_.empty()) fill_exp_chains(ws);
 }
 
 std::pair<int, int> Descriptor::range(const DescriptorWorkspace& ws, int element, double rc) const {

@@ -262,6 +262,21 @@ class Descriptor {
   struct ExpKey {
     double eta, rs;
     int base = -1, exponent = 1;  // as AngularKey, for the per-member cache
+    bool chained = false;         // a later member of an ExpChain
+  };
+  // Exponentials of one η with R_s in (nearly) even steps, as the shifted
+  // functions of series S and C: each member from the one before,
+  //   exp(−η(R−R_{k+1})²) = exp(−η(R−R_k)²) · exp(2ηΔ(R−R_max)) · c_k · (1 + g_k (R−R_max)),
+  // one exponential per neighbour and step size instead of one per member;
+  // c_k = exp(ηΔ_k(2R_max − R_k − R_{k+1})) and g_k = 2η(Δ_k − Δ) correct each
+  // step Δ_k = R_{k+1} − R_k exactly to first order (|g_k R_max| <= 1e-9).
+  struct ExpChain {
+    double eta;
+    std::vector<double> steps;   // the distinct step sizes Δ (at most kMaxChainSteps)
+    std::vector<int> slots;      // exp slots in R_s order; slots[0] is computed directly
+    std::vector<int> step;       // per later slot: index into steps
+    std::vector<double> factor;  // per later slot: c_k
+    std::vector<double> slope;   // per later slot: c_k g_k
   };
   // Symmetric tensor components r̂^α, α = (a, b, c), ordered by degree, so the
   // components up to degree n are a prefix of length (n+1)(n+2)(n+3)/6.
@@ -275,6 +290,8 @@ class Descriptor {
 
   static PowerPlan plan_powers(const std::vector<AngularPower>& powers, bool slopes);
   void prepare(const NeighborView& nb, DescriptorWorkspace& ws) const;
+  void plan_exp_chains();
+  void fill_exp_chains(DescriptorWorkspace& ws) const;
   void build_triplets(int group, DescriptorWorkspace& ws) const;
   void build_moments(int group, DescriptorWorkspace& ws) const;
   // V: the SIMD vector type; always inlined into the kernel that picks it, so
@@ -355,6 +372,7 @@ class Descriptor {
   std::vector<AngularGroup> angular_groups_;
   std::vector<double> cutoff_radii_;  // distinct cutoffs (slots)
   std::vector<ExpKey> exp_keys_;      // distinct (η, R_s) of radial and factorised functions (slots)
+  std::vector<ExpChain> exp_chains_;
   std::vector<Monomial> monomials_;   // up to the largest moment-group ζ
   std::vector<int> internal_to_output_;
   int moment_size_ = 0;  // doubles of T and Σw² over all factorised groups
