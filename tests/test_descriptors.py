@@ -13,7 +13,7 @@ from ase.data import atomic_numbers
 from conftest import mixed_sic, rattled_si, si_cluster, test_descriptor, triclinic_si
 
 from nnp import descriptors as D
-from nnp.descriptors import G2, G4, G5, DescriptorSet
+from nnp.descriptors import G2, G4, G5, DescriptorSet, selection
 
 RC = 4.5
 G2_PARAMS = [(0.05, 0.0), (0.5, 0.0), (1.0, 2.5)]
@@ -225,16 +225,18 @@ def _si_frames():
 
 def test_presets():
     names = D.preset_names()
-    assert len(names) == 35
+    assert len(names) == 40
     frames = _si_frames()
     for name in names:
         ds = D.resolve(name, ["Si"], frames)
         series, length = name[0], int(name[1:].split("-")[0])
         assert ds.size("Si") == length
         assert ds.cutoff == 6.0
-        if series == "C":  # chosen by CUR: any mix of G2 and G4, radial first
+        if series == "C":  # chosen by CUR: any mix of G2 and G4 (-wide: G5), radial first
             kinds = [isinstance(f, G2) for f in ds.functions["Si"]]
-            assert kinds == sorted(kinds, reverse=True) and all(isinstance(f, (G2, G4)) for f in ds.functions["Si"])
+            angular = G5 if name.endswith("-wide") else G4
+            assert kinds == sorted(kinds, reverse=True)
+            assert all(isinstance(f, (G2, angular)) for f in ds.functions["Si"])
             continue
         radial = [f for f in ds.functions["Si"] if isinstance(f, G2)]
         assert len(radial) == D.SERIES["A" if series == "S" else series][length][0]
@@ -255,6 +257,45 @@ def test_default_descriptor_is_data_driven_and_within_64():
     ds = D.resolve(D.DEFAULT_PRESET, ["Si"], _si_frames())
     n_radial = sum(isinstance(f, G2) for f in ds.functions["Si"])
     assert 40 <= ds.size("Si") <= 64 and ds.size("Si") - n_radial > n_radial
+
+
+def test_wide_pool_is_factorisable():
+    """The -wide pool: the radial candidates of the narrow one, and G5 with
+    integer ζ (the core's moment factorisation), centred on the narrow pool's
+    η grid and shifted onto CUR_WIDE_SHIFTED shells of each like pair."""
+    distances = {"Si": np.random.default_rng(3).uniform(2.2, 6.0, 5_000),
+                 "C": np.random.default_rng(4).uniform(1.8, 6.0, 5_000)}
+    narrow = D.candidate_pool(("C", "Si"), distances)
+    wide = D.candidate_pool(("C", "Si"), distances, wide=True)
+    assert [f for f in wide if isinstance(f, G2)] == [f for f in narrow if isinstance(f, G2)]
+    g5 = [f for f in wide if not isinstance(f, G2)]
+    zetas = selection.CUR_WIDE_ZETAS
+    assert all(isinstance(f, G5) and f.zeta in zetas and f.zeta == int(f.zeta) <= 8 for f in g5)
+    shifted = [f for f in g5 if f.rs > 0]
+    assert len(g5) - len(shifted) == 3 * len(selection.CUR_ANGULAR_ETA_RC2) * len(zetas) * 2  # pairs × η × ζ × λ
+    assert len(shifted) == 2 * selection.CUR_WIDE_SHIFTED * len(zetas) * 2
+    assert {f.neighbors for f in shifted} == {("C", "C"), ("Si", "Si")}
+    for e in ("C", "Si"):  # each like pair on the shells of its own distances
+        rs = sorted({f.rs for f in shifted if f.neighbors == (e, e)})
+        assert rs == [g.rs for g in D.shifted_radial(distances[e], selection.CUR_WIDE_SHIFTED, [e])]
+
+
+def test_cur_select_caps_the_groups():
+    """With groups, once max_groups labels are chosen only their columns (and
+    unlabelled ones) are: the -wide selection's cap on distinct radial weights."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 8))
+    groups = np.array([-1, 0, 0, 1, 1, 2, 2, 3])
+    free = D.cur_select(x, 8)
+    assert len({groups[i] for i in free if groups[i] >= 0}) == 4
+    capped = D.cur_select(x, 5, groups=groups, max_groups=2)
+    labels = {int(groups[i]) for i in capped if groups[i] >= 0}
+    assert len(labels) == 2 and len(capped) == 5 == len(set(capped))
+    with pytest.raises(ValueError, match="from 2 groups"):
+        D.cur_select(x, 6, groups=groups, max_groups=2)
+    ds = D.resolve("C28-wide", ["Si"], _si_frames())
+    keys = {(f.eta, f.rs) for f in ds.functions["Si"] if isinstance(f, G5)}
+    assert 0 < len(keys) <= selection.CUR_WIDE_MAX_KEYS
 
 
 def test_shifted_radial_covers_the_distances():

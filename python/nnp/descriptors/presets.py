@@ -118,7 +118,8 @@ def preset_names() -> list[str]:
     """Study presets (A, B), data-driven ones (S), each also -wide, and
     data-selected ones (C); the weighted ones are `weighted_preset_names`."""
     names = [f"{s}{n}" for s in (*SERIES, DATA_SERIES) for n in LENGTHS]
-    return names + [n + "-wide" for n in names] + [f"{SELECTED_SERIES}{n}" for n in LENGTHS]
+    selected = [f"{SELECTED_SERIES}{n}" for n in LENGTHS]
+    return names + [n + "-wide" for n in names] + selected + [n + "-wide" for n in selected]
 
 
 def weighted_preset_names() -> list[str]:

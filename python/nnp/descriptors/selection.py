@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy as np
 
 from nnp import _core
-from nnp.descriptors.functions import G2, G4, DescriptorSet, SymmetryFunction
+from nnp.descriptors.functions import G2, G4, G5, DescriptorSet, SymmetryFunction
 from nnp.descriptors.presets import DATA_SERIES, SELECTED_SERIES, STUDY_CUTOFF, canonical_preset, preset, preset_names
 
 # Series S: centres exp(−η(R − R_s)²) from the shortest distances seen to
@@ -30,6 +30,17 @@ CUR_RADIAL_CENTRED_ETAS = tuple(float(x) for x in np.geomspace(0.003, 2.0, 12)) 
 # 0.0002 to 0.3 Å⁻².
 CUR_ANGULAR_ETA_RC2 = tuple(float(x) for x in np.geomspace(0.0072, 10.8, 14))
 CUR_ZETAS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+# The -wide pool (C16-wide … C64-wide) takes G5 with integer ζ ≤ 4 instead of
+# G4: the core factorises them into neighbour moment tensors (cost linear in
+# the neighbours, no triplet loop). Beside the centred ones over the same η
+# grid, shifted G5 resolve the angles shell by shell: exp(−η((R_ij − R_s)² +
+# (R_ik − R_s)²)) with the centres and widths of CUR_WIDE_SHIFTED shifted G2.
+CUR_WIDE_ZETAS = (1.0, 2.0, 3.0)
+CUR_WIDE_SHIFTED = 8
+# The cost of factorised G5 grows with the number of distinct radial weights
+# exp(−η((R_ij − R_s)² + …)) of a neighbour pair, not with the functions on
+# each: once CUR has chosen this many, it chooses among their functions only.
+CUR_WIDE_MAX_KEYS = 10
 CUR_MAX_ATOMS = 20_000  # rows of the descriptor matrix (evenly thinned beyond)
 # Data-driven presets look at evenly spaced structures holding about this
 # many atoms when the data has more: featurising every atom with the whole
@@ -134,7 +145,7 @@ def resolve(name: str, elements: Iterable[str], structures=None) -> DescriptorSe
     if base.startswith(SELECTED_SERIES) and name in preset_names():
         if structures is None:
             raise ValueError(f"descriptor preset {name} is chosen from the data: training structures are needed")
-        return selected(int(base[len(SELECTED_SERIES):]), elements, structures)
+        return selected(int(base[len(SELECTED_SERIES):]), elements, structures, wide=suffix == "wide")
     if not base.startswith(DATA_SERIES):
         return preset(name, elements)
     if name not in preset_names():
@@ -152,28 +163,39 @@ def resolve(name: str, elements: Iterable[str], structures=None) -> DescriptorSe
     return DescriptorSet(elements, functions, template.cutoff_function, template.angular_sum)
 
 
+def _shifted(elements: tuple[str, ...], distances: np.ndarray | dict[str, np.ndarray], count: int,
+             rc: float) -> list[G2]:
+    if isinstance(distances, dict):
+        return _per_neighbour_shifted(elements, distances, count, rc)
+    return shifted_radial(distances, count, elements, rc)
+
+
 def candidate_pool(elements: Iterable[str], distances: np.ndarray | dict[str, np.ndarray],
-                   rc: float = STUDY_CUTOFF) -> list[SymmetryFunction]:
+                   rc: float = STUDY_CUTOFF, wide: bool = False) -> list[SymmetryFunction]:
     """The series-C candidates for one centre element: shifted and centred G2
-    per neighbour element, G4 per neighbour pair (see above). `distances`:
-    the centre's neighbour distances, one array for every neighbour element
-    or one per neighbour element (a neighbour element missing from it gets
-    no shifted G2)."""
+    per neighbour element, G4 per neighbour pair (see above); `wide`: G5
+    (centred and shifted, ζ ≤ 4) instead of G4. `distances`: the centre's
+    neighbour distances, one array for every neighbour element or one per
+    neighbour element (a neighbour element missing from it gets no shifted
+    functions)."""
     elements = tuple(elements)
     pairs = [(a, b) for i, a in enumerate(elements) for b in elements[i:]]
-    if isinstance(distances, dict):
-        shifted = _per_neighbour_shifted(elements, distances, CUR_RADIAL_SHIFTED, rc)
-    else:
-        shifted = shifted_radial(distances, CUR_RADIAL_SHIFTED, elements, rc)
-    pool: list[SymmetryFunction] = list(shifted)
+    pool: list[SymmetryFunction] = list(_shifted(elements, distances, CUR_RADIAL_SHIFTED, rc))
     pool += [G2(e, eta, 0.0, rc) for e in elements for eta in CUR_RADIAL_CENTRED_ETAS]
+    angular, zetas = (G5, CUR_WIDE_ZETAS) if wide else (G4, CUR_ZETAS)
     pool += [
-        G4(p, round(x / rc**2, 8), zeta, lam, 0.0, rc)
+        angular(p, round(x / rc**2, 8), zeta, lam, 0.0, rc)
         for p in pairs
         for x in CUR_ANGULAR_ETA_RC2
-        for zeta in CUR_ZETAS
+        for zeta in zetas
         for lam in (1, -1)
     ]
+    if wide:
+        # A shell of a pair's own: both neighbours' shifted G2 must be spread
+        # over the same element's distances, so like pairs only.
+        centres = _shifted(elements, distances, CUR_WIDE_SHIFTED, rc)
+        pool += [G5((f.neighbor, f.neighbor), f.eta, zeta, lam, f.rs, rc)
+                 for f in centres for zeta in CUR_WIDE_ZETAS for lam in (1, -1)]
     return pool
 
 
@@ -186,11 +208,15 @@ def tail_ratio(matrix: np.ndarray, quantile: float = 0.999) -> np.ndarray:
     return np.where(bulk > 0, full / np.where(bulk > 0, bulk, 1.0), np.inf)
 
 
-def cur_select(matrix: np.ndarray, count: int, allowed: np.ndarray | None = None) -> list[int]:
+def cur_select(matrix: np.ndarray, count: int, allowed: np.ndarray | None = None,
+               groups: np.ndarray | None = None, max_groups: int = 0) -> list[int]:
     """Column indices of `matrix` (rows: atoms) chosen one by one by CUR with
     rank-1 leverage and orthogonalisation (Imbalzano et al. 2018). Columns
     are standardised first; constant columns, and those not `allowed`, are
-    never chosen (but still take part in the orthogonalisation).
+    never chosen (but still take part in the orthogonalisation). With
+    `groups` (one label per column, −1: none) and `max_groups`, once columns
+    of `max_groups` labels are chosen, only columns of those labels (or none)
+    are.
 
     Works on the Gram matrix C = XᵀX: the leading right singular vector of X
     is the leading eigenvector of C, and removing column c's direction from
@@ -205,6 +231,13 @@ def cur_select(matrix: np.ndarray, count: int, allowed: np.ndarray | None = None
     if count > int(usable.sum()):
         raise ValueError(f"cannot choose {count} symmetry functions: only {int(usable.sum())} candidates "
                          "vary over the training atoms")
+    if groups is not None and max_groups > 0:
+        groups = np.asarray(groups)
+        labels = set(groups[groups >= 0].tolist())
+        if len(labels) > max_groups:  # enough columns must stay choosable under any choice of labels
+            per_label = sorted((int((usable & (groups == g)).sum()) for g in labels), reverse=True)
+            if int((usable & (groups < 0)).sum()) + sum(per_label[:max_groups]) < count:
+                raise ValueError(f"cannot choose {count} symmetry functions from {max_groups} groups")
     x[:, varies] /= std[varies]
     x[:, ~varies] = 0.0
     gram = x.T @ x
@@ -214,20 +247,34 @@ def cur_select(matrix: np.ndarray, count: int, allowed: np.ndarray | None = None
         leverage = vectors[:, -1] ** 2
         leverage[chosen] = -1.0
         leverage[~usable] = -1.0
+        if groups is not None and max_groups > 0:
+            used = {int(groups[i]) for i in chosen if groups[i] >= 0}
+            if len(used) >= max_groups:
+                leverage[(groups >= 0) & ~np.isin(groups, list(used))] = -1.0
         c = int(np.argmax(leverage))
+        if leverage[c] < 0:
+            raise ValueError(f"cannot choose {count} symmetry functions: only {len(chosen)} remain choosable")
         chosen.append(c)
         if gram[c, c] > 0:
             gram = gram - np.outer(gram[:, c], gram[c, :]) / gram[c, c]
     return chosen
 
 
-def selected(count: int, elements: Iterable[str], structures, rc: float = STUDY_CUTOFF) -> DescriptorSet:
-    """`count` functions per centre element, chosen from `candidate_pool` by
-    `cur_select` on the descriptors of `structures`; radial ones first, each
-    kind in pool order."""
+def _moment_keys(pool: list[SymmetryFunction]) -> np.ndarray:
+    """Per candidate: a label of its radial weight (neighbour pair, η, R_s) if a G5, else −1."""
+    labels: dict[tuple, int] = {}
+    return np.array([labels.setdefault((f.neighbors, f.eta, f.rs), len(labels)) if isinstance(f, G5) else -1
+                     for f in pool])
+
+
+def selected(count: int, elements: Iterable[str], structures, rc: float = STUDY_CUTOFF,
+             wide: bool = False) -> DescriptorSet:
+    """`count` functions per centre element, chosen from `candidate_pool`
+    (`wide`: its G5 pool) by `cur_select` on the descriptors of `structures`;
+    radial ones first, each kind in pool order."""
     elements = tuple(elements)
     distances = pair_distances(structures, elements, rc)
-    pools = {c: candidate_pool(elements, _of_centre(distances, c), rc) for c in elements}
+    pools = {c: candidate_pool(elements, _of_centre(distances, c), rc, wide) for c in elements}
     everything = DescriptorSet(elements, {e: tuple(pools[e]) for e in elements})
     rows: dict[str, list[np.ndarray]] = {e: [] for e in elements}
     for atoms in structures:
@@ -242,6 +289,8 @@ def selected(count: int, elements: Iterable[str], structures, rc: float = STUDY_
             raise ValueError(f"descriptor selection needs atoms of element {e} in the training structures")
         matrix = matrix[:: max(1, -(-len(matrix) // CUR_MAX_ATOMS))]
         allowed = tail_ratio(matrix) <= CUR_MAX_TAIL_RATIO
-        picks = sorted(cur_select(matrix, count, allowed), key=lambda i: (not isinstance(pool[i], G2), i))
+        groups = _moment_keys(pool) if wide else None
+        picks = sorted(cur_select(matrix, count, allowed, groups, CUR_WIDE_MAX_KEYS),
+                       key=lambda i: (not isinstance(pool[i], G2), i))
         functions[e] = tuple(pool[i] for i in picks)
     return DescriptorSet(elements, functions)
