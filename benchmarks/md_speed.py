@@ -24,6 +24,11 @@ one's fastest run.
 --potentials adds potential files of your own (e.g. the mean of two models
 from `python -m nnp.committee`, whose networks are twice as wide).
 
+--n2p2 times the published n2p2 potentials of ../shared/data/n2p2-examples,
+converted, on their own structures (benchmarks/n2p2_systems.py): the
+H2O_RPBE-D3 water box and the Cu2S crystal repeated to about 4,000 atoms,
+the DMABN molecule alone (with steps scaled up to the same work).
+
 --committee 1 2 4 times committees of K untrained members of the default
 model (`python -m nnp.train --ensemble K --epochs 0`) with `pair_style nnp
 committee mean`, which evaluates every member and the deviations on every
@@ -45,6 +50,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import n2p2_systems
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "examples" / "si" / "data" / "train.xyz"
@@ -109,16 +116,18 @@ def gp_potential(n_sparse: int, workdir: Path) -> Path:
     return potential_file.write(pot, workdir / f"gp{n_sparse}.nnp", overwrite=True)
 
 
-def run_lammps(pair_lines: str, cells: int, steps: int, ranks: int, workdir: Path) -> dict:
+def run_lammps(pair_lines: str, cells: int, steps: int, ranks: int, workdir: Path, system: str = "") -> dict:
+    """One timed run; `system`: LAMMPS lines that create the atoms instead of the Si diamond."""
+    system = system or f"""lattice diamond 5.43
+region box block 0 {cells} 0 {cells} 0 {cells}
+create_box 1 box
+create_atoms 1 box
+mass 1 28.0855"""
     script = workdir / "in.speed"
     script.write_text(
         f"""units metal
 atom_style atomic
-lattice diamond 5.43
-region box block 0 {cells} 0 {cells} 0 {cells}
-create_box 1 box
-create_atoms 1 box
-mass 1 28.0855
+{system}
 {pair_lines}
 velocity all create 600 4928 mom yes rot yes dist gaussian
 fix nve all nve
@@ -162,6 +171,8 @@ def main(argv=None) -> int:
                    help="committee sizes to time (e.g. 1 2 4), members of the default model")
     p.add_argument("--gp", type=int, nargs="*", default=[], metavar="M",
                    help="sparse-GP models of M sparse points to time (e.g. 100 500 2000), on C64")
+    p.add_argument("--n2p2", action="store_true",
+                   help="time the converted n2p2 potentials on their own systems (benchmarks/n2p2_systems.py)")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
@@ -172,6 +183,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         styles = [("sw", f"pair_style sw\npair_coeff * * {lammps_potential('Si.sw')} Si")]
+        systems: dict[str, tuple[str, int]] = {}  # style name → (system lines, steps) where not the Si diamond
         if not args.no_reference:
             styles.append(("tersoff", f"pair_style tersoff\npair_coeff * * {lammps_potential('Si.tersoff')} Si"))
             if SNAP_DIR.is_dir():
@@ -188,23 +200,28 @@ def main(argv=None) -> int:
             files = " ".join(str(f) for f in committee_members(k, workdir))
             styles.append((f"nnp K={k}", f"pair_style nnp committee mean\npair_coeff * * {files} Si"))
 
+        if args.n2p2:
+            for name, system, lines, atoms in n2p2_systems.cases(workdir):
+                styles.append((name, lines))
+                systems[name] = (system, n2p2_systems.steps_for(atoms, args.steps))
         cpu = _cpu_name()
         print(f"{cpu}; {args.cells}^3 cubic cells ({8 * args.cells**3} atoms), {args.steps} steps, 600 K, "
               f"best of {args.repeat} run(s)")
-        print(f"{'pair style':<16}{'ranks':>6}{'µs/atom/step':>14}{'× sw':>8}{'wall µs':>9}{'MB/rank':>10}"
+        print(f"{'pair style':<20}{'ranks':>6}{'µs/atom/step':>14}{'× sw':>8}{'wall µs':>9}{'MB/rank':>10}"
               f"{'KB/atom':>9}")
         for ranks in args.np:
             best: dict[str, dict] = {}
             for _ in range(args.repeat):
                 for name, lines in styles:
-                    r = run_lammps(lines, args.cells, args.steps, ranks, workdir)
+                    system, steps = systems.get(name, ("", args.steps))
+                    r = run_lammps(lines, args.cells, steps, ranks, workdir, system)
                     if name not in best or r["us"] < best[name]["us"]:
                         best[name] = r
             sw = best["sw"]["us"]
             for name, _ in styles:
                 r = best[name]
                 kb = r["mb_per_rank"] * ranks * 1024 / r["atoms"]
-                print(f"{name:<16}{ranks:>6}{r['us']:>14.2f}{r['us'] / sw:>8.1f}{r['wall_us']:>9.2f}"
+                print(f"{name:<20}{ranks:>6}{r['us']:>14.2f}{r['us'] / sw:>8.1f}{r['wall_us']:>9.2f}"
                       f"{r['mb_per_rank']:>10.1f}{kb:>9.2f}", flush=True)
             if "nnp K=1" in best:
                 one = best["nnp K=1"]["us"]
