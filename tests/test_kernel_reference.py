@@ -68,8 +68,23 @@ def two_element_set(cutoff_function: str, angular_sum: str) -> DescriptorSet:
     return DescriptorSet(("Si", "C"), {"Si": si, "C": c}, cutoff_function, angular_sum)
 
 
+def shifted_chains() -> DescriptorSet:
+    """Runs of one η with R_s in steps (computed from one another in the
+    core): shifted G2 rounded to 6 decimals as series S/C write them (two
+    step sizes), shifted G5 on shells, and runs the core must compute one
+    by one (three step sizes; η so large the chain would underflow)."""
+    shells = [round(2.1 + k * 3.48 / 23, 6) for k in range(24)]
+    funcs = [G2("Si", 21.84073193288408, rs) for rs in shells]
+    funcs += [G5(("Si", "Si"), 2.0230545646716855, z, lam, round(2.1 + k * 0.4971428, 6))
+              for k in range(8) for z, lam in ((1.0, 1), (3.0, -1))]
+    funcs += [G2("Si", 3.0, rs) for rs in (1.0, 1.5, 2.25, 3.0, 3.3, 4.0)]
+    funcs += [G2("Si", 80.0, 2.0 + 0.1 * k) for k in range(6)]
+    return DescriptorSet(("Si",), {"Si": tuple(funcs)})
+
+
 CASES = {
     # name: (descriptor set, structure)
+    "shifted-chains": (shifted_chains, lambda: rattled_si((1, 1, 1), 0.2, 27)),
     "A52": (lambda: D.preset("A52"), lambda: rattled_si((1, 1, 1), 0.15, 21)),
     "A52-wide": (lambda: D.preset("A52-wide"), lambda: rattled_si((1, 1, 1), 0.15, 22)),
     "A16": (lambda: D.preset("A16"), lambda: rattled_si((1, 1, 1), 0.2, 23)),
