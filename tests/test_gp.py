@@ -494,14 +494,23 @@ def test_train_model_gp_writes_a_potential_lammps_agrees_with(small_si, tmp_path
 def test_train_model_gp_refuses_a_fit_over_the_memory_budget(small_si, tmp_path, capsys):
     from nnp.train.cli import main
 
+    from nnp import descriptors as descriptors_mod
+    from nnp.data import read_structures
+    from nnp.train import gp_run
+    from nnp.train.config import TrainConfig
+
+    # The budget: what the estimate asks for 1000 sparse points.
+    structures = read_structures(small_si)
+    descriptors = descriptors_mod.resolve("S16", ("Si",), structures)
+    need, _ = gp_run.check_memory(structures, descriptors, TrainConfig(gp_sparse=1000, memory_budget=1000.0))
     out = tmp_path / "Si_gp.nnp"
     config = tmp_path / "gp.yaml"
-    config.write_text("model: gp\ndescriptor: S16\ngp_sparse: 4000\nmemory_budget: 0.75\n")
+    config.write_text(f"model: gp\ndescriptor: S16\ngp_sparse: 4000\nmemory_budget: {need / 2**30!r}\n")
     assert main(["--data", str(small_si), "-o", str(out), "--config", str(config)]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("error: the GP fit needs about")
     fits = int(re.search(r"gp_sparse (\d+) would fit", err).group(1))
-    assert 0 < fits < 4000
+    assert fits in (999, 1000)  # 1000 unless the budget rounds below its estimate
     assert not out.exists()
     assert main(["--data", str(small_si), "-o", str(out), "--model", "gp", "--ensemble", "2"]) == 1
     assert "--ensemble" in capsys.readouterr().err
