@@ -302,14 +302,15 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
   int version = 0, version_line = 0;
   {
     const std::string name = kFormatName;
-    const Line& l = lines.next("'" + name + " 1', '" + name + " 2', '" + name + " 3' or '" + name + " 4'");
+    const std::string versions = "1 to " + std::to_string(kFormatVersion);
+    const std::string expected = "'" + name + " N' (N = " + versions + ", the format version)";
+    const Line& l = lines.next(expected);
     if (l.tokens[0] != kFormatName)
-      throw lines.error(l.number, "not an nnp potential file: line 1 must be '" + name + " 1', '" + name + " 2', '" +
-                                      name + " 3' or '" + name + " 4'");
-    if (l.tokens.size() != 2 || (l.tokens[1] != "1" && l.tokens[1] != "2" && l.tokens[1] != "3" && l.tokens[1] != "4" &&
-                                 l.tokens[1] != "5" && l.tokens[1] != "6"))
-      throw lines.error(l.number, "unsupported format version; this reader knows versions 1 to 6");
-    version = l.tokens[1][0] - '0';
+      throw lines.error(l.number, "not an nnp potential file: line 1 must be " + expected);
+    const std::string& v = l.tokens.size() == 2 ? l.tokens[1] : std::string();
+    if (v.size() != 1 || v[0] < '1' || v[0] - '0' > kFormatVersion)
+      throw lines.error(l.number, "unsupported format version; this reader knows versions " + versions);
+    version = v[0] - '0';
     version_line = l.number;
   }
   {

@@ -1,0 +1,5 @@
+import sys
+
+from nnp.dft.cli import main
+
+sys.exit(main())
