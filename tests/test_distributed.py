@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import yaml
 
+import nnp
 from nnp.train.distributed import assign
 from test_train import labelled_si
 
-ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_PARENT = str(Path(nnp.__file__).resolve().parents[1])
 TIMEOUT_S = 300  # a hang fails the test instead of the suite
 SMALL = dict(descriptor="A16", hidden_layers=1, hidden_nodes=8, epochs=6, lbfgs_fraction=0.5, batch_size=2,
              validation_fraction=0.2, threads=1, log_every=1, checkpoint_every=0.0,
@@ -33,7 +34,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 def _env() -> dict[str, str]:
     env = {**os.environ, **ONE_THREAD, "NNP_DDP_TIMEOUT": "120"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), env.get("PYTHONPATH", "")])
+    # The nnp this test imports (the installed one in CI, the source tree in development).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
     return env
 
 
