@@ -62,6 +62,15 @@ def check_output_directory(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_output_parent(path: Path) -> None:
+    """Refuse, before any work, an output file whose directory cannot be made
+    (ValueError with the message a command prints)."""
+    try:
+        check_output_directory(path.parent)
+    except ValueError as err:
+        raise ValueError(f"cannot write {path}: {err}") from None
+
+
 def prepare_output_file(path: str | os.PathLike, overwrite: bool) -> Path:
     """Check an output file before any work is done: refuse a directory or
     an existing file (without `overwrite`); create a missing parent
@@ -72,10 +81,7 @@ def prepare_output_file(path: str | os.PathLike, overwrite: bool) -> Path:
         raise ValueError(f"{path} is a directory; give a file name")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; refusing to overwrite it (use --force)")
-    try:
-        check_output_directory(path.parent)
-    except ValueError as err:
-        raise ValueError(f"cannot write {path}: {err}") from None
+    check_output_parent(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -25,7 +25,7 @@ from ase.calculators.espresso import Espresso, EspressoProfile
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
 
-from nnp.cli import check_output_directory
+from nnp.cli import check_output_parent
 from nnp.progress import Bar, fmt_time, write_line
 
 DEFAULT_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
@@ -353,10 +353,7 @@ def _check_output(output: Path, resume: bool, overwrite: bool) -> None:
             raise FileNotFoundError(f"{output} does not exist: nothing to continue (drop --continue)")
     elif output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; refusing to overwrite it (use --force, or --continue to extend it)")
-    try:
-        check_output_directory(output.parent)
-    except ValueError as err:
-        raise ValueError(f"cannot write {output}: {err}") from None
+    check_output_parent(output)
 
 
 def _start_state(atoms, output: Path, md: MDSettings, qe: QESettings, resume: bool, log):
