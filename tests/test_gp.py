@@ -481,9 +481,10 @@ def test_train_model_gp_writes_a_potential_lammps_agrees_with(small_si, tmp_path
     assert "validation RMSE" in text and "holdout fit" in text
     assert "30 sparse points per element (cur), prior mean quadratic" in text
     pot = pf.read(out)
-    assert out.read_text().splitlines()[0] == "nnp-potential 6"
+    assert out.read_text().splitlines()[0] == "nnp-potential 7"  # with the variance factor (test_gp_variance.py)
     m = pot.models["Si"]
     assert m.layers == [] and m.gp.weights.shape == (30,) and pot.repulsion and m.quadratic is not None
+    assert m.gp.variance_factor.shape == (30 * 31 // 2,)
     assert any('"model": "gp"' in c for c in pot.comments)
     assert (tmp_path / "report" / "metrics.json").exists()
     atoms = lammps_cell_structure(0)

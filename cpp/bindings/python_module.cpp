@@ -298,7 +298,23 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("positions"), py::arg("elements"), py::arg("cell"), py::arg("pbc"),
           py::arg("atom_virials") = false,
-          "Energy (eV), forces (eV/Å), virial W = −Σ r_ij ⊗ ∂E_i/∂r_ij (eV) of a structure.");
+          "Energy (eV), forces (eV/Å), virial W = −Σ r_ij ⊗ ∂E_i/∂r_ij (eV) of a structure.")
+      .def_property_readonly("gp_variance_error", &Potential::gp_variance_error,
+                             "'' when gp_variances is available, else why not.")
+      .def(
+          "gp_variances",
+          [](const Potential& self, const Doubles& positions, const Ints& elements, const Doubles& cell,
+             const std::array<bool, 3>& pbc) {
+            const nnp::Structure s = make_structure(positions, elements, cell, pbc);
+            std::vector<double> v;
+            {
+              py::gil_scoped_release release;
+              v = nnp::gp_variances(self, s);
+            }
+            return to_array(v, {py::ssize_t(s.n_atoms)});
+          },
+          py::arg("positions"), py::arg("elements"), py::arg("cell"), py::arg("pbc"),
+          "The GP's predictive variance of each atomic energy E_i (eV², docs/gp.md); ValueError without it.");
 
   m.attr("DEFAULT_EXTRAPOLATION_MARGIN") = nnp::kDefaultExtrapolationMargin;
   py::class_<nnp::Committee>(m, "Committee",
@@ -589,7 +605,8 @@ void bind_spec(py::module_& m) {
                                        "A sparse GP: kernel (se, dot), delta, lengthscale (se), zeta (dot), "
                                        "sparse_points (M, D), weights (M,); see nnp/gaussian_process.h.")
       .def(py::init([](const std::string& kernel, double delta, double lengthscale, int zeta,
-                       const Doubles& sparse_points, const Doubles& weights) {
+                       const Doubles& sparse_points, const Doubles& weights, std::optional<Doubles> variance_factor,
+                       double variance_jitter) {
              if (sparse_points.ndim() != 2) throw nnp::Error("the GP's sparse points must be an (M, D) array");
              nnp::GaussianProcessSpec g;
              g.kernel = nnp::gp_kernel_from_name(kernel);
@@ -598,10 +615,12 @@ void bind_spec(py::module_& m) {
              g.zeta = zeta;
              g.sparse_points.assign(sparse_points.data(), sparse_points.data() + sparse_points.size());
              g.weights = to_vector(weights, "weights");
+             if (variance_factor) g.variance_factor = to_vector(*variance_factor, "variance_factor");
+             g.variance_jitter = variance_jitter;
              return g;
            }),
            py::arg("kernel"), py::arg("delta"), py::arg("lengthscale"), py::arg("zeta"), py::arg("sparse_points"),
-           py::arg("weights"))
+           py::arg("weights"), py::arg("variance_factor") = py::none(), py::arg("variance_jitter") = 0.0)
       .def_property_readonly("kernel", [](const nnp::GaussianProcessSpec& g) { return std::string(nnp::gp_kernel_name(g.kernel)); })
       .def_readonly("delta", &nnp::GaussianProcessSpec::delta)
       .def_readonly("lengthscale", &nnp::GaussianProcessSpec::lengthscale)
@@ -610,7 +629,16 @@ void bind_spec(py::module_& m) {
       .def_property_readonly("sparse_points", [](const nnp::GaussianProcessSpec& g) {
         const auto M = static_cast<py::ssize_t>(g.weights.size());
         return to_array(g.sparse_points, {M, M ? static_cast<py::ssize_t>(g.sparse_points.size()) / M : 0});
-      });
+      })
+      .def_property_readonly(
+          "variance_factor",
+          [](const nnp::GaussianProcessSpec& g) -> py::object {
+            if (!g.has_variance()) return py::none();
+            return to_array(g.variance_factor, {static_cast<py::ssize_t>(g.variance_factor.size())});
+          },
+          "The packed upper-triangular factor R of the weights' posterior precision (rows from the diagonal, "
+          "M(M+1)/2), or None.")
+      .def_readonly("variance_jitter", &nnp::GaussianProcessSpec::variance_jitter);
 
   py::class_<nnp::ElementSpec>(m, "ElementSpec", "One element's part of a potential file.")
       .def(py::init([](const std::string& symbol, double reference_energy, std::vector<SymmetryFunction> functions,

@@ -1,6 +1,7 @@
 // The sparse GP's energy and gradient (formulas in nnp/gaussian_process.h).
 #include "nnp/gaussian_process.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "nnp/error.h"
@@ -20,6 +21,45 @@ GpKernel gp_kernel_from_name(const std::string& name) {
 
 const char* gp_kernel_name(GpKernel k) { return k == GpKernel::Dot ? "dot" : "se"; }
 
+namespace {
+
+// Offset of row m of a packed upper-triangular M × M matrix (rows from the diagonal).
+std::size_t packed_row(std::size_t m, std::size_t M) { return m * M - m * (m - 1) / 2; }
+
+// "" or what is wrong with the spec's variance factor (empty: none, fine).
+std::string variance_error(const GaussianProcessSpec& spec) {
+  if (spec.variance_factor.empty()) return "";
+  const std::size_t M = spec.weights.size();
+  if (spec.variance_factor.size() != M * (M + 1) / 2)
+    return "the GP's variance factor has " + std::to_string(spec.variance_factor.size()) + " numbers (" +
+           std::to_string(M * (M + 1) / 2) + " = M(M+1)/2 expected for M = " + std::to_string(M) + ")";
+  for (const double v : spec.variance_factor)
+    if (!std::isfinite(v)) return "the GP's variance factor has non-finite numbers";
+  for (std::size_t m = 0; m < M; ++m)
+    if (!(spec.variance_factor[packed_row(m, M)] > 0))
+      return "the GP's variance factor has a diagonal entry <= 0 (row " + std::to_string(m + 1) + ")";
+  if (!(std::isfinite(spec.variance_jitter) && spec.variance_jitter >= 0))
+    return "the GP's variance jitter must be a finite number >= 0";
+  return "";
+}
+
+// |w|² with Uᵀw = k (U packed upper triangular): forward substitution by
+// rows of U, k overwritten by w.
+double solve_norm2(const std::vector<double>& U, double* k, int M) {
+  double sum = 0.0;
+  for (int m = 0; m < M; ++m) {
+    const double* row = U.data() + packed_row(m, M);  // row[j − m] = U_mj
+    const double w = k[m] / row[0];
+    k[m] = w;
+    sum += w * w;
+#pragma omp simd
+    for (int j = m + 1; j < M; ++j) k[j] -= row[j - m] * w;
+  }
+  return sum;
+}
+
+}  // namespace
+
 std::string gp_spec_error(const GaussianProcessSpec& spec, std::size_t n_inputs) {
   const std::size_t M = spec.weights.size();
   if (M == 0) return "a GP needs at least one sparse point";
@@ -34,7 +74,7 @@ std::string gp_spec_error(const GaussianProcessSpec& spec, std::size_t n_inputs)
     if (!std::isfinite(v)) return "the GP has non-finite sparse points";
   for (const double v : spec.weights)
     if (!std::isfinite(v)) return "the GP has non-finite weights";
-  return "";
+  return variance_error(spec);
 }
 
 GaussianProcess::GaussianProcess(const GaussianProcessSpec& spec, int n_inputs)
@@ -49,19 +89,94 @@ GaussianProcess::GaussianProcess(const GaussianProcessSpec& spec, int n_inputs)
   const std::size_t D = static_cast<std::size_t>(n_inputs);
   if (kernel_ == GpKernel::SquaredExponential) {
     points_ = spec.sparse_points;
+  } else {
+    // Unit vectors of (z, 1), computed once.
+    points_.resize(weights_.size() * (D + 1));
+    for (std::size_t m = 0; m < weights_.size(); ++m) {
+      const double* z = spec.sparse_points.data() + m * D;
+      double n2 = 1.0;
+      for (std::size_t k = 0; k < D; ++k) n2 += z[k] * z[k];
+      const double inv = 1.0 / std::sqrt(n2);
+      double* v = points_.data() + m * (D + 1);
+      for (std::size_t k = 0; k < D; ++k) v[k] = z[k] * inv;
+      v[D] = inv;
+    }
+  }
+  if (spec.has_variance()) {
+    factor_prior(spec.variance_jitter, spec.sparse_points);
+    posterior_ = spec.variance_factor;
+  }
+}
+
+void GaussianProcess::factor_prior(double jitter, const std::vector<double>& sparse_points) {
+  // Cholesky K = L Lᵀ by rows (L row-major, full), then U = Lᵀ packed.
+  const int M = n_sparse();
+  const std::size_t D = static_cast<std::size_t>(n_inputs_);
+  std::vector<double> L(static_cast<std::size_t>(M) * M, 0.0), k(M);
+  for (int i = 0; i < M; ++i) {
+    kernel_vector(sparse_points.data() + i * D, k.data());
+    k[i] += jitter * delta2_;
+    double* li = L.data() + static_cast<std::size_t>(i) * M;
+    for (int j = 0; j <= i; ++j) {
+      const double* lj = L.data() + static_cast<std::size_t>(j) * M;
+      double s = k[j];
+      for (int q = 0; q < j; ++q) s -= li[q] * lj[q];
+      if (j < i) {
+        li[j] = s / lj[j];
+      } else if (s > 0) {
+        li[i] = std::sqrt(s);
+      } else {
+        throw Error("the GP's kernel matrix of the sparse points plus jitter " + std::to_string(jitter) +
+                    " delta^2 is not positive definite (pivot " + std::to_string(i + 1) +
+                    "): the variance cannot be computed");
+      }
+    }
+  }
+  prior_.resize(static_cast<std::size_t>(M) * (M + 1) / 2);
+  for (int m = 0; m < M; ++m)
+    for (int j = m; j < M; ++j) prior_[packed_row(m, M) + (j - m)] = L[static_cast<std::size_t>(j) * M + m];
+}
+
+void GaussianProcess::kernel_vector(const double* x, double* k) const {
+  const int D = n_inputs_;
+  const int M = n_sparse();
+  if (kernel_ == GpKernel::SquaredExponential) {
+    for (int m = 0; m < M; ++m) {
+      const double* z = points_.data() + static_cast<std::size_t>(m) * D;
+      double d2 = 0.0;
+#pragma omp simd reduction(+ : d2)
+      for (int q = 0; q < D; ++q) d2 += (x[q] - z[q]) * (x[q] - z[q]);
+      k[m] = delta2_ * std::exp(-0.5 * d2 * inv_l2_);
+    }
     return;
   }
-  // Unit vectors of (z, 1), computed once.
-  points_.resize(weights_.size() * (D + 1));
-  for (std::size_t m = 0; m < weights_.size(); ++m) {
-    const double* z = spec.sparse_points.data() + m * D;
-    double n2 = 1.0;
-    for (std::size_t k = 0; k < D; ++k) n2 += z[k] * z[k];
-    const double inv = 1.0 / std::sqrt(n2);
-    double* v = points_.data() + m * (D + 1);
-    for (std::size_t k = 0; k < D; ++k) v[k] = z[k] * inv;
-    v[D] = inv;
+  double n2 = 1.0;
+  for (int q = 0; q < D; ++q) n2 += x[q] * x[q];
+  const double inv = 1.0 / std::sqrt(n2);
+  for (int m = 0; m < M; ++m) {
+    const double* v = points_.data() + static_cast<std::size_t>(m) * (D + 1);
+    double s = v[D];
+#pragma omp simd reduction(+ : s)
+    for (int q = 0; q < D; ++q) s += x[q] * v[q];
+    s *= inv;
+    k[m] = delta2_ * (zeta_ == 1 ? 1.0 : std::pow(s, zeta_ - 1)) * s;
   }
+}
+
+double GaussianProcess::variance(const double* x, std::vector<double>& scratch) const {
+  if (!has_variance())
+    throw Error("this GP has no 'gp_variance' section (a file fitted before format version 7, or the mean of "
+                "several potentials): its predictive variance is not available; refit with nnp train --model gp");
+  const int M = n_sparse();
+  scratch.resize(2 * static_cast<std::size_t>(M));
+  double* a = scratch.data();
+  double* b = a + M;
+  kernel_vector(x, a);
+  std::copy(a, a + M, b);
+  // The prior term k(x, x) − kᵀK⁻¹k is ≥ 0 exactly; rounding can push it
+  // below 0 next to a sparse point.
+  const double prior = std::max(0.0, delta2_ - solve_norm2(prior_, a, M));
+  return prior + solve_norm2(posterior_, b, M);
 }
 
 double GaussianProcess::value(const double* x, std::vector<double>& scratch) const {

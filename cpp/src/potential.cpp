@@ -155,4 +155,27 @@ double Potential::atom_energy(int element, const NeighborView& nb, AtomWorkspace
   return m.reference_energy + nn + gp + q + rep;
 }
 
+std::string Potential::gp_variance_error() const {
+  for (const ElementModel& m : elements_) {
+    if (m.gp.empty())
+      return "element " + m.symbol + " has no GP: the predictive variance is a sparse GP's (nnp train --model gp)";
+    if (!m.gp.has_variance())
+      return "the GP of element " + m.symbol + " has no 'gp_variance' section (a file written before format "
+             "version 7, or the mean of several potentials): its predictive variance is not available; refit "
+             "with nnp train --model gp";
+  }
+  return "";
+}
+
+double Potential::gp_variance(int element, const NeighborView& nb, AtomWorkspace& ws) const {
+  const ElementModel& m = elements_.at(element);
+  if (m.gp.empty() || !m.gp.has_variance()) throw Error(gp_variance_error());
+  const int M = m.descriptor.size();
+  ws.G.resize(M);
+  ws.x.resize(M);
+  m.descriptor.compute(nb, ws.G.data(), ws.descriptor);
+  scale_inputs(m.scaling, ws.G, ws.x);
+  return m.gp.variance(ws.x.data(), ws.gp);
+}
+
 }  // namespace nnp

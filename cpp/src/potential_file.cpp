@@ -295,6 +295,38 @@ void read_gp(Lines& lines, const Line& l, int version, PendingElement& p, const 
   p.has_gp = true;
 }
 
+// The `gp_variance` section whose first line is `l`: the factor of the GP's
+// posterior precision, row m from the diagonal (docs/potential-format.md).
+void read_gp_variance(Lines& lines, const Line& l, int version, PendingElement& p, const std::string& sym) {
+  if (version < 7)
+    throw lines.error(l.number, "'gp_variance' needs format version 7 (line 1: '" + std::string(kFormatName) + " 7')");
+  if (!p.has_gp) throw lines.error(l.number, "'gp_variance " + sym + "' must follow 'gp " + sym + "'");
+  if (p.gp.has_variance()) throw lines.error(l.number, "second 'gp_variance' section for " + sym);
+  if (l.tokens.size() != 5 || l.tokens[3] != "jitter")
+    throw lines.error(l.number, "expected 'gp_variance element count jitter VALUE'");
+  const long M = lines.integer(l, 2, "the number of sparse points", 1, kMaxCount);
+  if (M != p.gp.n_sparse())
+    throw lines.error(l.number, "gp_variance " + sym + " has " + std::to_string(M) + " rows but gp " + sym +
+                                    " has " + std::to_string(p.gp.n_sparse()) + " sparse points");
+  const double jitter = lines.number(l, 4, "the jitter");
+  if (!(jitter >= 0)) throw lines.error(l.number, "gp_variance " + sym + ": the jitter must be >= 0");
+  std::vector<double> factor;
+  factor.reserve(static_cast<std::size_t>(M) * (M + 1) / 2);
+  for (long m = 0; m < M; ++m) {
+    int row_line = 0;
+    const std::vector<double> row = lines.numbers(static_cast<std::size_t>(M - m),
+                                                  "row " + std::to_string(m + 1) +
+                                                      " of the variance factor (from its diagonal)",
+                                                  &row_line);
+    if (!(row[0] > 0))
+      throw lines.error(row_line, "gp_variance " + sym + ": the diagonal entry of row " + std::to_string(m + 1) +
+                                      " must be > 0");
+    factor.insert(factor.end(), row.begin(), row.end());
+  }
+  p.gp.variance_factor = std::move(factor);
+  p.gp.variance_jitter = jitter;
+}
+
 }  // namespace
 
 PotentialSpec parse_potential_spec(const std::string& text, const std::string& source) {
@@ -413,9 +445,9 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
       continue;
     }
     if (key != "reference_energy" && key != "descriptor" && key != "scaling" && key != "network" &&
-        key != "quadratic" && key != "gp")
+        key != "quadratic" && key != "gp" && key != "gp_variance")
       throw lines.error(l.number, "expected a section keyword (reference_energy, descriptor, scaling, network, "
-                                  "quadratic, gp, repulsion, end), found '" + key + "'");
+                                  "quadratic, gp, gp_variance, repulsion, end), found '" + key + "'");
     if (l.tokens.size() < 3) throw lines.error(l.number, "'" + key + "' needs an element and a value");
     const int e = element_of(lines, l, 1, elements);
     PendingElement& p = pending[e];
@@ -487,6 +519,8 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
       p.has_quadratic = true;
     } else if (key == "gp") {
       read_gp(lines, l, version, p, sym);
+    } else if (key == "gp_variance") {
+      read_gp_variance(lines, l, version, p, sym);
     } else {
       if (p.has_network) throw lines.error(l.number, "second 'network' section for " + sym);
       if (!p.has_descriptor) throw lines.error(l.number, "'network " + sym + "' must follow 'descriptor " + sym + "'");
@@ -589,6 +623,9 @@ PotentialSpec parse_potential_spec(const std::string& text, const std::string& s
                                         std::to_string(spec.lowest_format_version()));
   if (version == 6 && spec.lowest_format_version() != 6)
     throw lines.error(version_line, "a version-6 file without 'gp' sections must be written as version " +
+                                        std::to_string(spec.lowest_format_version()));
+  if (version == 7 && spec.lowest_format_version() != 7)
+    throw lines.error(version_line, "a version-7 file without 'gp_variance' sections must be written as version " +
                                         std::to_string(spec.lowest_format_version()));
   return spec;
 }

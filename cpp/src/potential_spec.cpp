@@ -42,6 +42,8 @@ const std::vector<double>* PotentialSpec::element_weights() const {
 
 int PotentialSpec::lowest_format_version() const {
   for (const ElementSpec& e : elements)
+    if (e.gp && e.gp->has_variance()) return 7;
+  for (const ElementSpec& e : elements)
     if (e.gp) return 6;
   if (cutoff_needs_version5(cutoff, cutoff_alpha)) return 5;
   for (const ElementSpec& e : elements)
@@ -204,6 +206,15 @@ void append_gp_section(std::vector<std::string>& out, const ElementSpec& e) {
   for (std::size_t m = 0; m < gp.weights.size(); ++m) {
     std::string line = format_number(gp.weights[m]);
     for (std::size_t k = 0; k < D; ++k) line += " " + format_number(gp.sparse_points[m * D + k]);
+    out.push_back(line);
+  }
+  if (!gp.has_variance()) return;
+  // gp_variance E M jitter J / M rows of the packed factor, row m from the diagonal (M − m numbers).
+  const std::size_t M = gp.weights.size();
+  out.push_back("gp_variance " + e.symbol + " " + std::to_string(M) + " jitter " + format_number(gp.variance_jitter));
+  for (std::size_t m = 0, at = 0; m < M; at += M - m, ++m) {
+    std::string line;
+    for (std::size_t j = 0; j < M - m; ++j) line += (j ? " " : "") + format_number(gp.variance_factor[at + j]);
     out.push_back(line);
   }
 }

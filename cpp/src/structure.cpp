@@ -79,6 +79,17 @@ Evaluation evaluate(const Potential& potential, const Structure& s, bool atom_vi
   return out;
 }
 
+std::vector<double> gp_variances(const Potential& potential, const Structure& s) {
+  check_elements(s, potential.n_elements());
+  if (const std::string bad = potential.gp_variance_error(); !bad.empty()) throw Error(bad);
+  const NeighborList list = build_neighbor_list(s.n_atoms, s.positions, s.cell, potential.cutoff());
+  std::vector<double> out(s.n_atoms);
+  AtomWorkspace ws;
+  Gathered nb;
+  for (int i = 0; i < s.n_atoms; ++i) out[i] = potential.gp_variance(s.elements[i], nb.fill(list, i, s.elements), ws);
+  return out;
+}
+
 std::vector<ElementFeatures> featurize(const std::vector<Descriptor>& descriptors, const Structure& s,
                                        bool with_derivatives) {
   const int n_elements = static_cast<int>(descriptors.size());

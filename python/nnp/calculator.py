@@ -48,12 +48,20 @@ class NNPCalculator(Calculator):
     range seen in training, widened on both sides by ``extrapolation_margin``
     times each function's range (default ``_core.DEFAULT_EXTRAPOLATION_MARGIN``;
     0 is the bare range; LAMMPS: ``pair_style nnp extrapolation_margin M``).
+
+    A sparse-GP potential (``nnp train --model gp``) also gives the posterior
+    standard deviation of each atomic energy, ``results["gp_energy_std"]``
+    (eV; docs/gp.md, "Predictive variance"): with ``gp_std=True`` on every
+    calculation, or on request (``calc.get_property("gp_energy_std", atoms)``).
+    One file only (a committee has its own deviation), whose elements all
+    have a GP with a ``gp_variance`` section; else ValueError saying why.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses", "gp_energy_std"]
 
     def __init__(self, potential: str | os.PathLike | Sequence[str | os.PathLike],
-                 extrapolation_margin: float | None = None, committee: Drive | str = Drive.FIRST, **kwargs):
+                 extrapolation_margin: float | None = None, committee: Drive | str = Drive.FIRST,
+                 gp_std: bool = False, **kwargs):
         super().__init__(**kwargs)
         paths = [potential] if isinstance(potential, (str, os.PathLike)) else list(potential)
         if not paths:
@@ -70,6 +78,17 @@ class NNPCalculator(Calculator):
         # One member: the plain evaluation (the same numbers as before committees existed).
         self.committee = _core.Committee(members, list(self.potential_paths)) if len(members) > 1 else None
         self._index = {e: i for i, e in enumerate(self.potential.elements)}
+        self.gp_std = bool(gp_std)
+        if self.gp_std:
+            self._check_gp_std()
+
+    def _check_gp_std(self) -> None:
+        if self.committee is not None:
+            raise ValueError("gp_energy_std is the posterior spread of one GP potential: give one file (a committee "
+                             "has its own deviation, results['energy_deviation'])")
+        bad = self.potential.gp_variance_error
+        if bad:
+            raise ValueError(f"{self.potential_path}: {bad}")
 
     def _element_indices(self, atoms) -> np.ndarray:
         symbols = atoms.get_chemical_symbols()
@@ -100,6 +119,9 @@ class NNPCalculator(Calculator):
         self.results["energies"] = out["atom_energies"]
         self.results["forces"] = out["forces"]
         self.results["extrapolating_atoms"] = out["extrapolating_atoms"]
+        if self.gp_std or "gp_energy_std" in properties:
+            self._check_gp_std()
+            self.results["gp_energy_std"] = np.sqrt(self.potential.gp_variances(*arguments[:4]))
         if atoms.cell.rank == 3 and all(atoms.pbc):
             volume = atoms.get_volume()
             # ASE stress: σ = −W/V (tension positive), Voigt xx yy zz yz xz xy.

@@ -13,6 +13,15 @@
 //        ∂k/∂x_μ = δ² ζ (x̂·ẑ)^(ζ−1) (ẑ_μ − (x̂·ẑ) x̂_μ) / |(x, 1)|.
 // The weights α come from the projected-process fit (nnp.train.gp_fit); the
 // gradient ∂E/∂x enters the same descriptor chain rule as the network's.
+//
+// Predictive variance (docs/gp.md, "Predictive variance"), with k = k(x, z)
+// the M kernel values, K = K_MM + jitter·δ² I = UᵀU (U upper triangular,
+// computed here from the sparse points) and R the upper-triangular factor of
+// the fit's posterior precision of this element's weights (the file's
+// `gp_variance` section; Cov α = (RᵀR)⁻¹):
+//     var E_GP(x) = [k(x, x) − |U⁻ᵀk|²] + |R⁻ᵀk|²      (eV², k(x, x) = δ²)
+// the projected process's prior term and the weights' posterior term; two
+// triangular solves, M² multiply-adds per atom.
 #pragma once
 #include <string>
 #include <vector>
@@ -33,7 +42,13 @@ struct GaussianProcessSpec {
   int zeta = 1;              // dot: the integer power ζ
   std::vector<double> sparse_points;  // M × D, row-major, in scaled-descriptor space
   std::vector<double> weights;        // M: α_m (E = Σ_m α_m k(x, z_m))
+  // Optional (format version 7, `gp_variance`): R packed row by row from the
+  // diagonal (row m: R_mm ... R_m,M−1; M(M+1)/2 numbers, R_mm > 0), and the
+  // jitter (relative to δ²) the fit added to K_MM. Empty: no variance.
+  std::vector<double> variance_factor;
+  double variance_jitter = 0.0;
   int n_sparse() const { return static_cast<int>(weights.size()); }
+  bool has_variance() const { return !variance_factor.empty(); }
 };
 
 // "" if the spec can be evaluated with D inputs, else what is wrong.
@@ -54,13 +69,26 @@ class GaussianProcess {
   // E_GP(x), and ∂E_GP/∂x added to grad (n_inputs entries).
   double value_and_gradient(const double* x, double* grad, std::vector<double>& scratch) const;
 
+  bool has_variance() const { return !posterior_.empty(); }
+  // The predictive variance of E_GP(x) in eV² (formula above); throws
+  // nnp::Error without a variance section.
+  double variance(const double* x, std::vector<double>& scratch) const;
+
  private:
+  // k_m = k(x, z_m) for m < M into k.
+  void kernel_vector(const double* x, double* k) const;
+  // The Cholesky factor U of K_MM + jitter·δ² I (packed as posterior_);
+  // throws nnp::Error when K_MM is not positive definite with that jitter.
+  void factor_prior(double jitter, const std::vector<double>& sparse_points);
+
   GpKernel kernel_ = GpKernel::SquaredExponential;
   double delta2_ = 1.0, inv_l2_ = 1.0;
   int zeta_ = 1, n_inputs_ = 0;
   // se: the sparse points; dot: their unit vectors (D + 1 entries each).
   std::vector<double> points_;
   std::vector<double> weights_;
+  // Packed upper-triangular U (prior) and R (posterior); empty: no variance.
+  std::vector<double> prior_, posterior_;
 };
 
 }  // namespace nnp

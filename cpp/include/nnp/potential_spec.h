@@ -26,7 +26,9 @@ constexpr const char* kFormatName = "nnp-potential";
 // poly1-poly4, and `alpha`, the inner radius) and the compact symmetry
 // functions (C2, C4, C5, CW2, CW4, CW5), written as 5 only when used.
 // Version 6 adds `gp` sections (a sparse GP per element), written as 6.
-constexpr int kFormatVersion = 6;
+// Version 7 adds `gp_variance` sections (what a GP's predictive variance
+// needs), written as 7 only when a GP has one.
+constexpr int kFormatVersion = 7;
 
 // Words of the file's vocabulary, for the Python door and messages.
 const std::vector<std::string>& activation_names();       // tanh sigmoid softplus silu linear
@@ -58,7 +60,7 @@ struct PotentialSpec {
   std::vector<RepulsionPair> repulsion;  // file order
 
   std::vector<std::string> symbols() const;
-  // 6 with a GP section, else 5 with an n2p2 cutoff or compact functions,
+  // 7 with a GP variance section, else 6 with a GP section, else 5 with an n2p2 cutoff or compact functions,
   // else 4 with weighted functions, else 3 with a
   // quadratic term, else 2 with a repulsive core, else 1.
   int lowest_format_version() const;

@@ -31,6 +31,10 @@ struct Evaluation {
 
 Evaluation evaluate(const Potential& potential, const Structure& s, bool atom_virials = false);
 
+// The GP's predictive variance of each E_i (eV², Potential::gp_variance);
+// throws nnp::Error when the potential has none (Potential::gp_variance_error).
+std::vector<double> gp_variances(const Potential& potential, const Structure& s);
+
 // Training features of one structure for one centre element e:
 //   G:          n_e × M_e descriptors of the atoms of element e (atom order)
 //   atoms:      n_e indices of those atoms in the structure

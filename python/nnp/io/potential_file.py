@@ -74,10 +74,18 @@ class GaussianProcess:
     weights: np.ndarray  # (M,)
     lengthscale: float = 1.0
     zeta: int = 1
+    # What the predictive variance needs (format version 7, docs/gp.md): the
+    # upper-triangular factor R of the weights' posterior precision packed
+    # row by row from the diagonal (M(M+1)/2), and the jitter (relative to
+    # δ²) the fit added to K_MM. None: no variance.
+    variance_factor: np.ndarray | None = None
+    variance_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         self.sparse_points = np.asarray(self.sparse_points, dtype=np.float64)
         self.weights = np.asarray(self.weights, dtype=np.float64)
+        if self.variance_factor is not None:
+            self.variance_factor = np.asarray(self.variance_factor, dtype=np.float64)
 
 
 @dataclass
@@ -165,7 +173,8 @@ def _element_to_core(pot: PotentialData, e: str, with_model: bool) -> _core.Elem
     if m.gp is not None:
         g = m.gp
         gp = _core.GaussianProcessSpec(g.kernel, float(g.delta), float(g.lengthscale), int(g.zeta),
-                                       g.sparse_points.reshape(len(g.weights), -1), g.weights)
+                                       g.sparse_points.reshape(len(g.weights), -1), g.weights, g.variance_factor,
+                                       float(g.variance_jitter))
     return _core.ElementSpec(e, float(m.reference_energy), functions,
                              _core.Scaling(s.center, s.width, s.min, s.max), layers, quadratic, gp)
 
@@ -194,7 +203,8 @@ def from_spec(spec: _core.PotentialSpec) -> PotentialData:
         q = e.quadratic
         quadratic = QuadraticTerm(q.linear, q.matrix) if q is not None else None
         g = e.gp
-        gp = None if g is None else GaussianProcess(g.kernel, g.delta, g.sparse_points, g.weights, g.lengthscale, g.zeta)
+        gp = None if g is None else GaussianProcess(g.kernel, g.delta, g.sparse_points, g.weights, g.lengthscale,
+                                                    g.zeta, g.variance_factor, g.variance_jitter)
         models[e.symbol] = ElementModel(e.reference_energy, Scaling(s.center, s.width, s.min, s.max), layers, quadratic,
                                         gp)
     repulsion = [Repulsion(symbols[r.element_a], symbols[r.element_b], r.r_inner, r.r_outer) for r in spec.repulsion]

@@ -291,9 +291,33 @@ def fit(data: FeaturizedDataset, indices, model: NNPModel, settings: GPSettings)
     (h, _), R = qr(A, mode="raw", overwrite_a=True, check_finite=False)
     del h, A
     alpha = solve_triangular(R[:C, :C], R[:C, C])
+    factors = variance_factors(R[:C, :C], design)
     k = settings.kernel
     processes = {}
     for e in data.elements:
         weights = alpha[design.offsets[e] : design.offsets[e] + len(sparse[e])]
-        processes[e] = GaussianProcess(k.kernel, k.delta, sparse[e], weights, k.lengthscale, k.zeta)
+        processes[e] = GaussianProcess(k.kernel, k.delta, sparse[e], weights, k.lengthscale, k.zeta,
+                                       factors[e], settings.jitter)
     return GPFit(processes, n_rows, time.perf_counter() - t)
+
+
+def variance_factors(R: np.ndarray, design: Design) -> dict[str, np.ndarray]:
+    """Per element the packed factor of its weights' marginal posterior
+    precision (what the core's variance needs, docs/gp.md): RᵀR is the
+    posterior precision of all weights (AᵀA of the stacked matrix), and the
+    trailing block of the triangular factor with element e's columns last is
+    R_e with R_eᵀR_e = the inverse of e's block of (RᵀR)⁻¹ (a Schur
+    complement). Rows are signed so that the diagonal is positive; each row m
+    is packed from its diagonal on."""
+    out = {}
+    C = R.shape[0]
+    for e, off in design.offsets.items():
+        M = len(design.sparse[e])
+        cols = np.arange(off, off + M)
+        Re = R
+        if M < C:  # other elements' weights coupled through shared labels: marginalise them
+            order = np.concatenate([np.setdiff1d(np.arange(C), cols), cols])
+            Re = qr(R[:, order], mode="r", check_finite=False)[0]
+        Re = Re[C - M :, C - M :] * np.sign(np.diag(Re[C - M :, C - M :]))[:, None]
+        out[e] = np.concatenate([Re[m, m:] for m in range(M)])
+    return out
