@@ -55,6 +55,7 @@ PairNNP::~PairNNP()
   memory->destroy(fghost_);
   memory->destroy(member_f_);
   memory->destroy(deviation_atom_);
+  memory->destroy(gp_std_atom_);
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -433,6 +434,8 @@ void PairNNP::compute(int eflag, int vflag)
   if (member_dE_dr_.size() < 3 * static_cast<std::size_t>(max_neighbors_) * K)
     member_dE_dr_.resize(3 * static_cast<std::size_t>(max_neighbors_) * K);
   if (deviation) grow_member_forces(K);
+  const bool gp_std = gp_std_requested_ && eflag_atom;
+  if (gp_std) grow_gp_std();
 
   // With newton off, LAMMPS discards forces on ghosts: collect them here.
   if (!newton) {
@@ -512,6 +515,7 @@ void PairNNP::compute(int eflag, int vflag)
       for (std::size_t c = 0; c < stride; c++) dE_dr[c] /= K;
     }
     if (deviation) tally_member_forces(K, i, n);
+    if (gp_std) tally_gp_std(i, element, id(i));
     if (extrapolating) {
       n_extrapolating++;
       first_extrapolating = std::min(first_extrapolating, id(i));
@@ -585,6 +589,7 @@ void PairNNP::compute(int eflag, int vflag)
   pvector_[1] += static_cast<double>(n_extrapolating);
   report_extrapolation(n_extrapolating, first_extrapolating);
   if (deviation) finish_deviation(K);
+  if (gp_std) gp_std_step_ = update->ntimestep;
 }
 
 // Collective (every rank calls it once per compute()): sums the count over

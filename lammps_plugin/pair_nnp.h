@@ -96,6 +96,13 @@ class PairNNP : public Pair {
   int committee_size() const { return have_potential_ ? committee_.size() : 0; }
   bigint deviation_step() const { return deviation_step_; }
   double **deviation_atom() const { return deviation_atom_; }
+  // For compute nnp/atom gp (pair_nnp_gp.cpp): "" when the potential gives
+  // the GP's predictive std per atom, else why not; once requested, it is
+  // computed on the steps LAMMPS asks for per-atom energies (eflag_atom).
+  std::string gp_std_error() const;
+  void request_gp_std() { gp_std_requested_ = true; }
+  bigint gp_std_step() const { return gp_std_step_; }
+  const double *gp_std_atom() const { return gp_std_atom_; }
 
  protected:
   nnp::Committee committee_;  // one member without a committee
@@ -154,6 +161,15 @@ class PairNNP : public Pair {
   bigint last_written_step_ = -1;
   FILE *deviation_fp_ = nullptr;  // rank 0
   nnp::DeviationSummary deviation_;
+
+  // GP std per local atom (eV) of the last evaluation that computed it.
+  bool gp_std_requested_ = false;
+  double *gp_std_atom_ = nullptr;
+  int max_gp_std_ = 0;
+  bigint gp_std_step_ = -1;
+  std::vector<double> gp_scratch_;
+  void grow_gp_std();
+  void tally_gp_std(int i, int element, tagint id);
 
   void allocate();
   void warn_double_core();

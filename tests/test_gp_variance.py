@@ -296,3 +296,102 @@ def test_bad_factors_from_python_are_refused(si_fit, tmp_path):
     path.write_text(pf.dumps(pot))
     with pytest.raises(ValueError, match="not positive definite .* the variance cannot be computed"):
         _core.Potential(str(path))
+
+
+# ------------------------------------------------------------------ LAMMPS
+
+MPI_GATHER = """
+import sys
+import numpy as np
+sys.path.insert(0, {tests_dir!r})
+import test_lammps_plugin as t
+
+lmp = t.new_lammps()
+lmp.commands_string(open(sys.argv[1]).read())
+std = np.array(lmp.gather("c_gstd", 1, 1), float)
+if lmp.extract_setting("world_rank") == 0:
+    np.savez(sys.argv[2], std=std, nprocs=lmp.extract_setting("world_size"))
+lmp.close()
+lmp.finalize()
+"""
+
+
+def lammps_text(path, data, newton: str = "on") -> str:
+    import test_lammps_plugin as tl
+
+    return tl.lammps_input(data, potential=path, newton=newton, extra="compute gstd all nnp/atom gp\n")
+
+
+def lammps_gp_std(text: str) -> np.ndarray:
+    import test_lammps_plugin as tl
+
+    lmp = tl.new_lammps()
+    try:
+        lmp.commands_string(text)
+        return np.array(lmp.gather("c_gstd", 1, 1), float)  # by atom ID
+    finally:
+        lmp.close()
+
+
+@pytest.fixture(scope="module")
+def si64(tmp_path_factory):
+    """(LAMMPS data file, the same Atoms) of 64 rattled diamond Si atoms."""
+    from ase import Atoms
+    from test_lammps_plugin import diamond, ortho_box, write_data
+
+    pos, length = diamond(2, 0.15, seed=6)
+    data = write_data(tmp_path_factory.mktemp("si64") / "si64.data", pos, ortho_box(length))
+    return data, Atoms("Si64", positions=pos, cell=[length] * 3, pbc=True)
+
+
+@pytest.mark.parametrize("newton", ["on", "off"])
+def test_lammps_column_equals_the_calculator(si_fit, si64, newton):
+    data, atoms = si64
+    std = lammps_gp_std(lammps_text(si_fit.path, data, newton))
+    ref = gp_std(si_fit.path, atoms)
+    assert np.ptp(ref) > 1e-3
+    np.testing.assert_allclose(std, ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.mpi
+def test_lammps_two_ranks_match_serial(si_fit, si64, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import test_lammps_plugin as tl
+
+    mpirun = tl.VENV_BIN / "mpirun"
+    if not mpirun.exists():
+        pytest.skip(f"no mpirun in {tl.VENV_BIN}")
+    text = lammps_text(si_fit.path, si64[0])
+    (tmp_path / "in.lmp").write_text(text)
+    script = tmp_path / "run_mpi.py"
+    script.write_text(MPI_GATHER.format(tests_dir=str(Path(tl.__file__).resolve().parent)))
+    out = subprocess.run([str(mpirun), "-np", "2", sys.executable, str(script), str(tmp_path / "in.lmp"),
+                          str(tmp_path / "out.npz")], env=tl._subprocess_env(), capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    parallel = dict(np.load(tmp_path / "out.npz"))
+    assert int(parallel["nprocs"]) == 2
+    np.testing.assert_allclose(parallel["std"], lammps_gp_std(text), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["no-section", "network", "committee", "argument"])
+def test_lammps_refuses_clearly(si_fit, si64, tmp_path, case):
+    from test_lammps_errors import assert_one_error, run_lmp
+    from test_lammps_plugin import TINY
+
+    old = tmp_path / "v6.nnp"
+    old.write_text(without_variance(si_fit.path.read_text()))
+    files, compute, patterns = {
+        "no-section": ([old], "nnp/atom gp", [r"Compute nnp/atom gp: .*v6\.nnp: the GP of element Si has no "
+                                              r"'gp_variance' section"]),
+        "network": ([TINY], "nnp/atom gp", [r"Compute nnp/atom gp: .*element Si has no GP"]),
+        "committee": ([si_fit.path, old], "nnp/atom gp", [r"Compute nnp/atom gp: .*committee of 2 files"]),
+        "argument": ([si_fit.path], "nnp/atom std", [r"expected 'compute ID group nnp/atom'.*nnp/atom gp"]),
+    }[case]
+    names = " ".join(f'"{f}"' for f in files)
+    text = (f'units metal\natom_style atomic\nread_data "{si64[0]}"\npair_style nnp\npair_coeff * * {names} Si\n'
+            f"compute g all {compute}\ndump 1 all custom 1 g.dump id c_g\nrun 0\n")
+    assert_one_error(*run_lmp(tmp_path, text, 1), *patterns)
