@@ -217,6 +217,30 @@ def test_auto_chooses_as_the_estimate_says():
     assert forced.mode is memory.Derivatives.STREAMED
 
 
+def test_auto_streams_over_the_stored_limit():
+    """auto_stored_limit decides between the modes when both fit the budget:
+    a limit below the stored estimate streams, one above stores, 0 lifts
+    it; the log line says why and how to get the other mode."""
+    frames = two_element_frames(4)
+    ds = descriptors_mod.resolve("A16", ("Na", "Cl"), frames)
+    config = TrainConfig(**SMALL, memory_budget=1000.0)
+    stored = memory.plan(frames, ds, config.updated({"auto_stored_limit": 0.0})).stored.total / memory.GIB
+    below = memory.plan(frames, ds, config.updated({"auto_stored_limit": 0.9 * stored}))
+    assert below.mode is memory.Derivatives.STREAMED
+    assert "auto streams: stored needs more than auto_stored_limit" in below.line()
+    assert "derivatives: stored is faster" in below.line()
+    above = memory.plan(frames, ds, config.updated({"auto_stored_limit": 1.1 * stored}))
+    assert above.mode is memory.Derivatives.STORED
+    assert "auto stores: within auto_stored_limit" in above.line() and "derivatives: streamed" in above.line()
+    assert memory.plan(frames, ds, config.updated({"auto_stored_limit": 0.0})).mode is memory.Derivatives.STORED
+    forced = memory.plan(frames, ds, config.updated({"auto_stored_limit": 0.9 * stored, "derivatives": "stored"}))
+    assert forced.mode is memory.Derivatives.STORED and "derivatives: stored as configured" in forced.line()
+    over_budget = memory.choose(config, stored=2.0 * memory.GIB, limit=1.0 * memory.GIB)
+    assert over_budget == (memory.Derivatives.STREAMED, "auto streams: stored derivatives would not fit the budget")
+    with pytest.raises(ValueError, match="auto_stored_limit must be >= 0"):
+        TrainConfig(auto_stored_limit=-1.0).check()
+
+
 def test_estimate_is_close_to_the_featurised_size():
     """The stored and streamed data estimates are within 10 % of what featurising holds."""
     frames = two_element_frames(6)

@@ -47,7 +47,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", help="torch device to train on: cpu (default) or cuda")
     p.add_argument("--derivatives", choices=DERIVATIVES,
                    help="descriptor derivatives stored for the whole set, streamed (never stored: applied per "
-                        "batch by the core, memory independent of neighbours x functions), or auto (default: stored when the memory estimate fits)")
+                        "batch by the core, memory independent of neighbours x functions), or auto (default: stored when its estimate is at most auto_stored_limit, 3 GiB, and fits the "
+                        "memory budget; else streamed)")
     p.add_argument("--isolated-atom-energy", action="append", metavar="EL=EV",
                    help="energy of one isolated atom of element EL in eV, from the same DFT setup as the data; "
                         "trained on as a one-atom structure so the model binds with the right cohesive energy "

@@ -117,6 +117,11 @@ class TrainConfig:
     # stored when nnp.train.memory's estimate of the run fits memory_budget,
     # else streamed; a run that fits neither is refused before featurising.
     derivatives: str = "auto"
+    # "auto" stores only when the stored estimate is at most this many GiB
+    # (0: no limit, only the budget): larger sets stream even on a machine
+    # that could hold their derivatives, trading epoch time for memory (the
+    # measured ratio and the choice of 3 GiB: docs/performance.md).
+    auto_stored_limit: float = 3.0
     # GiB that the run (all its processes) may use; 0: 80 % of the memory
     # available (MemAvailable) when it starts.
     memory_budget: float = 0.0
@@ -178,6 +183,8 @@ class TrainConfig:
         need(self.derivatives in DERIVATIVES, f"derivatives must be one of {DERIVATIVES}")
         need(self.memory_budget >= 0 and math.isfinite(self.memory_budget),
              "memory_budget must be >= 0 GiB (0: 80 % of the available memory)")
+        need(self.auto_stored_limit >= 0 and math.isfinite(self.auto_stored_limit),
+             "auto_stored_limit must be >= 0 GiB (0: no limit)")
         need(self.chunk_size >= 1, "chunk_size must be >= 1")
         need(self.model in MODELS, f"model must be one of {MODELS}")
         need(self.gp_kernel in GP_KERNELS, f"gp_kernel must be one of {GP_KERNELS}")

@@ -31,6 +31,7 @@ The factors were measured on the Si and water sets (docs/performance.md).
 from __future__ import annotations
 
 import enum
+import math
 import os
 from dataclasses import astuple, dataclass, replace
 
@@ -107,6 +108,7 @@ class MemoryPlan:
     streamed: Estimate
     budget: float
     budget_source: str
+    reason: str = ""  # why this mode, and how to choose the other
 
     @property
     def streamed_mode(self) -> bool:
@@ -116,7 +118,8 @@ class MemoryPlan:
         chosen = self.streamed if self.streamed_mode else self.stored
         return (f"memory: derivatives {self.mode.value}, estimated peak {chosen.total / GIB:.1f} GiB "
                 f"(stored {self.stored.total / GIB:.1f}, streamed {self.streamed.total / GIB:.1f}; "
-                f"budget {self.budget / GIB:.1f} GiB, {self.budget_source})")
+                f"budget {self.budget / GIB:.1f} GiB, {self.budget_source})"
+                + (f"; {self.reason}" if self.reason else ""))
 
 
 def data_shape(structures, descriptors, config: TrainConfig, sample: int = NEIGHBOUR_SAMPLE) -> DataShape:
@@ -202,8 +205,8 @@ def budget(config: TrainConfig) -> tuple[float, str]:
 
 def plan(structures, descriptors, config: TrainConfig, share: int = 1, reduce=None) -> MemoryPlan:
     """The derivatives mode for a run of `config` on `structures`: the one
-    the config forces, else stored when its estimate fits the budget, else
-    streamed. ValueError, with the estimate and a setting that would fit,
+    the config forces, else stored when its estimate fits the budget and
+    auto_stored_limit, else streamed (`choose`). ValueError, with the estimate and a setting that would fit,
     when the chosen mode does not fit.
 
     Data-parallel (nnp.train.distributed): `structures` are this rank's
@@ -220,15 +223,31 @@ def plan(structures, descriptors, config: TrainConfig, share: int = 1, reduce=No
         stored, streamed = (Estimate(*reduce("max", torch.tensor(astuple(e), dtype=torch.float64)).tolist())
                             for e in (stored, streamed))
         limit = float(reduce("min", torch.tensor([limit], dtype=torch.float64))[0])
-    wanted = Derivatives(config.derivatives)
-    if wanted is Derivatives.AUTO:
-        mode = Derivatives.STORED if stored.total <= limit else Derivatives.STREAMED
-    else:
-        mode = wanted
+    mode, reason = choose(config, stored.total * share, limit * share)
     chosen = stored if mode is Derivatives.STORED else streamed
     if chosen.total > limit:
         raise ValueError(_refusal(shape, config, mode, chosen, limit, source, twin))
-    return MemoryPlan(mode, stored, streamed, limit, source)
+    return MemoryPlan(mode, stored, streamed, limit, source, reason)
+
+
+def choose(config: TrainConfig, stored: float, limit: float) -> tuple[Derivatives, str]:
+    """(mode, why, in words with how to get the other) for a run whose stored
+    estimate (all its processes) is `stored` bytes under a budget of `limit`:
+    the configured mode, or under auto stored when it fits both the budget
+    and auto_stored_limit. The limit trades epoch time for memory: streamed
+    epochs cost 2-6 times stored ones (docs/performance.md)."""
+    wanted = Derivatives(config.derivatives)
+    if wanted is not Derivatives.AUTO:
+        return wanted, f"derivatives: {wanted.value} as configured"
+    cap = config.auto_stored_limit * GIB if config.auto_stored_limit > 0 else math.inf
+    if stored > limit:
+        return Derivatives.STREAMED, "auto streams: stored derivatives would not fit the budget"
+    if stored > cap:
+        return Derivatives.STREAMED, (f"auto streams: stored needs more than auto_stored_limit "
+                                      f"{config.auto_stored_limit:g} GiB (derivatives: stored is faster per epoch "
+                                      f"and fits the budget)")
+    within = f"auto_stored_limit {config.auto_stored_limit:g} GiB and the budget" if cap < math.inf else "the budget"
+    return Derivatives.STORED, f"auto stores: within {within} (derivatives: streamed needs less memory, slower epochs)"
 
 
 def _refusal(shape: DataShape, config: TrainConfig, mode: Derivatives, chosen: Estimate, limit: float,
