@@ -414,3 +414,160 @@ def test_quick_run_says_it_is_quick(tmp_path):
     for banner in ("", study_report.plot_banner(quick)):
         path = tmp_path / f"elastic{len(banner)}.png"
         assert plot_elastic(rows, path, banner) and path.read_bytes()[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------- two regressors (--models)
+
+
+def test_models_setting_and_run_names(tmp_path, capsys):
+    c = StudyConfig().updated({"lengths": [16, 64], "models": "nn,gp"})  # YAML may give "nn,gp" too
+    c.check()
+    assert c.models == ("nn", "gp")
+    assert c.runs == ["A16", "A16-gp", "A64", "A64-gp", "B16", "B16-gp", "B64", "B64-gp"]
+    assert [study.split_run(r) for r in ("A16", "B64-gp")] == [("A16", "nn"), ("B64", "gp")]
+    assert c.train_config("A16", "gp").model == "gp" and c.train_config("A16").model == "nn"
+    # The network's runs keep the point's name: a study of the network alone is laid out as before.
+    assert StudyConfig().runs == StudyConfig().points
+    ctx = study.Context(c, study.StudyDir("unused"), [], "Si", 28.0855)
+    assert study.twin_of(ctx, "B64-gp") == "A64-gp" and study.twin_of(ctx, "B64") == "A64"
+    assert study.twin_of(ctx, "A64-gp") is None
+    for bad, message in (({"models": ["nn", "svm"]}, "models must be a non-empty list of nn, gp"),
+                         ({"models": ["gp", "gp"]}, "must not repeat"),
+                         ({"train": {"model": "gp"}}, "model is set by the study")):
+        with pytest.raises(ValueError, match=message):
+            StudyConfig().updated(bad).check()
+    assert study.parse_models(" gp ") == ["gp"]
+    # Bad --models values: one line on stderr, before anything is read or written.
+    for spec, message in (("nn,svm", "'svm' is not a model"), ("", "'' is not a model"),
+                          ("nn,nn", "a model is named twice")):
+        out = tmp_path / "never"
+        assert study.main(["--data", str(SI_DATA), "--out", str(out), "--quick", "--models", spec]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: --models {spec!r}: {message}; give one or more")
+        assert not out.exists()
+
+
+def _ident_models(models, **train):
+    c = StudyConfig().updated({"models": models, "train": train})
+    return study.identity(c, "0" * 64, 10)
+
+
+def test_directory_of_one_model_is_not_silently_reused_for_two(tmp_path):
+    root = tmp_path / "run"
+    sdir = study.StudyDir(root)
+    nn = _ident_models(["nn"])
+    study.prepare_directory(sdir, nn, {}, restart=False, force=False)
+    _fake_results(sdir, ("A16",))
+    both = _ident_models(["nn", "gp"])
+    with pytest.raises(study.StudyError, match=r"(?s)study\.models: stored \['nn'\], now \['nn', 'gp'\].*"
+                                               r"--update.*adds the runs of the GP and keeps every stored result"):
+        study.prepare_directory(sdir, both, {}, restart=False, force=False)
+    lines = []
+    study.prepare_directory(sdir, both, {}, restart=False, force=False, update=True, log=lines.append)
+    assert "rerunning nothing" in lines[0] and not (root / "superseded").exists()
+    assert all(sdir.result("A16", s) is not None for s in study.STAGES)
+    # A GP setting changes the GP's runs only: the network's are kept.
+    _fake_results(sdir, ("A16-gp",))
+    sparse = _ident_models(["nn", "gp"], gp_sparse=50)
+    assert study.stale_stages(both, sparse, "nn") == [] and study.stale_stages(both, sparse, "gp") == list(study.STAGES)
+    study.prepare_directory(sdir, sparse, {}, restart=False, force=False, update=True, log=lines.append)
+    assert all(sdir.result("A16", s) is not None for s in study.STAGES)
+    assert all(sdir.result("A16-gp", s) is None for s in study.STAGES)
+    moved = next((root / "superseded").glob("*/points"))
+    assert sorted(p.name for p in moved.iterdir()) == ["A16-gp"] and (moved / "A16-gp" / "potential.nnp").is_file()
+
+
+def test_directory_from_before_models_resumes(tmp_path):
+    """A study.json written before `models` (and before the GP settings)
+    reads as a study of the network alone: it resumes as it did."""
+    sdir = study.StudyDir(tmp_path)
+    old = _ident_models(["nn"])
+    del old["study"]["models"]
+    old["train"] = {k: v for k, v in old["train"].items() if not k.startswith("gp_")}
+    study.write_json(sdir.config_file, {"identity": old})
+    study.prepare_directory(sdir, _ident_models(["nn"]), {}, restart=False, force=False)  # no error
+    with pytest.raises(study.StudyError, match="study.models"):
+        study.prepare_directory(sdir, _ident_models(["nn", "gp"]), {}, restart=False, force=False)
+
+
+def test_error_plot_has_a_line_per_series_and_model(tmp_path, monkeypatch):
+    from nnp.study import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.append(fig))
+    rows = [{"series": s, "length": n, "model": m, "val_energy_rmse": 1.0 + n / 10 + (m == "gp"),
+             "val_energy_mae": 0.5 + n / 10, "val_force_rmse": 0.1 + n / 1000, "val_force_mae": 0.05 + n / 1000}
+            for s in "AB" for n in (16, 28, 40) for m in ("nn", "gp")]
+    assert plots.plot_errors(rows, tmp_path / "e.png", "")
+    axes = figures[0].axes
+    assert [a.get_ylabel() for a in axes] == [
+        "validation energy RMSE (meV/atom)", "validation force RMSE (eV/Å)",
+        "validation energy MAE (meV/atom)", "validation force MAE (eV/Å)"]
+    for ax in axes:
+        assert ax.get_xlabel() == "descriptor length (functions)"
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert labels == ["series A, network", "series A, GP", "series B, network", "series B, GP"]
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == labels
+    gp_a = axes[0].get_lines()[1]
+    assert list(gp_a.get_xdata()) == [16, 28, 40]
+    assert list(gp_a.get_ydata()) == pytest.approx([3.6, 4.8, 6.0])
+    # One model: the figure of before, two panels with RMSE and MAE lines.
+    figures.clear()
+    assert plots.plot_errors([r for r in rows if r["model"] == "nn"], tmp_path / "n.png", "")
+    assert len(figures[0].axes) == 2
+    assert [line.get_label() for line in figures[0].axes[0].get_lines()] == [
+        "series A RMSE", "series A MAE", "series B RMSE", "series B MAE"]
+
+
+@pytest.mark.slow
+def test_quick_study_with_both_models(tmp_path):
+    """--models nn,gp: every point with the network and the GP, on one
+    split; both in every table and in the error plot."""
+    cfg = tmp_path / "small.yaml"
+    # Two points and 100 sparse points keep it to ~30 s of compute.
+    cfg.write_text("lengths: [16]\ntrain:\n  epochs: 15\n  gp_sparse: 100\n")
+    out = tmp_path / "both"
+    args = ["--data", str(SI_DATA), "--out", str(out), "--quick", "--config", str(cfg), "--progress-seconds", "1000"]
+    assert study.main([*args, "--models", "nn,gp"]) == 0
+    runs = ["A16", "A16-gp", "B16", "B16-gp"]
+    assert sorted(p.name for p in (out / "points").iterdir()) == runs
+    trained = {r: json.loads((out / "points" / r / "train.json").read_text()) for r in runs}
+    assert all(t["status"] == "done" for t in trained.values())
+    assert {tuple(t["validation_indices"]) for t in trained.values()} != set()
+    assert len({tuple(t["validation_indices"]) for t in trained.values()}) == 1  # one split for both
+    assert trained["A16-gp"]["model"] == "gp" and trained["A16-gp"]["n_sparse"] == {"Si": 100}
+    gp_file = (out / "points" / "A16-gp" / "potential.nnp").read_text()
+    nn_file = (out / "points" / "A16" / "potential.nnp").read_text()
+    assert "sparse GP" in gp_file and "sparse GP" not in nn_file
+
+    errors = {(row["point"], row["model"]): row for row in _csv(out / "errors.csv")}
+    assert list(errors) == [("A16", "nn"), ("A16", "gp"), ("B16", "nn"), ("B16", "gp")]
+    for (p, m), row in errors.items():
+        v = json.loads((out / "points" / study.run_name(p, m) / "validation.json").read_text())
+        overall = v["metrics"]["validation"]["overall"]
+        assert _f(row["val_energy_mae"]) == pytest.approx(overall["energy_mae_meV_atom"], rel=1e-8)
+        assert _f(row["val_force_rmse"]) == pytest.approx(overall["force_rmse_eV_A"], rel=1e-8)
+    # The GP's validation errors, measured through the written file, are those its fit reported.
+    assert _f(errors[("A16", "gp")]["val_energy_rmse"]) == pytest.approx(
+        1000 * trained["A16-gp"]["validation_energy_rmse"], rel=1e-9)
+    props = {(row["point"], row["model"]): row for row in _csv(out / "properties.csv")}
+    for key, row in props.items():
+        assert 5.0 < _f(row["a0"]) < 6.2, key
+        assert _f(row["train_wall_s"]) > 0, key
+        crystal = json.loads((out / "points" / study.run_name(*key) / "crystal.json").read_text())
+        if crystal["status"] == "done":
+            assert _f(row["crystal_us"]) == pytest.approx(1e6 * crystal["seconds_per_atom_step"], rel=1e-8)
+
+    report = (out / "report.md").read_text()
+    assert "| point | model | functions | E MAE |" in report and "## Cost" in report
+    for (p, m), row in errors.items():
+        name = {"nn": "network", "gp": "GP"}[m]
+        assert f"| {p} | {name} | 16 | {_f(row['val_energy_mae']):.2f} |" in report
+        assert f"| {p} | {name} | {_f(props[(p, m)]['a0']):.4f} |" in report
+    assert "A sparse GP on every point" in report and "100 sparse points per element" in report
+    png = out / "errors_vs_length.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and "![errors vs length](errors_vs_length.png)" in report
+
+    # Resumes as it is; the network alone in the same directory is refused, naming models.
+    assert study.main([*args, "--models", "nn,gp"]) == 0
+    assert study.main(args) == 1

@@ -17,7 +17,7 @@ from nnp.cli import check_output_directory
 from nnp.data import data_sha256, read_structures
 from nnp.progress import fmt_time
 from nnp.study import report as study_report
-from nnp.study.config import StudyConfig
+from nnp.study.config import MODELS, StudyConfig
 from nnp.study.directory import StudyDir, StudyError, identity, prepare_directory, read_json
 from nnp.study.runner import run_study
 from nnp.study.stages import Context
@@ -36,6 +36,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="scaled-down settings: the whole pipeline in minutes")
     p.add_argument("--config", help="YAML file of StudyConfig settings (train: a mapping of TrainConfig settings)")
     p.add_argument("--points", help="comma-separated presets to run now (default: all of the study)")
+    p.add_argument("--models", metavar="M[,M]",
+                   help=f"regressors to run on every point, comma-separated: {', '.join(MODELS)} "
+                        "(the network, the sparse GP of nnp train --model gp); default nn")
     p.add_argument("--epochs", type=int, help="training epochs (sets train.epochs)")
     p.add_argument("--seed", type=int, help="seed of the split, weights and velocities")
     p.add_argument("--crystal-ps", type=float, help="crystal NPT production length in ps (default 1000)")
@@ -68,9 +71,22 @@ def build_config(args: argparse.Namespace) -> StudyConfig:
         cli["quench_rate"] = args.quench_rate
     if args.epochs is not None:
         cli["train"] = {**config.train, "epochs": args.epochs}
+    if args.models is not None:
+        cli["models"] = parse_models(args.models)
     config = config.updated(cli, "command line")
     config.check()
     return config
+
+
+def parse_models(spec: str) -> list[str]:
+    """--models nn,gp -> ["nn", "gp"]; StudyError with one line for anything else."""
+    chosen = [m.strip() for m in spec.split(",")]
+    bad = [m for m in chosen if m not in MODELS]
+    if bad or len(set(chosen)) != len(chosen):
+        what = f"{', '.join(repr(m) for m in bad)} is not a model" if bad else "a model is named twice"
+        raise StudyError(f"--models {spec!r}: {what}; give one or more of {', '.join(MODELS)}, "
+                         "comma-separated (e.g. --models nn,gp)")
+    return chosen
 
 
 def select_points(config: StudyConfig, spec: str | None) -> list[str]:
@@ -118,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     sdir = StudyDir(args.out)
+    if args.models is not None:
+        parse_models(args.models)  # a bad value is an error even where it is not used
     if args.report_only:
         stored = read_json(sdir.config_file) if sdir.root.is_dir() else None
         if stored is None:
@@ -143,8 +161,9 @@ def _run(args: argparse.Namespace) -> int:
     prepare_directory(sdir, ident, extra, args.restart, args.force, args.update)
     stored = read_json(sdir.config_file)
     torch.set_num_threads(1)
-    print(f"study in {sdir.root}: {len(points)} of {len(config.points)} points ({', '.join(points)}), "
-          f"{len(structures)} structures of {element} from {data_path}", flush=True)
+    models = " and ".join({"nn": "the network", "gp": "the sparse GP"}[m] for m in config.models)
+    print(f"study in {sdir.root}: {len(points)} of {len(config.points)} points ({', '.join(points)}) with "
+          f"{models}, {len(structures)} structures of {element} from {data_path}", flush=True)
     print(f"protocol: crystal {8 * config.crystal_cells**3} atoms, {config.crystal_ps:g} ps NPT at "
           f"{config.crystal_temperature:g} K; melt-quench {8 * config.melt_cells**3} atoms, "
           f"{config.liquid_temperature:g} -> {config.quench_end_temperature:g} K at {config.quench_rate:g} K/ps",
@@ -156,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
         files = study_report.write_outputs(sdir, config, stored)
         ctx.log(f"    wrote {', '.join(files)}")
 
-    run_study(ctx, points, args.retry_failed, outputs)
+    run_study(ctx, config.runs_of(points), args.retry_failed, outputs)
     outputs()
     print(f"done in {fmt_time(time.perf_counter() - t0)}; report: {sdir.root / 'report.md'}", flush=True)
     return 0

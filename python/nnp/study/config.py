@@ -7,7 +7,9 @@ atoms, melt-quench 2000 K -> 300 K at 70 K/ps. `StudyConfig.quick()` scales
 everything down so the whole pipeline runs in a few minutes.
 
 Every field changes the numbers, so a study directory stores its config and
-refuses to continue with a different one.
+refuses to continue with a different one. `models` picks the regressors
+(the network, the sparse GP) each point is run with; a point run with one
+is a *run*, named by `run_name`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,25 @@ from nnp.train import TrainConfig
 SERIES = tuple(descriptors_mod.SERIES)  # ("A", "B")
 LENGTHS = tuple(descriptors_mod.LENGTHS)  # (16, 28, 40, 52, 64)
 # Training settings the study sets itself, per point.
-STUDY_OWNED_TRAIN_KEYS = ("descriptor", "seed")
+STUDY_OWNED_TRAIN_KEYS = ("descriptor", "seed", "model")
+# The regressors a point can be run with (TrainConfig.model): the network
+# and the sparse GP, on the same descriptor, data, split and seed.
+MODELS = ("nn", "gp")
+MODEL_NAMES = {"nn": "network", "gp": "GP"}
+
+
+def run_name(point: str, model: str) -> str:
+    """The name of one point run with one regressor, and its folder under
+    DIR/points/: the network's is the point's name (so study directories
+    made before there was a choice are read as they are), the others' get
+    a suffix (A16-gp)."""
+    return point if model == "nn" else f"{point}-{model}"
+
+
+def split_run(run: str) -> tuple[str, str]:
+    """(point, model) of a run name: "A16" -> ("A16", "nn"), "A16-gp" -> ("A16", "gp")."""
+    point, _, model = run.partition("-")
+    return point, model or "nn"
 
 # The stages of every point, in the order they run.
 STAGES = ("train", "validation", "zero_k", "melt", "crystal")
@@ -54,8 +74,8 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "crystal": (*_EVERY_STAGE, *_MD, "crystal_cells", "crystal_temperature", "crystal_equilibrate_ps",
                 "crystal_ps"),
 }
-# Which points exist, not what any point's numbers are.
-POINT_SELECTION = ("series", "lengths")
+# Which points and runs exist, not what any point's numbers are.
+POINT_SELECTION = ("series", "lengths", "models")
 
 
 @dataclass
@@ -64,6 +84,9 @@ class StudyConfig:
 
     series: tuple[str, ...] = SERIES
     lengths: tuple[int, ...] = LENGTHS
+    # Regressors run on every point (MODELS); the GP's settings are the
+    # gp_* keys of `train`.
+    models: tuple[str, ...] = ("nn",)
     seed: int = 0  # data split, initial weights, batch order, initial velocities
     # TrainConfig overrides for every point (not descriptor or seed); empty:
     # the training defaults, i.e. the paper's 2x30 networks.
@@ -144,12 +167,16 @@ class StudyConfig:
              f"series must be a non-empty list of {', '.join(SERIES)}, got {list(self.series)}")
         need(len(self.lengths) > 0 and all(n in LENGTHS for n in self.lengths),
              f"lengths must be a non-empty list of {', '.join(map(str, LENGTHS))}, got {list(self.lengths)}")
-        need(len(set(self.series)) == len(self.series) and len(set(self.lengths)) == len(self.lengths),
-             "series and lengths must not repeat")
+        need(len(self.models) > 0 and all(m in MODELS for m in self.models),
+             f"models must be a non-empty list of {', '.join(MODELS)}, got {list(self.models)}")
+        need(len(set(self.series)) == len(self.series) and len(set(self.lengths)) == len(self.lengths)
+             and len(set(self.models)) == len(self.models), "series, lengths and models must not repeat")
         need(self.seed >= 0, "seed must be >= 0")
         bad = sorted(set(self.train) & set(STUDY_OWNED_TRAIN_KEYS))
-        need(not bad, f"train: {', '.join(bad)} is set by the study (descriptor per point; use seed)")
-        self.train_config("A16")  # unknown keys / wrong types
+        need(not bad, f"train: {', '.join(bad)} is set by the study (the descriptor per point; use seed, "
+                      "and models for the regressors)")
+        for model in self.models:
+            self.train_config("A16", model)  # unknown keys / wrong types
         need(self.max_structures >= 0, "max_structures must be >= 0 (0: all)")
         for name in ("elastic_cells", "crystal_cells", "melt_cells", "sample_every", "rdf_every", "rdf_bins"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1")
@@ -174,12 +201,13 @@ class StudyConfig:
                  f"{name} = {getattr(self, name)} ps is too short for {self.blocks} blocks of samples "
                  f"every {self.sample_every} steps")
 
-    def train_config(self, descriptor: str) -> TrainConfig:
-        """The TrainConfig of one point."""
+    def train_config(self, descriptor: str, model: str = "nn") -> TrainConfig:
+        """The TrainConfig of one point run with one regressor."""
         if "refit" in self.train:
             raise ValueError("study config: train: refit is not a study setting (each point's model is the one "
                              "trained on its split, so that its validation errors describe it)")
-        return TrainConfig().updated({**self.train, "descriptor": descriptor, "seed": self.seed}, "study config: train")
+        return TrainConfig().updated({**self.train, "descriptor": descriptor, "seed": self.seed, "model": model},
+                                     "study config: train")
 
     def steps(self, ps: float) -> int:
         return int(round(ps * 1000.0 / self.timestep_fs))
@@ -193,11 +221,20 @@ class StudyConfig:
         """Descriptor presets, series-major: A16 … A64, B16 … B64."""
         return [f"{s}{n}" for s in self.series for n in self.lengths]
 
+    def runs_of(self, points) -> list[str]:
+        """Run names (`run_name`) of `points` with every model, point-major:
+        A16, A16-gp, A28, …"""
+        return [run_name(p, m) for p in points for m in self.models]
+
+    @property
+    def runs(self) -> list[str]:
+        return self.runs_of(self.points)
+
     # -------------------------------------------------------- conversion
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["series"], d["lengths"] = list(self.series), list(self.lengths)
+        d["series"], d["lengths"], d["models"] = list(self.series), list(self.lengths), list(self.models)
         return d
 
     def updated(self, values: dict[str, Any], source: str = "study config") -> "StudyConfig":
@@ -209,6 +246,8 @@ class StudyConfig:
         new: dict[str, Any] = {}
         for key, value in values.items():
             current = getattr(self, key)
+            if key == "models" and isinstance(value, str):  # "nn,gp", as on the command line
+                value = [v.strip() for v in value.split(",")]
             if isinstance(current, tuple):
                 if not isinstance(value, (list, tuple)):
                     value = [value]

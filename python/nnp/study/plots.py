@@ -1,6 +1,8 @@
 """Figures of the descriptor-length study: errors, g(r), bulk modulus and
 elastic constants against descriptor length (the paper's Figs. 4-6). Each
-`plot_*` returns False, writing nothing, when no point has its numbers yet."""
+`plot_*` returns False, writing nothing, when no point has its numbers yet.
+With several regressors (StudyConfig.models) the errors share panels, one
+line per series and model; the other figures get a row of panels per model."""
 
 from __future__ import annotations
 
@@ -10,14 +12,30 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
 
 from nnp.analysis.plots import save_png
+from nnp.study.config import MODEL_NAMES, MODELS
 from nnp.study.references import DFT_PBE, EXPERIMENT
 
 SERIES_STYLE = {"A": dict(marker="o", color="tab:blue"), "B": dict(marker="s", color="tab:red")}
 # What the series vary, in words (docs/study.md): A drops Gaussian widths η
 # (radial and angular), B keeps them and drops angular sharpness values ζ.
 SERIES_NOTE = "series A: fewer Gaussian widths; series B: fewer angular resolutions"
+# Beside the series' colours and markers: the network solid and filled, the GP dashed and open.
+MODEL_STYLE = {"nn": dict(ls="-", filled=True), "gp": dict(ls="--", filled=False)}
+
+
+def _models(rows) -> list[str]:
+    return [m for m in MODELS if any(r.get("model", "nn") == m for r in rows)]
+
+
+def _of(rows, model: str) -> list:
+    return [r for r in rows if r.get("model", "nn") == model]
+
+
+def _model_title(model: str, several: bool) -> str:
+    return f"{MODEL_NAMES[model]}: " if several else ""
 
 
 def _finish(fig: Figure, title: str, banner: str) -> None:
@@ -44,6 +62,9 @@ def _series(rows, key):
 def plot_errors(rows, path: Path, banner: str = "") -> bool:
     if not any(math.isfinite(r["val_energy_rmse"]) for r in rows):
         return False
+    models = _models(rows)
+    if len(models) > 1:
+        return _plot_errors_by_model(rows, models, path, banner)
     fig = Figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, q, unit in ((axes[0], "energy", "meV/atom"), (axes[1], "force", "eV/Å")):
@@ -57,13 +78,47 @@ def plot_errors(rows, path: Path, banner: str = "") -> bool:
                 if ok.any():
                     ax.plot(x[ok], y[ok], ls=ls, marker=style["marker"], color=style["color"],
                             mfc=fill or style["color"], label=f"series {s} {stat.upper()}")
-        ax.set_yscale("log")
-        ax.set_xlabel("descriptor length (functions)")
-        ax.set_ylabel(f"validation {q} error ({unit})")
-        ax.set_xticks(sorted({r["length"] for r in rows}))
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _error_axes(ax, rows, q, unit)
     _finish(fig, f"Validation errors vs descriptor length ({SERIES_NOTE})", banner)
+    save_png(fig, path)
+    return True
+
+
+def _error_axes(ax, rows, q: str, unit: str, stat: str = "") -> None:
+    ax.set_yscale("log")
+    # Plain numbers (3, 0.06), not 3×10⁰: the range is often under a decade.
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.set_xlabel("descriptor length (functions)")
+    ax.set_ylabel(f"validation {q} {stat if stat else 'error'} ({unit})")
+    ax.set_xticks(sorted({r["length"] for r in rows}))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _plot_errors_by_model(rows, models, path: Path, banner: str) -> bool:
+    """RMSE (top) and MAE (bottom) of energy and force, one line per series
+    and regressor, so that the regressors compare on the same axes."""
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
+    axes = fig.subplots(2, 2)
+    for row, stat in enumerate(("rmse", "mae")):
+        for col, (q, unit) in enumerate((("energy", "meV/atom"), ("force", "eV/Å"))):
+            ax = axes[row, col]
+            for s, style in SERIES_STYLE.items():
+                for m in models:
+                    data = _series(_of(rows, m), f"val_{q}_{stat}").get(s)
+                    if data is None:
+                        continue
+                    x, y = data
+                    ok = np.isfinite(y) & (y > 0)
+                    if ok.any():
+                        ms = MODEL_STYLE[m]
+                        ax.plot(x[ok], y[ok], ls=ms["ls"], marker=style["marker"], color=style["color"],
+                                mfc=style["color"] if ms["filled"] else "none",
+                                label=f"series {s}, {MODEL_NAMES[m]}")
+            _error_axes(ax, rows, q, unit, stat.upper())
+    names = " and ".join(MODEL_NAMES[m] for m in models)
+    _finish(fig, f"Validation errors vs descriptor length, {names}\n({SERIES_NOTE})", banner)
     save_png(fig, path)
     return True
 
@@ -74,21 +129,24 @@ def plot_rdf(rows, kind: str, path: Path, banner: str = "") -> bool:
         return False
     series = sorted({r["series"] for r in rows})
     lengths = sorted({r["length"] for r in rows})
+    models = _models(rows)
     cmap = colormaps["viridis"]
-    fig = Figure(figsize=(5 * len(series), 4), layout="constrained")
-    axes = fig.subplots(1, len(series), squeeze=False)[0]
-    for ax, s in zip(axes, series):
-        for r in have:
-            if r["series"] != s:
-                continue
-            x, g = r["rdf"][kind]
-            c = cmap(lengths.index(r["length"]) / max(len(lengths) - 1, 1))
-            ax.plot(x, g, color=c, lw=1.2, label=f"{r['length']}")
-        ax.axhline(1.0, color="0.6", lw=0.6)
-        ax.set_xlabel("r (Å)")
-        ax.set_ylabel("g(r)")
-        ax.set_title(f"series {s}")
-        ax.legend(title="length", fontsize=8)
+    fig = Figure(figsize=(5 * len(series), 4 * len(models)), layout="constrained")
+    grid = fig.subplots(len(models), len(series), squeeze=False, sharey=len(models) > 1)
+    for axes, m in zip(grid, models):
+        for ax, s in zip(axes, series):
+            for r in _of(have, m):
+                if r["series"] != s:
+                    continue
+                x, g = r["rdf"][kind]
+                c = cmap(lengths.index(r["length"]) / max(len(lengths) - 1, 1))
+                ax.plot(x, g, color=c, lw=1.2, label=f"{r['length']}")
+            ax.axhline(1.0, color="0.6", lw=0.6)
+            ax.set_xlabel("r (Å)")
+            ax.set_ylabel("g(r)")
+            ax.set_title(f"{_model_title(m, len(models) > 1)}series {s}")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(title="length", fontsize=8)
     _finish(fig, f"Radial distribution function of {kind} Si, by descriptor length", banner)
     save_png(fig, path)
     return True
@@ -97,8 +155,19 @@ def plot_rdf(rows, kind: str, path: Path, banner: str = "") -> bool:
 def plot_bulk_modulus(rows, path: Path, temperature: float, banner: str = "") -> bool:
     if not any(math.isfinite(r["b_npt"]) or math.isfinite(r["b0"]) for r in rows):
         return False
-    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
-    ax = fig.subplots()
+    models = _models(rows)
+    fig = Figure(figsize=(6.5 * len(models), 4.5), layout="constrained")
+    axes = fig.subplots(1, len(models), squeeze=False, sharey=True)[0]
+    for ax, m in zip(axes, models):
+        _bulk_modulus_panel(ax, _of(rows, m), temperature, sorted({r["length"] for r in rows}))
+        if len(models) > 1:
+            ax.set_title(MODEL_NAMES[m])
+    _finish(fig, "Bulk modulus of diamond Si vs descriptor length", banner)
+    save_png(fig, path)
+    return True
+
+
+def _bulk_modulus_panel(ax, rows, temperature: float, lengths: list[int]) -> None:
     for s, style in SERIES_STYLE.items():
         sel = [r for r in rows if r["series"] == s]
         if not sel:
@@ -120,19 +189,28 @@ def plot_bulk_modulus(rows, path: Path, temperature: float, banner: str = "") ->
     ax.axhspan(lo, hi, color="0.85", label=f"experiment {lo:g}–{hi:g} GPa")
     ax.set_xlabel("descriptor length (functions)")
     ax.set_ylabel("bulk modulus (GPa)")
-    ax.set_xticks(sorted({r["length"] for r in rows}))
+    ax.set_xticks(lengths)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    _finish(fig, "Bulk modulus of diamond Si vs descriptor length", banner)
-    save_png(fig, path)
-    return True
 
 
 def plot_elastic(rows, path: Path, banner: str = "") -> bool:
     if not any(math.isfinite(r["a0"]) for r in rows):
         return False
-    fig = Figure(figsize=(12, 4.5), layout="constrained")
-    ax_a, ax_c = fig.subplots(1, 2)
+    models = _models(rows)
+    fig = Figure(figsize=(12, 4.5 * len(models)), layout="constrained")
+    grid = fig.subplots(len(models), 2, squeeze=False)
+    for (ax_a, ax_c), m in zip(grid, models):
+        _elastic_panels(ax_a, ax_c, _of(rows, m), sorted({r["length"] for r in rows}))
+        if len(models) > 1:
+            ax_a.set_title(f"{MODEL_NAMES[m]}: lattice constant")
+            ax_c.set_title(f"{MODEL_NAMES[m]}: elastic constants")
+    _finish(fig, "Lattice constant and elastic constants of diamond Si at 0 K vs descriptor length", banner)
+    save_png(fig, path)
+    return True
+
+
+def _elastic_panels(ax_a, ax_c, rows, lengths: list[int]) -> None:
     for s, style in SERIES_STYLE.items():
         data = _series(rows, "a0").get(s)
         if data is not None and np.isfinite(data[1]).any():
@@ -152,11 +230,8 @@ def plot_elastic(rows, path: Path, banner: str = "") -> bool:
     ax_c.set_ylabel("elastic constant (GPa)")
     for ax in (ax_a, ax_c):
         ax.set_xlabel("descriptor length (functions)")
-        ax.set_xticks(sorted({r["length"] for r in rows}))
+        ax.set_xticks(lengths)
         ax.grid(True, alpha=0.3)
     ax_a.legend(fontsize=7)
     # Outside the panel: inside, the legend of six lines covered the C44 points.
     ax_c.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
-    _finish(fig, "Lattice constant and elastic constants of diamond Si at 0 K vs descriptor length", banner)
-    save_png(fig, path)
-    return True

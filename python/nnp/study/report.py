@@ -1,12 +1,13 @@
 """Tables, CSV files and the report of the descriptor-length study (`nnp.study`).
 
-Reads the stored stage results of DIR/points/P/*.json and writes, in DIR:
+Reads the stored stage results of DIR/points/R/*.json and writes, in DIR:
 
   report.md                    every number, with the DFT-PBE references of docs/science.md beside them
-  errors.csv                   validation (and train) errors per point
-  properties.csv               0 K, crystal NPT, liquid and amorphous numbers per point
-  rdf_{crystal,amorphous,liquid}.csv   r and g(r) of every point
-  errors_vs_length.png         energy and force MAE/RMSE vs descriptor length, both series (paper Fig. 4)
+  errors.csv                   validation (and train) errors per run (point and model)
+  properties.csv               0 K, crystal NPT, liquid and amorphous numbers and the cost per run
+  rdf_{crystal,amorphous,liquid}.csv   r and g(r) of every run
+  errors_vs_length.png         energy and force MAE/RMSE vs descriptor length, both series and every
+                               model (paper Fig. 4)
   rdf_{crystal,amorphous,liquid}.png   g(r) overlaid by length, one panel per series (Fig. 5)
   bulk_modulus_vs_length.png   B from NPT volume fluctuations (error bars) and at 0 K, DFT line (Fig. 6)
   elastic_vs_length.png        a0, C11, C12, C44 at 0 K vs length, DFT lines
@@ -28,7 +29,7 @@ import numpy as np
 
 from nnp.io.atomic import atomic_write_text
 from nnp.progress import fmt_time
-from nnp.study.config import STAGES, StudyConfig
+from nnp.study.config import MODEL_NAMES, STAGES, StudyConfig, split_run
 from nnp.study.plots import plot_bulk_modulus, plot_elastic, plot_errors, plot_rdf
 from nnp.study.references import DFT_PBE, EXPERIMENT
 
@@ -66,6 +67,9 @@ PROPERTY_COLUMNS = (
     ("crystal_extrapolating", "crystal: extrapolating atoms (fraction)"),
     ("liquid_extrapolating", "liquid: extrapolating atoms (fraction)"),
     ("amorphous_extrapolating", "amorphous: extrapolating atoms (fraction)"),
+    ("train_wall_s", "training or GP fit, with featurising (wall s)"),
+    ("crystal_us", "crystal MD cost (µs/atom/step)"),
+    ("melt_us", "melt-quench MD cost (µs/atom/step)"),
 )
 
 
@@ -84,13 +88,14 @@ def _get(d: Any, *keys, scale: float = 1.0) -> float:
 
 
 def collect(sdir, config: StudyConfig) -> list[dict[str, Any]]:
-    """One row per point of the study: numbers (NaN when missing), stage
-    statuses and errors, and the RDFs."""
+    """One row per run of the study (a point with one model): numbers (NaN
+    when missing), stage statuses and errors, and the RDFs."""
     rows = []
-    for p in config.points:
-        res = {stage: sdir.result(p, stage) for stage in STAGES}
+    for run in config.runs:
+        p, model = split_run(run)
+        res = {stage: sdir.result(run, stage) for stage in STAGES}
         done = {s: r for s, r in res.items() if r and r.get("status") == "done"}
-        row: dict[str, Any] = {"point": p, "series": p[0], "length": int(p[1:])}
+        row: dict[str, Any] = {"point": p, "model": model, "run": run, "series": p[0], "length": int(p[1:])}
         row["status"] = {s: (r.get("status") if r else "pending") for s, r in res.items()}
         row["errors"] = {s: r.get("error", "") for s, r in res.items() if r and r.get("status") == "failed"}
         row["wall_s"] = sum(float(r.get("wall_s") or 0) for r in res.values() if r)
@@ -99,6 +104,8 @@ def collect(sdir, config: StudyConfig) -> list[dict[str, Any]]:
         row["n_functions"] = int(tr["n_functions"]) if tr else int(p[1:])
         row["train_energy_rmse"] = _get(tr, "train_energy_rmse", scale=1000)
         row["train_force_rmse"] = _get(tr, "train_force_rmse")
+        # A twin's copied results took no time: its cost is the original's.
+        row["train_wall_s"] = _get(sdir.result(row["same_as"], "train") if row["same_as"] else tr, "wall_s")
         val = done.get("validation")
         m = (val or {}).get("metrics", {}).get("validation", {}).get("overall")
         row["val_energy_mae"] = _get(m, "energy_mae_meV_atom")
@@ -116,7 +123,9 @@ def collect(sdir, config: StudyConfig) -> list[dict[str, Any]]:
         row["crystal_temperature"] = _get(cr, "temperature")
         row["crystal_cn"] = _get(cr, "coordination")
         row["crystal_extrapolating"] = _get(cr, "extrapolating_fraction")
+        row["crystal_us"] = _get(cr, "seconds_per_atom_step", scale=1e6)
         me = done.get("melt")
+        row["melt_us"] = _get(me, "seconds_per_atom_step", scale=1e6)
         for kind in ("liquid", "amorphous"):
             row[f"{kind}_density"] = _get(me, kind, "density")
             row[f"{kind}_density_err"] = _get(me, kind, "density_err")
@@ -200,14 +209,14 @@ def write_csvs(root: Path, rows: list[dict]) -> list[str]:
     written = []
     keys = [k for k, _ in ERROR_COLUMNS]
     atomic_write_text(root / "errors.csv", _csv_text(
-        ["point", "series", "length", "n_functions", "status", *keys],
-        [[r["point"], r["series"], r["length"], r["n_functions"], r["status"]["validation"], *(r[k] for k in keys)]
-         for r in rows]))
+        ["point", "model", "series", "length", "n_functions", "status", *keys],
+        [[r["point"], r["model"], r["series"], r["length"], r["n_functions"], r["status"]["validation"],
+          *(r[k] for k in keys)] for r in rows]))
     written.append("errors.csv")
     keys = [k for k, _ in PROPERTY_COLUMNS]
     atomic_write_text(root / "properties.csv", _csv_text(
-        ["point", "series", "length", *keys], [[r["point"], r["series"], r["length"], *(r[k] for k in keys)]
-                                               for r in rows]))
+        ["point", "model", "series", "length", *keys],
+        [[r["point"], r["model"], r["series"], r["length"], *(r[k] for k in keys)] for r in rows]))
     written.append("properties.csv")
     for kind in RDF_KINDS:
         have = [r for r in rows if kind in r["rdf"]]
@@ -217,7 +226,7 @@ def write_csvs(root: Path, rows: list[dict]) -> list[str]:
             continue
         r0 = have[0]["rdf"][kind][0]
         cols = [r["rdf"][kind][1] if len(r["rdf"][kind][0]) == len(r0) else np.full(len(r0), math.nan) for r in have]
-        atomic_write_text(path, _csv_text(["r_A", *(r["point"] for r in have)],
+        atomic_write_text(path, _csv_text(["r_A", *(r["run"] for r in have)],
                                     [[float(r0[i]), *(float(c[i]) for c in cols)] for i in range(len(r0))]))
         written.append(path.name)
     return written
@@ -239,8 +248,9 @@ def _header(rows: list[dict], c: StudyConfig, stored: dict) -> list[str]:
              f"{str(ident.get('data_sha256', '?'))[:12]}…); split and seed {c.seed} shared by all points.")
     tr = ident.get("train", {})
     L.append("")
-    L.append(f"Networks {tr.get('hidden_layers', '?')} × {tr.get('hidden_nodes', '?')} {tr.get('activation', '')}, "
-             f"{tr.get('epochs', '?')} epochs, validation fraction {tr.get('validation_fraction', '?')}. "
+    nets = (f"Networks {tr.get('hidden_layers', '?')} × {tr.get('hidden_nodes', '?')} {tr.get('activation', '')}, "
+            f"{tr.get('epochs', '?')} epochs, validation" if "nn" in c.models else "Validation")
+    L.append(f"{nets} fraction {tr.get('validation_fraction', '?')}. "
              f"0 K: {8 * c.elastic_cells**3}-atom cell, strain ±{c.elastic_strain:g}. "
              f"Crystal NPT: {8 * c.crystal_cells**3} atoms, {c.crystal_temperature:g} K, {c.pressure_atm:g} atm, "
              f"{c.timestep_fs:g} fs, {c.crystal_equilibrate_ps:g} ps equilibration + {c.crystal_ps:g} ps production. "
@@ -249,6 +259,14 @@ def _header(rows: list[dict], c: StudyConfig, stored: dict) -> list[str]:
              + (f" (NVT at {c.liquid_density:g} g/cm³)" if c.liquid_density else "") + ", quench to "
              f"{c.quench_end_temperature:g} K at {c.quench_rate:,.0f} K/ps, amorphous {c.amorphous_equilibrate_ps:g} + "
              f"{c.amorphous_ps:g} ps. Error bars: {c.blocks} block averages.")
+    if "gp" in c.models:
+        hyper = f"ζ = {tr.get('gp_zeta')}" if tr.get("gp_kernel") == "dot" else f"ℓ = {tr.get('gp_lengthscale')}"
+        L += ["", f"A sparse GP on every point (`nnp train --model gp`, docs/gp.md; the same split, "
+              f"scaling and core as the networks): {tr.get('gp_kernel', '?')} kernel (δ = {tr.get('gp_delta')} eV, {hyper}), "
+              f"{tr.get('gp_sparse', '?')} sparse points per element ({tr.get('gp_selection', '?')}), prior mean "
+              f"{tr.get('gp_mean', '?')}, noise σ_E {tr.get('gp_sigma_energy')} eV/atom, σ_F "
+              f"{tr.get('gp_sigma_force')} eV/Å, σ_V {tr.get('gp_sigma_virial')} eV/atom; fitted to the "
+              "training structures only (no refit), as the networks are trained."]
     total = sum(r["wall_s"] for r in rows)
     done = sum(1 for r in rows for s in r["status"].values() if s == "done")
     L.append("")
@@ -258,15 +276,34 @@ def _header(rows: list[dict], c: StudyConfig, stored: dict) -> list[str]:
     return L
 
 
+def _several(rows: list[dict]) -> bool:
+    """Whether the tables need a model column (more than one regressor)."""
+    return len({r["model"] for r in rows}) > 1
+
+
+def _first(r: dict, several: bool) -> str:
+    """A table row's first cells: the point, and the model when there are several."""
+    return f"| {r['point']} | {MODEL_NAMES[r['model']]} |" if several else f"| {r['point']} |"
+
+
+def _table_head(several: bool, rest: str, align: str) -> list[str]:
+    return [("| point | model |" if several else "| point |") + rest, ("|---|---|" if several else "|---|") + align]
+
+
+def _reference(name: str, several: bool) -> str:
+    return f"| {name} |" + (" |" if several else "")
+
+
 def _errors_section(rows: list[dict], figures: Sequence[str]) -> list[str]:
+    m = _several(rows)
     L = ["## Validation errors", "",
          "Energy per atom (meV/atom) and force components (eV/Å) of the validation structures "
-         "(the same for every point), through the potential file (nnp.analysis.report); per-point parity plots "
-         "in `points/P/validation/`.", "",
-         "| point | functions | E MAE | E RMSE | F MAE | F RMSE | σ RMSE (GPa) | train E RMSE | train F RMSE |",
-         "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+         f"(the same for every point{' and model' if m else ''}), through the potential file "
+         "(nnp.analysis.report); per-run parity plots in `points/R/validation/`.", "",
+         *_table_head(m, " functions | E MAE | E RMSE | F MAE | F RMSE | σ RMSE (GPa) | train E RMSE | train F RMSE |",
+                      "---:|---:|---:|---:|---:|---:|---:|---:|")]
     for r in rows:
-        L.append(f"| {r['point']} | {r['n_functions']} | {_num(r['val_energy_mae'], 2)} | "
+        L.append(f"{_first(r, m)} {r['n_functions']} | {_num(r['val_energy_mae'], 2)} | "
                  f"{_num(r['val_energy_rmse'], 2)} | {_num(r['val_force_mae'], 4)} | {_num(r['val_force_rmse'], 4)} | "
                  f"{_num(r['val_stress_rmse'], 3)} | {_num(r['train_energy_rmse'], 2)} | "
                  f"{_num(r['train_force_rmse'], 4)} |")
@@ -277,18 +314,19 @@ def _errors_section(rows: list[dict], figures: Sequence[str]) -> list[str]:
 
 
 def _zero_k_section(rows: list[dict], figures: Sequence[str]) -> list[str]:
+    m = _several(rows)
     L = ["## Diamond Si at 0 K", "",
          "Lattice constant by box relaxation; elastic constants by central differences of the stress at "
          "±strain, with ionic relaxation (C44 also without); B0 = (C11 + 2 C12)/3.", "",
-         "| point | a0 (Å) | C11 (GPa) | C12 (GPa) | C44 (GPa) | C44 unrelaxed (GPa) | B0 (GPa) |",
-         "|---|---:|---:|---:|---:|---:|---:|"]
+         *_table_head(m, " a0 (Å) | C11 (GPa) | C12 (GPa) | C44 (GPa) | C44 unrelaxed (GPa) | B0 (GPa) |",
+                      "---:|---:|---:|---:|---:|---:|")]
     for r in rows:
-        L.append(f"| {r['point']} | {_num(r['a0'], 4)} | {_num(r['c11'], 1)} | {_num(r['c12'], 1)} | "
+        L.append(f"{_first(r, m)} {_num(r['a0'], 4)} | {_num(r['c11'], 1)} | {_num(r['c12'], 1)} | "
                  f"{_num(r['c44'], 1)} | {_num(r['c44_unrelaxed'], 1)} | {_num(r['b0'], 1)} |")
-    L.append(f"| *DFT-PBE* | {DFT_PBE['a0']} | {DFT_PBE['c11']:g} | {DFT_PBE['c12']:g} | — | — | "
+    L.append(f"{_reference('*DFT-PBE*', m)} {DFT_PBE['a0']} | {DFT_PBE['c11']:g} | {DFT_PBE['c12']:g} | — | — | "
              f"{DFT_PBE['bulk_modulus']:g} |")
     lo, hi = EXPERIMENT["bulk_modulus"]
-    L.append(f"| *experiment* | {EXPERIMENT['a0']} | — | — | — | — | {lo:g}–{hi:g} |")
+    L.append(f"{_reference('*experiment*', m)} {EXPERIMENT['a0']} | — | — | — | — | {lo:g}–{hi:g} |")
     L.append("")
     if "elastic_vs_length.png" in figures:
         L += ["![elastic constants vs length](elastic_vs_length.png)", ""]
@@ -297,18 +335,18 @@ def _zero_k_section(rows: list[dict], figures: Sequence[str]) -> list[str]:
 
 def _crystal_section(rows: list[dict], c: StudyConfig, figures: Sequence[str]) -> list[str]:
     lo, hi = EXPERIMENT["bulk_modulus"]
+    m = _several(rows)
     L = [f"## Crystal, NPT at {c.crystal_temperature:g} K and {c.pressure_atm:g} atm", "",
          "Lattice constant from ⟨V⟩; bulk modulus B = k_B T ⟨V⟩/⟨δV²⟩; ± one standard error from block "
          "averages. Coordination: running coordination at the first minimum of g(r). Extrapolating: mean "
          "fraction of atoms outside the descriptor range seen in training.", "",
-         "| point | a (Å) | B (GPa) | ⟨T⟩ (K) | coordination | extrapolating |",
-         "|---|---:|---:|---:|---:|---:|"]
+         *_table_head(m, " a (Å) | B (GPa) | ⟨T⟩ (K) | coordination | extrapolating |", "---:|---:|---:|---:|---:|")]
     for r in rows:
-        L.append(f"| {r['point']} | {_pm(r['a_npt'], r['a_npt_err'], 4)} | {_pm(r['b_npt'], r['b_npt_err'], 1)} | "
+        L.append(f"{_first(r, m)} {_pm(r['a_npt'], r['a_npt_err'], 4)} | {_pm(r['b_npt'], r['b_npt_err'], 1)} | "
                  f"{_num(r['crystal_temperature'], 1)} | {_num(r['crystal_cn'], 2)} | "
                  f"{_num(r['crystal_extrapolating'], 3)} |")
-    L.append(f"| *DFT-PBE (0 K)* | {DFT_PBE['a0']} | {DFT_PBE['bulk_modulus']:g} | | | |")
-    L.append(f"| *experiment* | {EXPERIMENT['a0']} | {lo:g}–{hi:g} | | | |")
+    L.append(f"{_reference('*DFT-PBE (0 K)*', m)} {DFT_PBE['a0']} | {DFT_PBE['bulk_modulus']:g} | | | |")
+    L.append(f"{_reference('*experiment*', m)} {EXPERIMENT['a0']} | {lo:g}–{hi:g} | | | |")
     L.append("")
     if "bulk_modulus_vs_length.png" in figures:
         L += ["![bulk modulus vs length](bulk_modulus_vs_length.png)", ""]
@@ -316,6 +354,7 @@ def _crystal_section(rows: list[dict], c: StudyConfig, figures: Sequence[str]) -
 
 
 def _melt_section(rows: list[dict], c: StudyConfig, figures: Sequence[str]) -> list[str]:
+    m = _several(rows)
     L = [f"## Liquid ({c.liquid_temperature:g} K) and amorphous ({c.quench_end_temperature:g} K) Si", "",
          (f"The melt and the liquid run NVT at {c.liquid_density:g} g/cm³ (so the liquid density is fixed, "
           "not measured); "
@@ -323,15 +362,14 @@ def _melt_section(rows: list[dict], c: StudyConfig, figures: Sequence[str]) -> l
          + f"the amorphous structure is the liquid quenched at {c.quench_rate:,.0f} K/ps, NPT at "
          f"{c.pressure_atm:g} atm. A phase under half the crystal's density is marked *boiled*: its g(r) "
          "means nothing.", "",
-         "| point | liquid ρ (g/cm³) | liquid P (GPa) | liquid coordination | amorphous ρ (g/cm³) "
-         "| amorphous coordination | extrapolating liquid / amorphous |",
-         "|---|---:|---:|---:|---:|---:|---:|"]
+         *_table_head(m, " liquid ρ (g/cm³) | liquid P (GPa) | liquid coordination | amorphous ρ (g/cm³) "
+                         "| amorphous coordination | extrapolating liquid / amorphous |", "---:|---:|---:|---:|---:|---:|")]
 
     def boiled(r: dict, kind: str) -> str:
         return " *boiled*" if r[f"{kind}_boiled"] == 1 else ""
 
     for r in rows:
-        L.append(f"| {r['point']} | {_pm(r['liquid_density'], r['liquid_density_err'], 3)}{boiled(r, 'liquid')} | "
+        L.append(f"{_first(r, m)} {_pm(r['liquid_density'], r['liquid_density_err'], 3)}{boiled(r, 'liquid')} | "
                  f"{_pm(r['liquid_pressure'], r['liquid_pressure_err'], 2)} | {_num(r['liquid_cn'], 2)} | "
                  f"{_pm(r['amorphous_density'], r['amorphous_density_err'], 3)}{boiled(r, 'amorphous')} | "
                  f"{_num(r['amorphous_cn'], 2)} | {_num(r['liquid_extrapolating'], 3)} / "
@@ -343,23 +381,39 @@ def _melt_section(rows: list[dict], c: StudyConfig, figures: Sequence[str]) -> l
     return L
 
 
+def _cost_section(rows: list[dict]) -> list[str]:
+    m = _several(rows)
+    L = ["## Cost", "",
+         "Wall time of the training (a network) or the fit (a GP), featurising included, and the MD cost "
+         "per atom and step of the crystal NPT and the melt-quench (LAMMPS, one process; on a shared "
+         "machine these vary by tens of per cent).", "",
+         *_table_head(m, " training / fit | crystal MD (µs/atom/step) | melt-quench MD (µs/atom/step) |",
+                      "---:|---:|---:|")]
+    for r in rows:
+        wall = fmt_time(r["train_wall_s"]) if math.isfinite(r["train_wall_s"]) else "—"
+        L.append(f"{_first(r, m)} {wall} | {_num(r['crystal_us'], 1)} | {_num(r['melt_us'], 1)} |")
+    L.append("")
+    return L
+
+
 def _closing(rows: list[dict]) -> list[str]:
     L: list[str] = []
     for r in rows:
         if r["same_as"]:
-            L += [f"{r['point']} has exactly the same descriptor as {r['same_as']} (same functions, data, "
-                  f"split and seed): its results are {r['same_as']}'s.", ""]
-    failures = [(r["point"], s, e) for r in rows for s, e in r["errors"].items()]
-    pending = [(r["point"], s) for r in rows for s, st in r["status"].items() if st == "pending"]
+            L += [f"{r['run']} has exactly the same descriptor as {r['same_as']} (same functions, regressor, "
+                  f"data, split and seed): its results are {r['same_as']}'s.", ""]
+    failures = [(r["run"], s, e) for r in rows for s, e in r["errors"].items()]
+    pending = [(r["run"], s) for r in rows for s, st in r["status"].items() if st == "pending"]
     if failures:
-        L += ["## Failed stages", "", "| point | stage | error |", "|---|---|---|"]
+        L += ["## Failed stages", "", f"| {'run' if _several(rows) else 'point'} | stage | error |", "|---|---|---|"]
         for p, s, e in failures:
             L.append(f"| {p} | {s} | {str(e).replace('|', '/').replace(chr(10), ' ')} |")
         L.append("")
     if pending:
         L += [f"Not computed yet: {', '.join(f'{p} {s}' for p, s in pending)}.", ""]
     L += ["Numbers: `errors.csv`, `properties.csv`, `rdf_*.csv`; every stage's full result: "
-          "`points/P/STAGE.json`; settings: `study.json`."]
+          "`points/R/STAGE.json` (R: the point, A16, with the network; A16-gp with the GP); settings: "
+          "`study.json`."]
     return L
 
 
@@ -371,6 +425,7 @@ def markdown(rows: list[dict], config: StudyConfig, stored: dict, figures: Seque
     L += _zero_k_section(rows, figures)
     L += _crystal_section(rows, config, figures)
     L += _melt_section(rows, config, figures)
+    L += _cost_section(rows)
     L += _closing(rows)
     return "\n".join(L) + "\n"
 
