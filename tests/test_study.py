@@ -484,6 +484,8 @@ def test_directory_from_before_models_resumes(tmp_path):
     old = _ident_models(["nn"])
     del old["study"]["models"]
     old["train"] = {k: v for k, v in old["train"].items() if not k.startswith("gp_")}
+    # It also held the run's resources, which the identity leaves out now.
+    old["train"].update(model="nn", memory_budget=0.0, chunk_size=32, checkpoint_every=10.0)
     study.write_json(sdir.config_file, {"identity": old})
     study.prepare_directory(sdir, _ident_models(["nn"]), {}, restart=False, force=False)  # no error
     with pytest.raises(study.StudyError, match="study.models"):

@@ -124,10 +124,18 @@ def _gp_key(key: str) -> bool:
     return key.startswith("gp_")
 
 
+# Training settings that are per run, or that change the numbers no more
+# than the thread count does (the order of sums): resources and logging.
+# Left out of the identity, so a new setting of this kind (auto_stored_limit)
+# does not make every stored study refuse to resume.
+NOT_IDENTITY = ("descriptor", "model", "threads", "log_every", "device", "checkpoint_every", "memory_budget",
+                "chunk_size", "auto_stored_limit")
+
+
 def identity(config: StudyConfig, data_digest: str, n_structures: int) -> dict[str, Any]:
     """What must match for stored results to be reused."""
     train = config.train_config(config.points[0]).as_dict()
-    for k in ("descriptor", "threads", "log_every", "device", "model"):  # per run, or not changing numbers
+    for k in NOT_IDENTITY:
         train.pop(k, None)
     return json_clean({
         "format": FORMAT,
@@ -142,7 +150,8 @@ def comparable(stored: dict, current: dict) -> tuple[dict, dict]:
     """The two identities as they are compared. A stored identity from
     before the study had `models` lacks study.models (the network alone)
     and, from before the GP, the gp_* settings: those are then left out of
-    both (no GP result can depend on them); train.model is per run."""
+    both (no GP result can depend on them). The NOT_IDENTITY settings that
+    older identities hold are left out."""
     out = []
     gp_settings = any(_gp_key(k) for k in (stored.get("train") or {}))
     for ident in (stored, current):
@@ -150,7 +159,8 @@ def comparable(stored: dict, current: dict) -> tuple[dict, dict]:
         ident.setdefault("study", {}).setdefault("models", ["nn"])
         train = ident.get("train")
         if isinstance(train, dict):
-            ident["train"] = {k: v for k, v in train.items() if k != "model" and (gp_settings or not _gp_key(k))}
+            ident["train"] = {k: v for k, v in train.items()
+                              if k not in NOT_IDENTITY and (gp_settings or not _gp_key(k))}
         out.append(ident)
     return out[0], out[1]
 
