@@ -38,6 +38,10 @@ deviation").
 --gp 100 500 2000 times sparse-GP models (`nnp train --model gp`) of M
 sparse points on the default descriptor (C64), in place of its network;
 their random sparse points and weights cost what fitted ones do (docs/gp.md).
+With --gp-std each is timed twice more with a per-atom compute evaluated on
+every step (`fix ave/atom 1 1 1`): `compute pe/atom` (the reference) and
+`compute nnp/atom gp` (the GP's predictive std, docs/gp.md); their
+difference is the std's cost per atom.
 """
 
 from __future__ import annotations
@@ -101,7 +105,8 @@ def committee_members(k: int, workdir: Path) -> list[Path]:
 
 def gp_potential(n_sparse: int, workdir: Path) -> Path:
     """The default (C64) potential with its network replaced by a sparse GP
-    (squared-exponential kernel) of n_sparse random points and weights."""
+    (squared-exponential kernel) of n_sparse random points and weights, and
+    a random variance factor (upper triangular, positive diagonal)."""
     import numpy as np
 
     from nnp.io import potential_file
@@ -111,8 +116,11 @@ def gp_potential(n_sparse: int, workdir: Path) -> Path:
     for m in pot.models.values():
         D = len(m.scaling.center)
         m.layers, m.quadratic = [], None
+        factor = np.triu(rng.normal(0, 0.1, (n_sparse, n_sparse)), 1) + np.diag(rng.uniform(1, 2, n_sparse))
         m.gp = potential_file.GaussianProcess("se", 1.0, rng.uniform(-1, 1, (n_sparse, D)),
-                                              rng.normal(0, 0.01, n_sparse), lengthscale=10.0)
+                                              rng.normal(0, 0.01, n_sparse), lengthscale=10.0,
+                                              variance_factor=factor[np.triu_indices(n_sparse)],
+                                              variance_jitter=1e-6)
     return potential_file.write(pot, workdir / f"gp{n_sparse}.nnp", overwrite=True)
 
 
@@ -171,6 +179,8 @@ def main(argv=None) -> int:
                    help="committee sizes to time (e.g. 1 2 4), members of the default model")
     p.add_argument("--gp", type=int, nargs="*", default=[], metavar="M",
                    help="sparse-GP models of M sparse points to time (e.g. 100 500 2000), on C64")
+    p.add_argument("--gp-std", action="store_true",
+                   help="with --gp: also time compute pe/atom and compute nnp/atom gp on every step")
     p.add_argument("--n2p2", action="store_true",
                    help="time the converted n2p2 potentials on their own systems (benchmarks/n2p2_systems.py)")
     args = p.parse_args(argv)
@@ -195,7 +205,11 @@ def main(argv=None) -> int:
         for f in args.potentials:
             styles.append((f"nnp {Path(f).name}", f"pair_style nnp\npair_coeff * * {Path(f).resolve()} Si"))
         for m in args.gp:
-            styles.append((f"nnp GP M={m}", f"pair_style nnp\npair_coeff * * {gp_potential(m, workdir)} Si"))
+            lines = f"pair_style nnp\npair_coeff * * {gp_potential(m, workdir)} Si"
+            styles.append((f"nnp GP M={m}", lines))
+            if args.gp_std:
+                styles.append((f"GP M={m} pe/atom", lines + "\ncompute c all pe/atom\nfix a all ave/atom 1 1 1 c_c"))
+                styles.append((f"GP M={m} gp std", lines + "\ncompute c all nnp/atom gp\nfix a all ave/atom 1 1 1 c_c"))
         for k in args.committee:
             files = " ".join(str(f) for f in committee_members(k, workdir))
             styles.append((f"nnp K={k}", f"pair_style nnp committee mean\npair_coeff * * {files} Si"))
