@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import NullFormatter
 
 from nnp.analysis.plots import save_png
 from nnp.study.config import MODEL_NAMES, MODELS
@@ -84,11 +84,28 @@ def plot_errors(rows, path: Path, banner: str = "") -> bool:
     return True
 
 
+# Mantissas of labelled log-axis ticks, coarsest first (_log_ticks).
+TICK_LADDERS = ((1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 7, 8), (1, 1.2, 1.4, 1.6, 1.8, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8, 9))
+
+
+def _log_ticks(ax) -> None:
+    """Labelled ticks, as plain numbers, on a log y axis whose range is often
+    under a decade (where matplotlib labels one tick or none): the coarsest
+    ladder of TICK_LADDERS that puts at least four in the range."""
+    lo, hi = ax.get_ylim()
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    for ladder in TICK_LADDERS:
+        ticks = [m * 10.0**d for d in decades for m in ladder if lo <= m * 10.0**d <= hi]
+        if len(ticks) >= 4:
+            break
+    ax.set_yticks(ticks, [f"{t:.3g}" for t in ticks])
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(lo, hi)
+
+
 def _error_axes(ax, rows, q: str, unit: str, stat: str = "") -> None:
     ax.set_yscale("log")
-    # Plain numbers (3, 0.06), not 3×10⁰: the range is often under a decade.
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    _log_ticks(ax)
     ax.set_xlabel("descriptor length (functions)")
     ax.set_ylabel(f"validation {q} {stat if stat else 'error'} ({unit})")
     ax.set_xticks(sorted({r["length"] for r in rows}))
