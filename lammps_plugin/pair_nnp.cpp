@@ -515,7 +515,7 @@ void PairNNP::compute(int eflag, int vflag)
       for (std::size_t c = 0; c < stride; c++) dE_dr[c] /= K;
     }
     if (deviation) tally_member_forces(K, i, n);
-    if (gp_std) tally_gp_std(i, element, id(i));
+    if (gp_std) tally_gp_std(i, element);
     if (extrapolating) {
       n_extrapolating++;
       first_extrapolating = std::min(first_extrapolating, id(i));
@@ -589,7 +589,7 @@ void PairNNP::compute(int eflag, int vflag)
   pvector_[1] += static_cast<double>(n_extrapolating);
   report_extrapolation(n_extrapolating, first_extrapolating);
   if (deviation) finish_deviation(K);
-  if (gp_std) gp_std_step_ = update->ntimestep;
+  if (gp_std) finish_gp_std();
 }
 
 // Collective (every rank calls it once per compute()): sums the count over

@@ -167,9 +167,12 @@ class PairNNP : public Pair {
   double *gp_std_atom_ = nullptr;
   int max_gp_std_ = 0;
   bigint gp_std_step_ = -1;
-  std::vector<double> gp_scratch_;
+  std::vector<double> gp_scratch_, gp_variance_;
+  std::vector<std::vector<double>> gp_x_;  // per element: scaled descriptors of its local atoms
+  std::vector<std::vector<int>> gp_atoms_;  // per element: those atoms
   void grow_gp_std();
-  void tally_gp_std(int i, int element, tagint id);
+  void tally_gp_std(int i, int element);
+  void finish_gp_std();
 
   void allocate();
   void warn_double_core();

@@ -43,19 +43,28 @@ std::string variance_error(const GaussianProcessSpec& spec) {
   return "";
 }
 
-// |w|² with Uᵀw = k (U packed upper triangular): forward substitution by
-// rows of U, k overwritten by w.
-double solve_norm2(const std::vector<double>& U, double* k, int M) {
-  double sum = 0.0;
+// |w_q|² with Uᵀw_q = k_q for the nb ≤ kVarianceBlock columns q of k (M ×
+// kVarianceBlock, by sparse point; U packed upper triangular): forward
+// substitution by rows of U, k overwritten by w. A row of U is read once per
+// block of atoms, which keeps large factors from streaming once per atom.
+void solve_norm2(const std::vector<double>& U, double* k, int M, int nb, double* norm2) {
+  constexpr int B = GaussianProcess::kVarianceBlock;
+  std::fill(norm2, norm2 + nb, 0.0);
   for (int m = 0; m < M; ++m) {
     const double* row = U.data() + packed_row(m, M);  // row[j − m] = U_mj
-    const double w = k[m] / row[0];
-    k[m] = w;
-    sum += w * w;
+    double* w = k + static_cast<std::size_t>(m) * B;
+    const double inv = 1.0 / row[0];
+    for (int q = 0; q < nb; ++q) {
+      w[q] *= inv;
+      norm2[q] += w[q] * w[q];
+    }
+    for (int j = m + 1; j < M; ++j) {
+      const double u = row[j - m];
+      double* kj = k + static_cast<std::size_t>(j) * B;
 #pragma omp simd
-    for (int j = m + 1; j < M; ++j) k[j] -= row[j - m] * w;
+      for (int q = 0; q < B; ++q) kj[q] -= u * w[q];
+    }
   }
-  return sum;
 }
 
 }  // namespace
@@ -163,22 +172,6 @@ void GaussianProcess::kernel_vector(const double* x, double* k) const {
   }
 }
 
-double GaussianProcess::variance(const double* x, std::vector<double>& scratch) const {
-  if (!has_variance())
-    throw Error("this GP has no 'gp_variance' section (a file fitted before format version 7, or the mean of "
-                "several potentials): its predictive variance is not available; refit with nnp train --model gp");
-  const int M = n_sparse();
-  scratch.resize(2 * static_cast<std::size_t>(M));
-  double* a = scratch.data();
-  double* b = a + M;
-  kernel_vector(x, a);
-  std::copy(a, a + M, b);
-  // The prior term k(x, x) − kᵀK⁻¹k is ≥ 0 exactly; rounding can push it
-  // below 0 next to a sparse point.
-  const double prior = std::max(0.0, delta2_ - solve_norm2(prior_, a, M));
-  return prior + solve_norm2(posterior_, b, M);
-}
-
 double GaussianProcess::value(const double* x, std::vector<double>& scratch) const {
   return value_and_gradient(x, nullptr, scratch);
 }
@@ -235,6 +228,35 @@ double GaussianProcess::value_and_gradient(const double* x, double* grad, std::v
   if (grad)
     for (int k = 0; k < D; ++k) grad[k] += (cv[k] - cs_sum * u[k]) / n;
   return e;
+}
+
+void GaussianProcess::variances(const double* x, int n, double* out, std::vector<double>& scratch) const {
+  if (!has_variance())
+    throw Error("this GP has no 'gp_variance' section (a file fitted before format version 7, or the mean of "
+                "several potentials): its predictive variance is not available; refit with nnp train --model gp");
+  const int M = n_sparse();
+  const std::size_t D = static_cast<std::size_t>(n_inputs_), B = kVarianceBlock;
+  scratch.resize(2 * static_cast<std::size_t>(M) * B + M + 2 * B);
+  double* a = scratch.data();  // M × B: k of the block's atoms, by sparse point
+  double* b = a + static_cast<std::size_t>(M) * B;
+  double* k = b + static_cast<std::size_t>(M) * B;
+  double* prior = k + M;
+  double* posterior = prior + B;
+  for (int first = 0; first < n; first += kVarianceBlock) {
+    const int nb = std::min(kVarianceBlock, n - first);
+    for (int q = 0; q < nb; ++q) {
+      kernel_vector(x + (first + q) * D, k);
+      for (int m = 0; m < M; ++m) a[m * B + q] = k[m];
+    }
+    for (int m = 0; m < M && nb < kVarianceBlock; ++m)  // the columns the solves carry along unused
+      std::fill(a + m * B + nb, a + (m + 1) * B, 0.0);
+    std::copy(a, a + static_cast<std::size_t>(M) * B, b);
+    solve_norm2(prior_, a, M, nb, prior);
+    solve_norm2(posterior_, b, M, nb, posterior);
+    // The prior term k(x, x) − kᵀK⁻¹k is ≥ 0 exactly; rounding can push it
+    // below 0 next to a sparse point.
+    for (int q = 0; q < nb; ++q) out[first + q] = std::max(0.0, delta2_ - prior[q]) + posterior[q];
+  }
 }
 
 }  // namespace nnp

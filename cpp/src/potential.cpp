@@ -167,15 +167,15 @@ std::string Potential::gp_variance_error() const {
   return "";
 }
 
-double Potential::gp_variance(int element, const NeighborView& nb, AtomWorkspace& ws) const {
+const std::vector<double>& Potential::scaled_descriptor(int element, const NeighborView& nb,
+                                                       AtomWorkspace& ws) const {
   const ElementModel& m = elements_.at(element);
-  if (m.gp.empty() || !m.gp.has_variance()) throw Error(gp_variance_error());
   const int M = m.descriptor.size();
   ws.G.resize(M);
   ws.x.resize(M);
   m.descriptor.compute(nb, ws.G.data(), ws.descriptor);
   scale_inputs(m.scaling, ws.G, ws.x);
-  return m.gp.variance(ws.x.data(), ws.gp);
+  return ws.x;
 }
 
 }  // namespace nnp

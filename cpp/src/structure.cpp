@@ -83,10 +83,22 @@ std::vector<double> gp_variances(const Potential& potential, const Structure& s)
   check_elements(s, potential.n_elements());
   if (const std::string bad = potential.gp_variance_error(); !bad.empty()) throw Error(bad);
   const NeighborList list = build_neighbor_list(s.n_atoms, s.positions, s.cell, potential.cutoff());
-  std::vector<double> out(s.n_atoms);
+  // The scaled descriptors per element, then each element's GP on all of its atoms at once.
+  std::vector<std::vector<double>> x(potential.n_elements());
+  std::vector<std::vector<int>> atoms(potential.n_elements());
   AtomWorkspace ws;
   Gathered nb;
-  for (int i = 0; i < s.n_atoms; ++i) out[i] = potential.gp_variance(s.elements[i], nb.fill(list, i, s.elements), ws);
+  for (int i = 0; i < s.n_atoms; ++i) {
+    const std::vector<double>& xi = potential.scaled_descriptor(s.elements[i], nb.fill(list, i, s.elements), ws);
+    x[s.elements[i]].insert(x[s.elements[i]].end(), xi.begin(), xi.end());
+    atoms[s.elements[i]].push_back(i);
+  }
+  std::vector<double> out(s.n_atoms), v;
+  for (int e = 0; e < potential.n_elements(); ++e) {
+    v.resize(atoms[e].size());
+    potential.element(e).gp.variances(x[e].data(), static_cast<int>(atoms[e].size()), v.data(), ws.gp);
+    for (std::size_t q = 0; q < v.size(); ++q) out[atoms[e][q]] = v[q];
+  }
   return out;
 }
 

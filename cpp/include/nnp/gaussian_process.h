@@ -70,9 +70,12 @@ class GaussianProcess {
   double value_and_gradient(const double* x, double* grad, std::vector<double>& scratch) const;
 
   bool has_variance() const { return !posterior_.empty(); }
-  // The predictive variance of E_GP(x) in eV² (formula above); throws
-  // nnp::Error without a variance section.
-  double variance(const double* x, std::vector<double>& scratch) const;
+  // The predictive variance of E_GP (eV², formula above) of each of the n
+  // rows of x (n × n_inputs) into out; throws nnp::Error without a variance
+  // section. The solves run over blocks of kVarianceBlock atoms, so that the
+  // factors are read once per block (at large M they exceed the cache).
+  static constexpr int kVarianceBlock = 32;
+  void variances(const double* x, int n, double* out, std::vector<double>& scratch) const;
 
  private:
   // k_m = k(x, z_m) for m < M into k.

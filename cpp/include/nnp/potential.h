@@ -84,10 +84,9 @@ class Potential {
   // "" when every element has a GP with a variance section, else why the GP
   // variance is not available (the first element without one).
   std::string gp_variance_error() const;
-  // The predictive variance (eV²) of the GP term of E_i (nnp/gaussian_process.h)
-  // from a descriptor pass without derivatives; throws nnp::Error
-  // (gp_variance_error) when the element has no GP variance.
-  double gp_variance(int element, const NeighborView& nb, AtomWorkspace& ws) const;
+  // The scaled descriptor x = (G − center)/width of one atom (a descriptor
+  // pass without derivatives), returned in ws.x.
+  const std::vector<double>& scaled_descriptor(int element, const NeighborView& nb, AtomWorkspace& ws) const;
 
   // ½ Σ_j E_rep(r_ij) over the neighbours; accumulates its gradient if dE_dr
   // (public for a committee, which assembles E_i from model_energy itself).
