@@ -13,6 +13,149 @@ namespace nnp {
 
 using namespace detail;
 
+namespace {
+
+// One block of NK keys of the force pass's contraction, over a chunk of n
+// entries: a_k = Σ_p w_kp slot_p (slot_p = (1+λ_p cosθ)^ζ_p or its slope),
+// then out_i += Σ_k coef_ik a_k E_k for i < NO. A small matrix product
+// held in registers (NK keys × two vectors of entries), so the weights are
+// loaded once per two vectors and no row of a_k is stored. Rows may be read
+// up to 2·lanes − 1 entries past n (the chunk rows and the entry stride are
+// padded for it).
+template <class V, int NK, int NO>
+NNP_INLINE void key_block(const double* slots, const int* row, int P, const double* w, const double* E,
+                          std::size_t stride, const double* coef, int K, int n, double* out) {
+  constexpr int L = kernel::lanes<V>();
+  for (int t = 0; t < n; t += 2 * L) {
+    V a[NK][2] = {};
+    for (int p = 0; p < P; ++p) {
+      const double* x = slots + row[p] + t;
+      const V x0 = kernel::load<V>(x), x1 = kernel::load<V>(x + L);
+      for (int k = 0; k < NK; ++k) {
+        const double wk = w[k * P + p];
+        a[k][0] += wk * x0;
+        a[k][1] += wk * x1;
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      const int th = t + h * L;
+      V o[NO];
+      for (int i = 0; i < NO; ++i) o[i] = kernel::load<V>(out + i * kRow + th);
+      for (int k = 0; k < NK; ++k) {
+        const V ae = a[k][h] * kernel::load<V>(E + k * stride + th);
+        for (int i = 0; i < NO; ++i) o[i] += coef[i * K + k] * ae;
+      }
+      for (int i = 0; i < NO; ++i) kernel::store<V>(out + i * kRow + th, o[i]);
+    }
+  }
+}
+
+// All keys, in blocks of at most six, as even as possible (a small last
+// block would pay the loop over powers for few keys): NO outputs at out,
+// out + kRow, ….
+template <class V, int NO>
+NNP_INLINE void key_blocks(const double* slots, const int* row, int P, int K, const double* w, const double* E,
+                           std::size_t stride, const double* coef, int n, double* out) {
+  const int blocks = (K + 5) / 6;
+  for (int b = 0, q = 0; b < blocks; ++b) {
+    const int nk = (K - q) / (blocks - b);
+    const double* wq = w + q * P;
+    const double* Eq = E + q * stride;
+    const double* cq = coef + q;
+    switch (nk) {
+      case 1: key_block<V, 1, NO>(slots, row, P, wq, Eq, stride, cq, K, n, out); break;
+      case 2: key_block<V, 2, NO>(slots, row, P, wq, Eq, stride, cq, K, n, out); break;
+      case 3: key_block<V, 3, NO>(slots, row, P, wq, Eq, stride, cq, K, n, out); break;
+      case 4: key_block<V, 4, NO>(slots, row, P, wq, Eq, stride, cq, K, n, out); break;
+      case 5: key_block<V, 5, NO>(slots, row, P, wq, Eq, stride, cq, K, n, out); break;
+      default: key_block<V, 6, NO>(slots, row, P, wq, Eq, stride, cq, K, n, out); break;
+    }
+    q += nk;
+  }
+}
+
+// The force pass's sums over keys and powers per entry, rows S0, S1, S2, Sc
+// (kRow apart) from S:
+//   S0 = Σ_q A_q E_q, S1 = Σ_q η_q A_q E_q, S2 = Σ_q η_q R_s,q A_q E_q, Sc = Σ_q B_q E_q
+// with A_q = Σ_p wv_qp (1+λ_p cosθ)^ζ_p and B_q = Σ_p wd_qp (1+λ_p cosθ)^(ζ_p−1).
+// coef: rows of K: ones, η_q, η_q R_s,q. S2 only where some R_s != 0.
+template <class V>
+NNP_INLINE void key_sums(const double* slots, const int* vrow, const int* drow, int P, int K, const double* wv,
+                         const double* wd, const double* coef, const double* E, std::size_t stride, int n, bool any_rs,
+                         double* S) {
+  std::fill(S, S + 4 * kRow, 0.0);
+  if (any_rs) {
+    key_blocks<V, 3>(slots, vrow, P, K, wv, E, stride, coef, n, S);
+  } else {
+    key_blocks<V, 2>(slots, vrow, P, K, wv, E, stride, coef, n, S);
+  }
+  key_blocks<V, 1>(slots, drow, P, K, wd, E, stride, coef, n, S + 3 * kRow);
+}
+
+// Where fill_run writes the entries of one group (fields of the triplet list)
+// and reads the members' data.
+struct RunFields {
+  int* tj;
+  int* tk;
+  double* f[kFirstKey];  // per TripletField below kFirstKey
+  const double *r, *ux, *uy, *uz, *fc, *dfc;
+};
+
+template <class V>
+NNP_INLINE V gather(const double* p, const int* index) {
+  double v[kernel::lanes<V>()];
+  for (int l = 0; l < kernel::lanes<V>(); ++l) v[l] = p[index[l]];
+  return kernel::load<V>(v);
+}
+
+// The entries [c0, c1) of one j (indices k in tk, narrow: R_jk² in the kRjk
+// field): everything but the exponentials, L entries at a time (the members'
+// data gathered per lane). A last partial block is padded (k = j, R_jk = r_c)
+// and written past c1, into entries that later runs or the stride padding
+// hold. cos_cutoff: the cos cutoff (vectorised), else f_c per lane by
+// cutoff_function.
+template <class V>
+NNP_INLINE void fill_run(const RunFields& s, int j, std::size_t c0, std::size_t c1, bool narrow, bool cos_cutoff,
+                         CutoffType type, double rc, double alpha) {
+  constexpr int L = kernel::lanes<V>();
+  int* tk = s.tk;
+  double* c2 = s.f[kRjk];
+  for (int l = 0; l < L; ++l) {
+    tk[c1 + l] = j;
+    c2[c1 + l] = rc * rc;
+  }
+  const double uxj = s.ux[j], uyj = s.uy[j], uzj = s.uz[j], rj = s.r[j], fcj = s.fc[j], dfcj = s.dfc[j];
+  const double inv_rc = 1.0 / rc;
+  for (std::size_t t = c0; t < c1; t += L) {
+    const int* k = tk + t;
+    for (int l = 0; l < L; ++l) s.tj[t + l] = j;
+    const V ukx = gather<V>(s.ux, k), uky = gather<V>(s.uy, k), ukz = gather<V>(s.uz, k);
+    const V fck = gather<V>(s.fc, k), dfck = gather<V>(s.dfc, k);
+    const V f2 = fcj * fck;
+    V F = f2, Fa = dfcj * fck, Fb = fcj * dfck, Fc{};
+    if (narrow) {
+      const V c = kernel::sqrt_v<V>(kernel::load<V>(c2 + t));
+      V fcc, dfcc;
+      if (cos_cutoff) {
+        kernel::cos_cutoff<V>(c, rc, inv_rc, fcc, dfcc);
+      } else {
+        for (int l = 0; l < L; ++l) cutoff_function(type, c[l], rc, fcc[l], dfcc[l], alpha);
+      }
+      kernel::store<V>(c2 + t, c);
+      F = f2 * fcc;
+      Fa *= fcc;
+      Fb *= fcc;
+      Fc = f2 * dfcc;
+    }
+    const V out[kFirstKey] = {uxj * ukx + uyj * uky + uzj * ukz, V{} + rj, gather<V>(s.r, k), V{},
+                              F, Fa, Fb, Fc, V{} + uxj, V{} + uyj, V{} + uzj, ukx, uky, ukz};
+    for (int f = 0; f < kFirstKey; ++f)
+      if (f != kRjk) kernel::store<V>(s.f[f] + t, out[f]);
+  }
+}
+
+}  // namespace
+
 NNP_KERNEL
 void Descriptor::build_triplets(int gi, DescriptorWorkspace& ws) const {
   const AngularGroup& g = angular_groups_[gi];
@@ -23,8 +166,9 @@ void Descriptor::build_triplets(int gi, DescriptorWorkspace& ws) const {
   const std::size_t nA = a1 - a0, nB = b1 - b0;
   // Entries are stored with a stride of at least the number of pairs (an upper
   // bound of their count), so that they can be written while the pairs are
-  // enumerated; padded off multiples of 512 bytes (see kRow).
-  const std::size_t pairs = (same ? (nA ? nA * (nA - 1) / 2 : 0) : nA * nB) / 8 * 8 + 12;
+  // enumerated; padded off multiples of 512 bytes (see kRow), and so that
+  // vector reads and writes past the last entry stay inside (fill_run, key_block).
+  const std::size_t pairs = (same ? (nA ? nA * (nA - 1) / 2 : 0) : nA * nB) / 8 * 8 + 20;
   const std::size_t K = g.keys.size();
   const std::size_t fields = kFirstKey + K;
   const std::size_t pair_offset = ws.triplet_pair_offset[gi];
@@ -33,11 +177,16 @@ void Descriptor::build_triplets(int gi, DescriptorWorkspace& ws) const {
   ws.triplet_data_offset[gi + 1] = data_offset + fields * pairs;
   if (ws.triplet_pairs.size() < pair_offset + 2 * pairs) ws.triplet_pairs.resize(pair_offset + 2 * pairs);
   if (ws.triplet_data.size() < data_offset + fields * pairs) ws.triplet_data.resize(data_offset + fields * pairs);
-  int* __restrict tj = ws.triplet_pairs.data() + pair_offset;
-  int* __restrict tk = tj + pairs;
+  int* __restrict tk = ws.triplet_pairs.data() + pair_offset + pairs;
   double* data = ws.triplet_data.data() + data_offset;
   auto field = [&](std::size_t f) { return data + f * pairs; };
-  double* __restrict d2 = field(kRjk);  // R_jk² until the square root is taken
+  const std::size_t active = ws.r.size();
+  RunFields run{ws.triplet_pairs.data() + pair_offset, tk, {}, ws.r.data(), ws.ux.data(), ws.uy.data(), ws.uz.data(),
+                ws.fc.data() + static_cast<std::size_t>(g.cutoff_slot) * active,
+                ws.dfc.data() + static_cast<std::size_t>(g.cutoff_slot) * active};
+  for (int f = 0; f < kFirstKey; ++f) run.f[f] = field(f);
+  const bool cos_cutoff = cutoff_ == CutoffType::Cos && cutoff_alpha_ == 0.0;
+  double* __restrict d2 = field(kRjk);  // R_jk² until fill_run takes the square root
   double* __restrict dist2 = grow(ws.scratch, std::max<std::size_t>(nA, nB));
   const double* x = ws.x.data();
   const double* y = ws.y.data();
@@ -46,21 +195,6 @@ void Descriptor::build_triplets(int gi, DescriptorWorkspace& ws) const {
   // functions keep only R_jk < r_c: the distances of one j to its k range in
   // a vectorised pass, then a branch-free compaction of the indices.
   const double rc2 = g.rc * g.rc;
-  const double* __restrict r = ws.r.data();
-  const double* __restrict ux = ws.ux.data();
-  const double* __restrict uy = ws.uy.data();
-  const double* __restrict uz = ws.uz.data();
-  const std::size_t active = ws.r.size();
-  const double* __restrict fc = ws.fc.data() + static_cast<std::size_t>(g.cutoff_slot) * active;
-  const double* __restrict dfc = ws.dfc.data() + static_cast<std::size_t>(g.cutoff_slot) * active;
-  double* __restrict cos = field(kCos);
-  double* __restrict ra = field(kRij);
-  double* __restrict rb = field(kRik);
-  double* __restrict F = field(kF);
-  double* __restrict Fa = field(kFij);
-  double* __restrict Fb = field(kFik);
-  double* __restrict Fc = field(kFjk);
-  double* __restrict u[6] = {field(kUjx), field(kUjy), field(kUjz), field(kUkx), field(kUky), field(kUkz)};
   std::size_t count = 0;
   for (int j = a0; j < a1; ++j) {
     const double xj = x[j], yj = y[j], zj = z[j];
@@ -83,53 +217,16 @@ void Descriptor::build_triplets(int gi, DescriptorWorkspace& ws) const {
       for (int i = 0; i < nk; ++i) tk[count + i] = k0 + i;
       count += nk;
     }
-    for (std::size_t t = c0; t < count; ++t) tj[t] = j;
+    if (kernel::wide_vectors()) {
+      fill_run<kernel::V4>(run, j, c0, count, narrow, cos_cutoff, cutoff_, g.rc, cutoff_alpha_);
+    } else {
+      fill_run<kernel::V2>(run, j, c0, count, narrow, cos_cutoff, cutoff_, g.rc, cutoff_alpha_);
+    }
   }
   ws.triplet_count[gi] = count;
   const int n = static_cast<int>(count);
-  // Per-member terms, gathered.
-  for (int t = 0; t < n; ++t) {
-    const int j = tj[t], k = tk[t];
-    const double ujx = ux[j], ujy = uy[j], ujz = uz[j], ukx = ux[k], uky = uy[k], ukz = uz[k];
-    u[0][t] = ujx;
-    u[1][t] = ujy;
-    u[2][t] = ujz;
-    u[3][t] = ukx;
-    u[4][t] = uky;
-    u[5][t] = ukz;
-    cos[t] = ujx * ukx + ujy * uky + ujz * ukz;
-    ra[t] = r[j];
-    rb[t] = r[k];
-    F[t] = fc[j] * fc[k];
-    Fa[t] = dfc[j] * fc[k];
-    Fb[t] = fc[j] * dfc[k];
-  }
-
-  // R_jk terms (narrow): distance and cutoff, vectorised, into F.
-  if (narrow) {
-    double* __restrict c = d2;
-    double* __restrict fcc = grow(ws.scratch, 2 * count);
-    double* __restrict dfcc = fcc + count;
-    kernel::sqrt_array(c, n);
-    if (cutoff_ == CutoffType::Cos && cutoff_alpha_ == 0.0) {
-      if (kernel::wide_vectors()) {
-        kernel::cos_cutoff_array<kernel::V4>(c, fcc, dfcc, n, g.rc);
-      } else {
-        kernel::cos_cutoff_array<kernel::V2>(c, fcc, dfcc, n, g.rc);
-      }
-    } else {
-      for (int t = 0; t < n; ++t) cutoff_function(cutoff_, c[t], g.rc, fcc[t], dfcc[t], cutoff_alpha_);
-    }
-    for (int t = 0; t < n; ++t) {
-      const double f2 = F[t], f3 = fcc[t];
-      F[t] = f2 * f3;
-      Fa[t] *= f3;
-      Fb[t] *= f3;
-      Fc[t] = f2 * dfcc[t];
-    }
-  } else {
-    for (int t = 0; t < n; ++t) Fc[t] = 0.0;
-  }
+  const double* __restrict ra = field(kRij);
+  const double* __restrict rb = field(kRik);
   // E_q = exp(−η_q[(R_ij−R_s)² + (R_ik−R_s)² (+ (R_jk−R_s)²)]): one exponential
   // per key and entry (or a power of an earlier key's), vectorised.
   for (std::size_t q = 0; q < K; ++q) {
@@ -207,15 +304,13 @@ void Descriptor::triplet_gradient(int gi, DescriptorWorkspace& ws) const {
   double* gx = ws.grad.data();
   double* gy = gx + active;
   double* gz = gy + active;
-  // dE/dG scaled by each power's prefactors: A_q = Σ_p wv_qp (1+λcos)^ζ and
-  // B_q = Σ_p wd_qp (1+λcos)^(ζ−1) are dE/d(E·F) and its cosθ-derivative.
+  // dE/dG scaled by each power's prefactors (wv: value, wd: slope), so that
+  // A_q = Σ_p wv_qp (1+λcos)^ζ and B_q = Σ_p wd_qp (1+λcos)^(ζ−1) are
+  // dE/d(E·F) and its cosθ-derivative (key_sums).
   const PowerPlan& plan = g.gradient_plan;
-  const int P4 = (P + 3) / 4 * 4;
-  double* slots = grow(ws.scratch, static_cast<std::size_t>(plan.n_slots + 13) * kRow +
-                                       2 * static_cast<std::size_t>(K) * P4);
-  double* A = slots + static_cast<std::size_t>(plan.n_slots) * kRow;
-  double* B = A + kRow;
-  double* S0 = B + kRow;
+  double* slots = grow(ws.scratch, static_cast<std::size_t>(plan.n_slots + 11) * kRow +
+                                       (2 * static_cast<std::size_t>(P) + 3) * K);
+  double* S0 = slots + static_cast<std::size_t>(plan.n_slots) * kRow;
   double* S1 = S0 + kRow;
   double* S2 = S1 + kRow;
   double* Sc = S2 + kRow;
@@ -224,77 +319,33 @@ void Descriptor::triplet_gradient(int gi, DescriptorWorkspace& ws) const {
   double* ckj = cjk + kRow;
   double* ckk = ckj + kRow;
   double* dj[3] = {ckk + kRow, ckk + 2 * kRow, ckk + 3 * kRow};
-  double* dk[3] = {A, B, S0};  // reused once the coefficients are known
+  double* dk[3] = {S0, S1, S2};  // reused once the coefficients are known
   bool any_rs = false;
   for (const AngularKey& key : g.keys) any_rs |= key.rs != 0.0;
   double* wv = ckk + 4 * kRow;
-  double* wd = wv + static_cast<std::size_t>(K) * P4;
+  double* wd = wv + static_cast<std::size_t>(K) * P;
+  double* coef = wd + static_cast<std::size_t>(K) * P;  // rows: 1, η_q, η_q R_s,q
   const double* w = ws.w.data() + g.offset;
-  for (int q = 0; q < K; ++q)
-    for (int p = 0; p < P4; ++p) {
-      wv[q * P4 + p] = p < P ? w[q * P + p] * g.powers[p].prefactor : 0.0;
-      wd[q * P4 + p] = p < P ? w[q * P + p] * g.powers[p].dprefactor : 0.0;
+  for (int q = 0; q < K; ++q) {
+    coef[q] = 1.0;
+    coef[K + q] = g.keys[q].eta;
+    coef[2 * K + q] = g.keys[q].eta * g.keys[q].rs;
+    for (int p = 0; p < P; ++p) {
+      wv[q * P + p] = w[q * P + p] * g.powers[p].prefactor;
+      wd[q * P + p] = w[q * P + p] * g.powers[p].dprefactor;
     }
+  }
   for (std::size_t t0 = 0; t0 < count; t0 += kChunk) {
     const int n = static_cast<int>(std::min<std::size_t>(kChunk, count - t0));
     const double* __restrict cos = data + kCos * stride + t0;
     run_plan(plan, g.powers, cos, n, slots);
-    for (int q = 0; q < K; ++q) {
-      // Four powers per pass (padding: weight 0 on the slot of ones).
-      for (int p0 = 0; p0 < P; p0 += 4) {
-        const double* a = wv + q * P4 + p0;
-        const double* b = wd + q * P4 + p0;
-        const double a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-        const double b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
-        const int* vrow = plan.value_row.data() + p0;
-        const int* drow = plan.slope_row.data() + p0;
-        const double* __restrict v0 = slots + vrow[0];
-        const double* __restrict v1 = slots + vrow[1];
-        const double* __restrict v2 = slots + vrow[2];
-        const double* __restrict v3 = slots + vrow[3];
-        const double* __restrict dv0 = slots + drow[0];
-        const double* __restrict dv1 = slots + drow[1];
-        const double* __restrict dv2 = slots + drow[2];
-        const double* __restrict dv3 = slots + drow[3];
-        if (p0 == 0) {
-          for (int t = 0; t < n; ++t) {
-            A[t] = a0 * v0[t] + a1 * v1[t] + a2 * v2[t] + a3 * v3[t];
-            B[t] = b0 * dv0[t] + b1 * dv1[t] + b2 * dv2[t] + b3 * dv3[t];
-          }
-        } else {
-          for (int t = 0; t < n; ++t) {
-            A[t] += a0 * v0[t] + a1 * v1[t] + a2 * v2[t] + a3 * v3[t];
-            B[t] += b0 * dv0[t] + b1 * dv1[t] + b2 * dv2[t] + b3 * dv3[t];
-          }
-        }
-      }
-      // The sums over keys (the S2 one only where some R_s != 0).
-      const double* __restrict E = data + (kFirstKey + q) * stride + t0;
-      const double eta = g.keys[q].eta, eta_rs = g.keys[q].eta * g.keys[q].rs;
-      if (q == 0) {
-        for (int t = 0; t < n; ++t) {
-          const double AE = A[t] * E[t];
-          S0[t] = AE;
-          S1[t] = eta * AE;
-          S2[t] = eta_rs * AE;
-          Sc[t] = B[t] * E[t];
-        }
-      } else if (any_rs) {
-        for (int t = 0; t < n; ++t) {
-          const double AE = A[t] * E[t];
-          S0[t] += AE;
-          S1[t] += eta * AE;
-          S2[t] += eta_rs * AE;
-          Sc[t] += B[t] * E[t];
-        }
-      } else {
-        for (int t = 0; t < n; ++t) {
-          const double AE = A[t] * E[t];
-          S0[t] += AE;
-          S1[t] += eta * AE;
-          Sc[t] += B[t] * E[t];
-        }
-      }
+    const double* E = data + kFirstKey * stride + t0;
+    if (kernel::wide_vectors()) {
+      key_sums<kernel::V4>(slots, plan.value_row.data(), plan.slope_row.data(), P, K, wv, wd, coef, E, stride, n, any_rs,
+                           S0);
+    } else {
+      key_sums<kernel::V2>(slots, plan.value_row.data(), plan.slope_row.data(), P, K, wv, wd, coef, E, stride, n, any_rs,
+                           S0);
     }
     // Σ_q A_q E_q (∂F/∂R_x − 2η_q(R_x−R_s,q)F) = ∂F/∂R_x S0 − 2F(R_x S1 − S2).
     const double* __restrict ra = data + kRij * stride + t0;

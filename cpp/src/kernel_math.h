@@ -218,14 +218,18 @@ NNP_INLINE void cos_cutoff_array(const double* r, double* f, double* df, std::si
   }
 }
 
-// x[t] = sqrt(x[t]) for x[t] >= 0. std::sqrt in a loop is not vectorised
-// (it may set errno), so the baseline's two-lane instruction is used directly.
-NNP_INLINE void sqrt_array(double* x, std::size_t n) {
-  std::size_t t = 0;
+// sqrt of every lane (>= 0), with the baseline's two-lane instruction.
+template <class V>
+NNP_INLINE V sqrt_v(V x) {
 #if defined(__SSE2__)
-  for (; t + 2 <= n; t += 2) _mm_storeu_pd(x + t, _mm_sqrt_pd(_mm_loadu_pd(x + t)));
+  double a[lanes<V>()];
+  std::memcpy(a, &x, sizeof x);
+  for (int h = 0; h < lanes<V>(); h += 2) _mm_storeu_pd(a + h, _mm_sqrt_pd(_mm_loadu_pd(a + h)));
+  return load<V>(a);
+#else
+  for (int l = 0; l < lanes<V>(); ++l) x[l] = std::sqrt(x[l]);
+  return x;
 #endif
-  for (; t < n; ++t) x[t] = std::sqrt(x[t]);
 }
 
 }  // namespace nnp::kernel
