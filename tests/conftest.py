@@ -38,6 +38,19 @@ def shared_data(relative: str) -> Path:
     return path
 
 
+def assert_refused_at_line(path: Path, line: int, words: str) -> None:
+    """Both readers (Python's potential_file.read and the C++ core's) refuse
+    `path` with a message that starts with "path:line:" and contains `words`."""
+    from nnp import _core
+
+    for read in (pf.read, lambda p: _core.Potential(str(p))):
+        with pytest.raises(ValueError) as err:
+            read(path)
+        msg = str(err.value)
+        assert msg.startswith(f"{path}:{line}:"), msg
+        assert words.lower() in msg.lower(), msg
+
+
 def rattled_si(repeat=(1, 1, 1), amplitude=0.1, seed=0, a=5.43) -> Atoms:
     atoms = bulk("Si", "diamond", a=a, cubic=True).repeat(repeat)
     atoms.rattle(amplitude, seed=seed)

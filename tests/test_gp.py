@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import reference_descriptors as reference
 import torch
-from conftest import mixed_sic, random_potential, rattled_si, si_cluster, test_descriptor, triclinic_si
+from conftest import (assert_refused_at_line, mixed_sic, random_potential, rattled_si, si_cluster, test_descriptor,
+                      triclinic_si)
 from test_agreement import RTOL, assert_agree, core_results, lammps_cell_structure, lammps_results
 
 from nnp import NNPCalculator, _core
@@ -232,12 +233,7 @@ def test_malformed_gp_sections_name_file_and_line(tmp_path, si_gp, case):
     name, broken, line, words = list(_gp_mutations(_gp_file_text(si_gp)))[case]
     path = tmp_path / f"{name}.nnp"
     path.write_text(broken)
-    for read in (pf.read, lambda p: _core.Potential(str(p))):
-        with pytest.raises(ValueError) as err:
-            read(path)
-        msg = str(err.value)
-        assert msg.startswith(f"{path}:{line}: "), msg
-        assert words.lower() in msg.lower(), msg
+    assert_refused_at_line(path, line, words)
 
 
 def test_version_6_without_a_gp_is_refused(tmp_path, si_potential):

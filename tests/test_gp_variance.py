@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import mixed_sic, random_potential, rattled_si, test_descriptor
+from conftest import assert_refused_at_line, mixed_sic, random_potential, rattled_si, test_descriptor
 from test_gp import _labelled
 
 from nnp import NNPCalculator, _core
@@ -267,12 +267,7 @@ def test_malformed_sections_name_file_and_line(si_fit, tmp_path, case):
     name, broken, line, words = list(_mutations(si_fit.path.read_text()))[case]
     path = tmp_path / f"{name}.nnp"
     path.write_text(broken)
-    for read in (pf.read, lambda p: _core.Potential(str(p))):
-        with pytest.raises(ValueError) as err:
-            read(path)
-        msg = str(err.value)
-        assert msg.startswith(f"{path}:{line}: "), msg
-        assert words.lower() in msg.lower(), msg
+    assert_refused_at_line(path, line, words)
 
 
 def test_version_7_without_the_section_is_refused(si_fit, tmp_path):

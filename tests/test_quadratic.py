@@ -19,7 +19,7 @@ from nnp.io.potential_file import QuadraticTerm, Repulsion
 from nnp.train import TrainConfig, build_model, evaluate, featurize as featurize_training_set
 from nnp.train.loss import Objective
 from nnp.train.training_set import split_structures
-from conftest import shared_data
+from conftest import assert_refused_at_line, shared_data
 from test_model import ds, featurize, make_model, si_c_cluster, si_triclinic, sic  # noqa: F401 (fixtures)
 
 torch.set_num_threads(1)
@@ -269,12 +269,7 @@ def test_malformed_quadratic_sections_name_file_and_line(tmp_path, quadratic_tex
     name, broken, line, words = next(c for c in _bad_files(quadratic_text) if c[0] == case)
     path = tmp_path / "bad.nnp"
     path.write_text(broken)
-    for read in (potential_file.read, lambda p: _core.Potential(str(p))):
-        with pytest.raises(ValueError) as err:
-            read(path)
-        msg = str(err.value)
-        assert msg.startswith(f"{path}:{line}:"), msg
-        assert words.lower() in msg.lower(), msg
+    assert_refused_at_line(path, line, words)
 
 
 # ------------------------------------------------ singular normal equations

@@ -143,11 +143,7 @@ double Potential::atom_energy(int element, const NeighborView& nb, double* dE_dr
 
 double Potential::atom_energy(int element, const NeighborView& nb, AtomWorkspace& ws) const {
   const ElementModel& m = elements_.at(element);
-  const int M = m.descriptor.size();
-  ws.G.resize(M);
-  ws.x.resize(M);
-  m.descriptor.compute(nb, ws.G.data(), ws.descriptor);
-  scale_inputs(m.scaling, ws.G, ws.x);
+  scaled_descriptor(element, nb, ws);  // fills ws.G and ws.x
   const double rep = repulsion_.empty() ? 0.0 : repulsion_energy(element, nb, nullptr);
   const double q = m.quadratic.empty() ? 0.0 : m.quadratic.value(ws.x.data(), ws.quadratic);
   const double nn = m.network.layers().empty() ? 0.0 : m.network.forward(ws.x.data(), ws.network);
