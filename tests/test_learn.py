@@ -133,7 +133,7 @@ def test_blown_up_frames_are_never_labelled(potential, tmp_path, monkeypatch):
         seen.append(atoms.copy())
         return {"energy": -5.0 * len(atoms), "forces": np.zeros((len(atoms), 3)), "stress": np.zeros(6)}
 
-    monkeypatch.setattr(loop.train_mod, "committee_errors", lambda members, new: {"frames": len(new)})
+    monkeypatch.setattr(loop.train_mod, "committee_errors", lambda members, new, key: {"frames": len(new)})
     loop.stage_label(tmp_path, config, state, print, fake_dft)
     labelled = ase.io.read(tmp_path / "data.xyz", ":")
     assert sorted(a.info["md_step"] for a in labelled) == sorted(good_steps)
@@ -273,7 +273,7 @@ def test_exploration_killed_between_two_runs_skips_the_finished_one(tmp_path, mo
     runs = (config_mod.RunSpec(temperatures=(300.0, 900.0)),)
     ran, kill = [], [True]
 
-    def fake_md(spec, name, temperature, pressure, members, elements, directory, seed):
+    def fake_md(spec, name, temperature, pressure, members, elements, directory, seed, uncertainty):
         if name == "crystal-900K" and kill[0]:
             raise Killed()
         ran.append(name)

@@ -9,6 +9,7 @@
         - {structure: liquid, temperatures: [2000], ensemble: npt, pressures: [0]}
         - {structure: amorphous, temperatures: [2000], t_end: 300, steps: 4000}
     trust: {lo: 0.15, hi: 0.6}                      # eV/Å, or lo: auto
+    uncertainty: committee                          # or gp: one GP and its std (eV), docs/active-learning.md
     selection: {frames: 10}
     stop: {fraction: 0.05, max_iterations: 10}
 
@@ -28,6 +29,13 @@ from nnp.io.settings import read_yaml_mapping
 
 STRUCTURES = ("crystal", "liquid", "amorphous", "vacancy", "surface")
 ENSEMBLES = ("nvt", "npt")
+UNCERTAINTIES = ("committee", "gp")
+# The trust window's defaults per uncertainty: the committee's max force
+# deviation (eV/Å), the GP's max per-atom std (eV; measured in
+# docs/active-learning.md, "One GP instead of a committee").
+TRUST_DEFAULTS = {"committee": (0.15, 0.6), "gp": (0.05, 0.5)}
+# Keys of `train` that only a committee uses.
+COMMITTEE_ONLY = ("committee", "epochs")
 
 
 @dataclass(frozen=True)
@@ -88,13 +96,33 @@ class LearnConfig:
     epochs: int = 400
     train_settings: dict[str, Any] = field(default_factory=dict)  # more nnp.train TrainConfig keys
     runs: tuple[RunSpec, ...] = (RunSpec(),)
-    trust_lo: float | str = 0.15  # eV/Å, or "auto": from the deviation on the validation frames
-    trust_hi: float | str = 0.6  # eV/Å, or "auto": trust_hi_factor × trust_lo
+    # "committee": K networks and their max force deviation (eV/Å); "gp": one
+    # sparse GP (nnp train --model gp) and the max over atoms of its std (eV).
+    uncertainty: str = "committee"
+    # None: TRUST_DEFAULTS of the uncertainty. "auto": lo from the validation
+    # frames' largest uncertainty, hi = trust_hi_factor × lo.
+    trust_lo: float | str | None = None
+    trust_hi: float | str | None = None
     trust_hi_factor: float = 3.0
     frames: int = 10  # labelled per iteration at most
     stop_fraction: float = 0.05  # stop when at most this fraction of explored frames is above trust_lo
     max_iterations: int = 10
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        defaults = TRUST_DEFAULTS.get(self.uncertainty, TRUST_DEFAULTS["committee"])
+        for name, default in zip(("trust_lo", "trust_hi"), defaults):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+
+    @property
+    def uncertainty_key(self) -> str:
+        """The frame's info key the trust window applies to."""
+        return "max_gp_std" if self.uncertainty == "gp" else "max_devi_f"
+
+    @property
+    def trust_unit(self) -> str:
+        return "eV" if self.uncertainty == "gp" else "eV/Å"
 
     def check(self) -> None:
         need(self.initial_data or self.initial_rattled + self.initial_random > 0,
@@ -102,23 +130,44 @@ class LearnConfig:
         need(min(self.initial_random, self.initial_rattled) >= 0 and self.rattle_stdev >= 0
              and 0 <= self.rattle_strain < 0.5, "initial: rattled and random >= 0, rattle_stdev >= 0, "
              "0 <= rattle_strain < 0.5")
-        need(self.committee >= 2, "train.committee must be >= 2 (the deviation needs two members)")
+        need(self.uncertainty in UNCERTAINTIES, f"uncertainty must be one of {', '.join(UNCERTAINTIES)}, "
+             f"got {self.uncertainty!r}")
+        if self.uncertainty == "committee":
+            need(self.committee >= 2, "train.committee must be >= 2 (the deviation needs two members)")
+            gp_keys = sorted(k for k in self.train_settings if k.startswith("gp_"))
+            need(not gp_keys, f"train.settings: {', '.join(gp_keys)} apply to uncertainty: gp only")
         need(self.epochs >= 1, "train.epochs must be >= 1")
-        for key in ("seed", "epochs", "validation_fraction", "split_seed", "refit"):
-            need(key not in self.train_settings, f"train.settings: {key} is set by nnp learn (use train.epochs)")
+        for key in ("seed", "epochs", "validation_fraction", "split_seed", "refit", "model"):
+            need(key not in self.train_settings, f"train.settings: {key} is set by nnp learn (use train.epochs, "
+                 "uncertainty)")
         need(len(self.runs) > 0, "exploration.runs must not be empty")
         for i, run in enumerate(self.runs):
             run.check(f"exploration.runs[{i}]")
         for name in ("trust_lo", "trust_hi"):
             v = getattr(self, name)
             need(v == "auto" or (isinstance(v, float) and v > 0 and math.isfinite(v)),
-                 f"trust.{name.split('_')[1]} must be a number > 0 (eV/Å) or auto")
+                 f"trust.{name.split('_')[1]} must be a number > 0 ({self.trust_unit}) or auto")
         if isinstance(self.trust_lo, float) and isinstance(self.trust_hi, float):
             need(self.trust_hi > self.trust_lo, "trust.hi must be above trust.lo")
+        if self.uncertainty == "gp":
+            self._check_gp_trust()
         need(self.trust_hi_factor > 1, "trust.hi_factor must be > 1")
         need(self.frames >= 1, "selection.frames must be >= 1")
         need(0 <= self.stop_fraction < 1, "stop.fraction must be in [0, 1)")
         need(self.max_iterations >= 1, "stop.max_iterations must be >= 1")
+
+    def _check_gp_trust(self) -> None:
+        """The GP's std never exceeds its prior scale gp_delta (eV): a bound
+        at or above it is never reached, most likely a force value in eV/Å."""
+        delta = self.train_settings.get("gp_delta", GP_DELTA_DEFAULT)
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)):
+            return  # nnp train names the bad gp_delta
+        for name in ("trust_lo", "trust_hi"):
+            v = getattr(self, name)
+            if v != "auto":
+                need(v < delta, f"trust.{name.split('_')[1]} = {v:g} eV: with uncertainty: gp the "
+                     f"trust window is in eV (the GP's std per atom), below gp_delta = {delta:g} eV, which the "
+                     "std never exceeds (a force deviation in eV/Å is for uncertainty: committee)")
 
     def as_dict(self) -> dict[str, Any]:
         """The YAML mapping that reads back as this config."""
@@ -132,13 +181,18 @@ class LearnConfig:
                         "rattle_stdev": self.rattle_stdev, "rattle_strain": self.rattle_strain,
                         "repeat": list(self.seed_repeat)},
             "dft": q,
-            "train": {"committee": self.committee, "epochs": self.epochs, "settings": dict(self.train_settings)},
+            "uncertainty": self.uncertainty,
+            "train": ({"committee": self.committee, "epochs": self.epochs} if self.uncertainty == "committee"
+                      else {}) | {"settings": dict(self.train_settings)},
             "exploration": {"runs": runs},
             "trust": {"lo": self.trust_lo, "hi": self.trust_hi, "hi_factor": self.trust_hi_factor},
             "selection": {"frames": self.frames},
             "stop": {"fraction": self.stop_fraction, "max_iterations": self.max_iterations},
             "seed": self.seed,
         }
+
+
+GP_DELTA_DEFAULT = 1.0  # eV: nnp.train.config.TrainConfig.gp_delta (not imported: it pulls in torch)
 
 
 def need(cond: bool, message: str) -> None:
@@ -217,7 +271,7 @@ def _dft(values: dict, source: str) -> QESettings:
 
 def from_mapping(values: dict, source: str, base: Path | None = None) -> LearnConfig:
     """A LearnConfig from a YAML mapping; relative data paths are taken from `base`."""
-    known = set(SECTIONS) | {"dft", "exploration", "seed"}
+    known = set(SECTIONS) | {"dft", "exploration", "seed", "uncertainty"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{source}: unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -247,6 +301,12 @@ def from_mapping(values: dict, source: str, base: Path | None = None) -> LearnCo
         kw["runs"] = tuple(_run(item, i, source) for i, item in enumerate(runs))
     if "seed" in values:
         kw["seed"] = _number(values["seed"], "seed", source, int)
+    kw["uncertainty"] = str(values.get("uncertainty", "committee"))
+    if kw["uncertainty"] == "gp":
+        given = [k for k in COMMITTEE_ONLY if k in (values.get("train") or {})]
+        if given:
+            raise ValueError(f"{source}: train.{', train.'.join(given)} apply to uncertainty: committee; "
+                             "uncertainty: gp fits one GP in closed form (its settings: train.settings gp_*)")
     config = LearnConfig(**kw)
     config.check()
     return config

@@ -6,6 +6,10 @@ Each run writes, in its own directory, `in.lmp`, `start.data`, `traj.dump`,
 frame with its deviations in `info`) and `done.json`; a run with `done.json`
 is not run again after a kill. A run that LAMMPS stops (atoms lost, a
 non-finite energy) keeps the frames dumped before; it is counted as failed.
+
+With `uncertainty: gp` the MD runs the one GP file (`pair_style nnp`) and
+the dump carries each atom's GP std (`compute nnp/atom gp`, eV) at full
+precision; a frame's `max_gp_std` is its largest, `gp_std` the per-atom array.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ def rattled_crystals(n: int, repeat, stdev: float, strain: float, element: str, 
 
 
 def lammps_input(run: RunSpec, members: Sequence[Path], elements: Sequence[str], temperature: float,
-                 pressure: float, seed: int) -> str:
+                 pressure: float, seed: int, uncertainty: str = "committee") -> str:
     t_end = run.t_end if run.t_end else temperature
     damp = 100 * run.timestep_fs / 1000  # ps: 100 timesteps
     if run.ensemble == "npt":
@@ -106,12 +110,20 @@ def lammps_input(run: RunSpec, members: Sequence[Path], elements: Sequence[str],
         fix = f"fix md all nvt temp {temperature:g} {t_end:g} {damp:g}"
     masses = "\n".join(f"mass {i + 1} {atomic_masses[atomic_numbers[e]]:.4f}" for i, e in enumerate(elements))
     files = " ".join(f'"{Path(m).resolve()}"' for m in members)
+    if uncertainty == "gp":
+        pair = "pair_style nnp"
+        # %.17g: the dumped positions and stds are the MD's own, to the last bit.
+        dump = (f"compute gpstd all nnp/atom gp\ndump traj all custom {run.every} traj.dump id type x y z c_gpstd\n"
+                "dump_modify traj sort id format float %.17g")
+    else:
+        pair = f"pair_style nnp committee first deviation model_devi.out every {run.every}"
+        dump = f"dump traj all custom {run.every} traj.dump id type x y z\ndump_modify traj sort id"
     return f"""units metal
 atom_style atomic
 boundary p p p
 read_data start.data
 {masses}
-pair_style nnp committee first deviation model_devi.out every {run.every}
+{pair}
 pair_coeff * * {files} {' '.join(elements)}
 neighbor 1.0 bin
 velocity all create {temperature:g} {seed} mom yes rot no dist gaussian
@@ -119,8 +131,7 @@ timestep {run.timestep_fs / 1000:g}
 {fix}
 thermo {run.every}
 thermo_modify lost error norm yes
-dump traj all custom {run.every} traj.dump id type x y z
-dump_modify traj sort id
+{dump}
 run {run.steps}
 """
 
@@ -133,14 +144,14 @@ class RunResult:
 
 
 def run_md(run: RunSpec, name: str, temperature: float, pressure: float, members: Sequence[Path],
-           elements: Sequence[str], directory: Path, seed: int) -> RunResult:
+           elements: Sequence[str], directory: Path, seed: int, uncertainty: str = "committee") -> RunResult:
     """One LAMMPS run in `directory` (made); its frames with deviations."""
     import nnp.lammps  # LAMMPS is optional: imported only here
 
     directory.mkdir(parents=True, exist_ok=True)
     atoms = start_structure(run, np.random.default_rng(seed))
     ase.io.write(directory / "start.data", atoms, format="lammps-data", specorder=list(elements), masses=False)
-    script = lammps_input(run, members, elements, temperature, pressure, seed % 900000 + 1)
+    script = lammps_input(run, members, elements, temperature, pressure, seed % 900000 + 1, uncertainty)
     (directory / "in.lmp").write_text(script)
     error = ""
     lmp = nnp.lammps.lammps(cmdargs=["-log", str(directory / "log.lammps"), "-screen", "none", "-nocite"])
@@ -153,7 +164,7 @@ def run_md(run: RunSpec, name: str, temperature: float, pressure: float, members
     finally:
         os.chdir(cwd)
         lmp.close()
-    frames = read_frames(directory, elements)
+    frames = read_gp_frames(directory, elements) if uncertainty == "gp" else read_frames(directory, elements)
     for frame in frames:
         frame.info.update(learn_run=name, target_temperature_K=temperature, pressure_bar=pressure)
     return RunResult(name, frames, error)
@@ -174,9 +185,10 @@ def read_model_devi(path: Path) -> dict[int, dict[str, float]]:
     return rows
 
 
-def read_dump(path: Path, elements: Sequence[str]) -> list[tuple[int, Atoms]]:
+def read_dump(path: Path, elements: Sequence[str], extra: int = 0) -> list[tuple[int, Atoms]]:
     """(step, structure) of every complete frame of a `custom id type x y z`
-    dump of an orthogonal box."""
+    dump of an orthogonal box; `extra` more per-atom columns go to the
+    structure's array "dump_extra" (n_atoms, extra)."""
     if not path.exists():
         return []
     lines = path.read_text().splitlines()
@@ -189,10 +201,12 @@ def read_dump(path: Path, elements: Sequence[str]) -> list[tuple[int, Atoms]]:
         body = lines[i + 9:i + 9 + n]
         if len(body) < n:
             break  # cut short
-        table = np.array([[float(x) for x in row.split()] for row in body]).reshape(n, 5)
+        table = np.array([[float(x) for x in row.split()] for row in body]).reshape(n, 5 + extra)
         symbols = [elements[int(t) - 1] for t in table[:, 1]]
         atoms = Atoms(symbols, positions=table[:, 2:5] - bounds[:, 0], cell=np.diag(bounds[:, 1] - bounds[:, 0]),
                       pbc=True)
+        if extra:
+            atoms.arrays["dump_extra"] = table[:, 5:]
         out.append((step, atoms))
         i += 9 + n
     return out
@@ -210,13 +224,27 @@ def read_frames(directory: Path, elements: Sequence[str]) -> list[Atoms]:
     return frames
 
 
+def read_gp_frames(directory: Path, elements: Sequence[str]) -> list[Atoms]:
+    """Dumped frames with each atom's GP std (`gp_std`, eV) and its largest
+    (`max_gp_std`; NaN where one is not finite)."""
+    frames = []
+    for step, atoms in read_dump(directory / "traj.dump", elements, extra=1):
+        std = atoms.arrays.pop("dump_extra")[:, 0]
+        atoms.arrays["gp_std"] = std
+        atoms.info["max_gp_std"] = float(std.max()) if np.all(np.isfinite(std)) else math.nan
+        atoms.info["md_step"] = step
+        frames.append(atoms)
+    return frames
+
+
 # ----------------------------------------------------------------------------
 # Every run of an iteration
 
 
 def explore(runs: Sequence[RunSpec], members: Sequence[Path], elements: Sequence[str], directory: Path,
-            seed: int, log) -> list[RunResult]:
+            seed: int, log, uncertainty: str = "committee") -> list[RunResult]:
     """Every run of every RunSpec, skipping runs finished before a kill."""
+    key, unit = ("max_gp_std", "eV") if uncertainty == "gp" else ("max_devi_f", "eV/Å")
     results = []
     index = 0
     for spec in runs:
@@ -229,14 +257,15 @@ def explore(runs: Sequence[RunSpec], members: Sequence[Path], elements: Sequence
                 frames = ase.io.read(run_dir / "frames.xyz", ":") if info["frames"] else []
                 results.append(RunResult(name, frames, info["error"]))
                 continue
-            r = run_md(spec, name, temperature, pressure, members, elements, run_dir, seed + 1000 * index)
+            r = run_md(spec, name, temperature, pressure, members, elements, run_dir, seed + 1000 * index,
+                       uncertainty)
             buf = io.StringIO()
             if r.frames:
                 ase.io.write(buf, r.frames, format="extxyz")
             atomic_write_text(run_dir / "frames.xyz", buf.getvalue())
             atomic_write_text(done, json.dumps({"frames": len(r.frames), "error": r.error}) + "\n")
-            maxf = max((f.info["max_devi_f"] for f in r.frames), default=math.nan)
-            log(f"  {name}: {len(r.frames)} frames, largest max_devi_f {maxf:.3f} eV/Å"
+            maxf = max((f.info[key] for f in r.frames), default=math.nan)
+            log(f"  {name}: {len(r.frames)} frames, largest {key} {maxf:.3f} {unit}"
                 + (f"; LAMMPS stopped: {r.error[:200]}" if r.error else ""))
             results.append(r)
     return results

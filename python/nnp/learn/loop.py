@@ -73,6 +73,13 @@ def members_of(directory: Path, i: int, k: int) -> list[Path]:
     return [iteration_dir(directory, i) / "train" / f"{MODEL_NAME}.{m}.nnp" for m in range(k)]
 
 
+def models_of(directory: Path, i: int, config: LearnConfig) -> list[Path]:
+    """Generation i's potential files: the committee's members, or the one GP."""
+    if config.uncertainty == "gp":
+        return [train_mod.gp_output(iteration_dir(directory, i) / "train", MODEL_NAME)]
+    return members_of(directory, i, config.committee)
+
+
 # ----------------------------------------------------------------------------
 # Starting and continuing
 
@@ -138,15 +145,15 @@ def stage_seed(directory: Path, config: LearnConfig, state: State, log, compute)
 
 
 def _trust(config: LearnConfig, validation: dict) -> tuple[float, float]:
-    """(lo, hi): as configured, or from the deviation on the validation frames."""
-    lo = config.trust_lo
+    """(lo, hi): as configured, or from the uncertainty on the validation frames."""
+    lo, key, unit = config.trust_lo, config.uncertainty_key, config.trust_unit
     if lo == "auto":
-        lo = max(validation["max_devi_f"]) if validation["max_devi_f"] else math.nan
+        lo = max(validation[key]) if validation[key] else math.nan
         if not lo > 0:
-            raise ValueError("trust.lo auto: no validation frame to set it from; give trust.lo in eV/Å")
+            raise ValueError(f"trust.lo auto: no validation frame to set it from; give trust.lo in {unit}")
     hi = config.trust_hi if config.trust_hi != "auto" else config.trust_hi_factor * lo
     if not hi > lo:
-        raise ValueError(f"trust window: hi {hi:g} is not above lo {lo:g} eV/Å")
+        raise ValueError(f"trust window: hi {hi:g} is not above lo {lo:g} {unit}")
     return float(lo), float(hi)
 
 
@@ -155,43 +162,49 @@ def stage_train(directory: Path, config: LearnConfig, state: State, log) -> None
     it = state.current()
     data = directory / "data.xyz"
     n = label_mod.repair(data)
-    log(f"iteration {i}: training a committee of {config.committee} on {n} frames")
+    key, unit, gp = config.uncertainty_key, config.trust_unit, config.uncertainty == "gp"
+    log(f"iteration {i}: {'fitting a GP' if gp else f'training a committee of {config.committee}'} on {n} frames")
     t0 = time.perf_counter()
-    members = train_mod.train_committee(data, iteration_dir(directory, i) / "train", config.committee,
-                                        config.epochs, config.train_settings, config.seed, MODEL_NAME, log)
+    if gp:
+        members = train_mod.train_gp(data, iteration_dir(directory, i) / "train", config.train_settings,
+                                     config.seed, MODEL_NAME, log)
+    else:
+        members = train_mod.train_committee(data, iteration_dir(directory, i) / "train", config.committee,
+                                            config.epochs, config.train_settings, config.seed, MODEL_NAME, log)
     it["train_s"] = it.get("train_s", 0.0) + time.perf_counter() - t0
-    validation = train_mod.validation_errors(members, data)
+    validation = train_mod.validation_errors(members, data, key)
     it["data_frames"] = n
-    it["validation"] = {k: v for k, v in validation.items() if k != "max_devi_f"}
-    it["validation_max_devi_f"] = validation["max_devi_f"]
+    it["validation"] = {k: v for k, v in validation.items() if k != key}
+    it[f"validation_{key}"] = validation[key]
     it["trust_lo"], it["trust_hi"] = _trust(config, validation)
-    log(f"  validation ({validation['frames']} frames, committee mean): E {validation['energy_rmse_meV_per_atom']:.2f} "
-        f"meV/atom, F {validation['force_rmse_eV_per_A']:.4f} eV/Å; trust window "
-        f"[{it['trust_lo']:.3f}, {it['trust_hi']:.3f}) eV/Å")
+    log(f"  validation ({validation['frames']} frames, {'GP' if gp else 'committee mean'}): E "
+        f"{validation['energy_rmse_meV_per_atom']:.2f} meV/atom, F {validation['force_rmse_eV_per_A']:.4f} eV/Å; "
+        f"trust window [{it['trust_lo']:.3f}, {it['trust_hi']:.3f}) {unit}")
     state["stage"] = "explore"
 
 
 def stage_explore(directory: Path, config: LearnConfig, state: State, log) -> None:
     i = state["iteration"]
     it = state.current()
-    members = members_of(directory, i, config.committee)
+    members = models_of(directory, i, config)
+    key = config.uncertainty_key
     potential = potential_file.read(members[0])
     log(f"iteration {i}: exploring ({sum(len(r.names()) for r in config.runs)} LAMMPS runs)")
     t0 = time.perf_counter()
     results = explore_mod.explore(config.runs, members, potential.elements, iteration_dir(directory, i) / "explore",
-                                  config.seed + 7919 * (i + 1), log)
+                                  config.seed + 7919 * (i + 1), log, config.uncertainty)
     it["explore_s"] = time.perf_counter() - t0
     radii = select_mod.core_radii(potential)
     counts = {"explored": 0, "accurate": 0, "candidate": 0, "failed": 0, "nan": 0, "above_hi": 0, "core": 0}
     candidates, summary = [], []
     for r in results:
         for frame in r.frames:
-            v = select_mod.classify(frame, it["trust_lo"], it["trust_hi"], radii)
+            v = select_mod.classify(frame, it["trust_lo"], it["trust_hi"], radii, key)
             counts["explored"] += 1
             counts[v.kind] += 1
             if v.reason:
                 counts[v.reason] += 1
-            summary.append({"run": r.name, "step": frame.info["md_step"], "max_devi_f": frame.info["max_devi_f"],
+            summary.append({"run": r.name, "step": frame.info["md_step"], key: frame.info[key],
                             "class": v.kind, "reason": v.reason})
             if v.kind == select_mod.CANDIDATE:
                 frame.info["learn_candidate"] = len(candidates)
@@ -231,8 +244,8 @@ def stage_select(directory: Path, config: LearnConfig, state: State, log) -> Non
     i = state["iteration"]
     it = state.current()
     candidates = _read_frames(iteration_dir(directory, i) / "candidates.xyz")
-    potential = potential_file.read(members_of(directory, i, config.committee)[0])
-    chosen = select_mod.select(candidates, config.frames, potential)
+    potential = potential_file.read(models_of(directory, i, config)[0])
+    chosen = select_mod.select(candidates, config.frames, potential, config.uncertainty_key)
     atomic_write_text(iteration_dir(directory, i) / "selected.json", json.dumps(chosen) + "\n")
     it["selected"] = len(chosen)
     log(f"  selected {len(chosen)} of {len(candidates)} candidates (farthest point in descriptor space)")
@@ -250,7 +263,7 @@ def stage_label(directory: Path, config: LearnConfig, state: State, log, compute
         frame = candidates[c]
         extra = {"config_type": f"learn-{frame.info['learn_run'].split('-')[0]}", "learn_iteration": i,
                  "learn_run": frame.info["learn_run"], "md_step": frame.info["md_step"],
-                 "max_devi_f": frame.info["max_devi_f"]}
+                 config.uncertainty_key: frame.info[config.uncertainty_key]}
         items.append((f"i{i:03d}-c{c:05d}", frame, extra))
     log(f"iteration {i}: labelling {len(items)} frames with pw.x")
     label_mod.label_frames(items, directory / "data.xyz", idir / "label", config.dft, log, compute)
@@ -258,8 +271,8 @@ def stage_label(directory: Path, config: LearnConfig, state: State, log, compute
     it.update(label_mod.tally(directory / "data.xyz", idir / "label", ids))
     # The generation's errors on the frames it chose: data it never saw.
     new = [a for a in ase.io.read(directory / "data.xyz", ":", format="extxyz") if a.info.get("learn_id") in ids]
-    test = train_mod.committee_errors(members_of(directory, i, config.committee), new)
-    it["test"] = {k: v for k, v in test.items() if k != "max_devi_f"}
+    test = train_mod.committee_errors(models_of(directory, i, config), new, config.uncertainty_key)
+    it["test"] = {k: v for k, v in test.items() if k != config.uncertainty_key}
     if i + 1 >= config.max_iterations:
         state["stage"], state["stop_reason"] = "done", "max_iterations"
     else:

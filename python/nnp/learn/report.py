@@ -55,8 +55,10 @@ def status_text(directory: Path, state: dict) -> str:
 
 def write(directory: Path, state: dict) -> None:
     text = ["# nnp learn report", "", status_text(directory, state), "",
-            "Columns: validation errors of each generation's committee mean on the frames every member left out; "
-            "explored frames by class in that generation's MD (failed: non-finite, max_devi_f at or above trust "
+            "Columns: validation errors of each generation's committee mean (or GP) on the frames every member "
+            "left out; "
+            "explored frames by class in that generation's MD (failed: non-finite, max_devi_f (max_gp_std with "
+            "uncertainty: gp) at or above trust "
             "hi, or atoms inside a repulsive core — never labelled); test F: the committee mean's force RMSE on "
             "the frames it then selected and pw.x labelled (data it never saw); DFT s: pw.x wall time.", ""]
     if any("explored" in it for it in state["iterations"]):
@@ -68,10 +70,12 @@ def write(directory: Path, state: dict) -> None:
 
 
 def _explored_devi(directory: Path, i: int) -> np.ndarray:
+    """The explored frames' max_devi_f (eV/Å), or max_gp_std (eV) of a GP run."""
     path = directory / f"iter.{i:03d}" / "explored.json"
     if not path.exists():
         return np.array([])
-    values = np.array([r["max_devi_f"] for r in json.loads(path.read_text())], dtype=float)
+    values = np.array([r.get("max_devi_f", r.get("max_gp_std")) for r in json.loads(path.read_text())],
+                      dtype=float)
     return values[np.isfinite(values)]
 
 
@@ -106,7 +110,9 @@ def plot(directory: Path, state: dict) -> None:
     for it in its:
         a.axvline(it["trust_lo"], color="0.5", ls="--", lw=0.8)
         a.axvline(it["trust_hi"], color="0.3", ls=":", lw=0.8)
-    a.set(xlabel="max_devi_f (eV/Å); dashed: trust lo, dotted: hi", ylabel="frames", title="force deviation")
+    gp = any("validation_max_gp_std" in it for it in its)
+    a.set(xlabel=("max_gp_std (eV)" if gp else "max_devi_f (eV/Å)") + "; dashed: trust lo, dotted: hi",
+          ylabel="frames", title="GP std per atom" if gp else "force deviation")
     a.legend(fontsize=8)
     a = ax[1, 0]
     gens = [it for it in state["iterations"] if "validation" in it]
@@ -120,7 +126,7 @@ def plot(directory: Path, state: dict) -> None:
            color="tab:purple", label="validation E (meV/atom)")
     b.set_ylabel("energy RMSE (meV/atom)")
     a.set(xlabel="generation", ylabel="force RMSE (eV/Å)", yscale="log",
-          title="errors of each generation (committee mean)")
+          title=f"errors of each generation ({'GP' if gp else 'committee mean'})")
     a.legend(fontsize=8, loc="upper left")
     b.legend(fontsize=8, loc="upper right")
     a = ax[1, 1]

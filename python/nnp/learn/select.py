@@ -9,6 +9,9 @@ deviation max_devi_f = max_i ε_i (eV/Å) and trust window [lo, hi):
   closer than the inner radius of their pair's repulsive core (where the
   core alone acts: the MD left physics). Counted, never labelled.
 
+With `uncertainty: gp` the same classes apply to max_gp_std, the largest
+per-atom std of the GP's atomic energy (eV), instead of max_devi_f.
+
 Among the candidates, `farthest_point` picks frames that are far apart in
 descriptor space (each frame: the mean and standard deviation over its atoms
 of the scaled descriptors of the committee's first member), so a long run
@@ -57,8 +60,9 @@ def inside_core(atoms: Atoms, radii: dict[tuple[str, str], float]) -> bool:
     return False
 
 
-def classify(atoms: Atoms, lo: float, hi: float, radii: dict[tuple[str, str], float]) -> Verdict:
-    devi = float(atoms.info.get("max_devi_f", math.nan))
+def classify(atoms: Atoms, lo: float, hi: float, radii: dict[tuple[str, str], float],
+             key: str = "max_devi_f") -> Verdict:
+    devi = float(atoms.info.get(key, math.nan))
     if not math.isfinite(devi) or not np.all(np.isfinite(atoms.positions)):
         return Verdict(FAILED, "nan")
     if devi >= hi:
@@ -109,11 +113,11 @@ def farthest_point(features: np.ndarray, k: int, first: int, reference: np.ndarr
     return chosen
 
 
-def select(candidates: Sequence[Atoms], k: int, potential: PotentialData) -> list[int]:
-    """Indices of the candidates to label: the one with the largest deviation
-    first, then farthest-point in descriptor space."""
+def select(candidates: Sequence[Atoms], k: int, potential: PotentialData, key: str = "max_devi_f") -> list[int]:
+    """Indices of the candidates to label: the one with the largest
+    uncertainty `key` first, then farthest-point in descriptor space."""
     if not candidates:
         return []
     features = frame_features(candidates, potential)
-    first = int(np.argmax([a.info["max_devi_f"] for a in candidates]))
+    first = int(np.argmax([a.info[key] for a in candidates]))
     return farthest_point(features, k, first)

@@ -1,4 +1,4 @@
-"""One generation: a committee trained on the data so far, and its errors.
+"""One generation: a committee (or one GP) trained on the data so far, and its errors.
 
 Each member is its own `python -m nnp.train` process (seed s + k, the same
 validation split for all: split_seed fixed, refit off, so every member's
@@ -6,7 +6,9 @@ validation frames are unseen by every member), written as `Si.k.nnp` with
 its log beside it. A member whose file exists is finished; one with a
 checkpoint is resumed (`--resume`), so a kill costs at most the training
 since the last checkpoint. nnp.train has no warm start from another
-model, so each generation trains from scratch.
+model, so each generation trains from scratch. With `uncertainty: gp` the
+generation is one file, `NAME.gp.nnp`, fitted by `nnp.train --model gp`
+in closed form (nothing to resume: a killed fit is redone).
 """
 
 from __future__ import annotations
@@ -47,16 +49,37 @@ def train_committee(data: Path, directory: Path, k: int, epochs: int, settings: 
         if out.exists() and not any(p.exists() for p in checkpoint_paths(out)):
             continue
         resume = any(p.exists() for p in checkpoint_paths(out))
-        cmd = [sys.executable, "-m", "nnp.train", "--data", str(data), "-o", str(out), "--config", str(config),
-               "--seed", str(seed + m), "--resume" if resume else "--force"]
         log(f"  training member {m + 1}/{k} ({'resumed' if resume else f'seed {seed + m}'}) -> {out.name}")
-        with open(out.with_suffix(".log"), "a") as fh:
-            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            tail = out.with_suffix(".log").read_text(errors="replace").strip().splitlines()[-3:]
-            raise RuntimeError(f"training {out} failed (exit {proc.returncode}): {' | '.join(tail)}; "
-                               f"see {out.with_suffix('.log')}")
+        _train_one(data, config, out, ["--seed", str(seed + m), "--resume" if resume else "--force"])
     return members
+
+
+def gp_output(directory: Path, name: str) -> Path:
+    return directory / f"{name}.gp.nnp"
+
+
+def train_gp(data: Path, directory: Path, settings: dict, seed: int, name: str, log) -> list[Path]:
+    """The one GP file of a generation (`uncertainty: gp`), fitted unless it exists."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "train.yaml"
+    # epochs is a network setting; the GP fit ignores it.
+    config.write_text(yaml.safe_dump(train_config(settings, 1), sort_keys=True))
+    out = gp_output(directory, name)
+    if not out.exists():
+        log(f"  fitting a GP (nnp train --model gp) -> {out.name}")
+        _train_one(data, config, out, ["--model", "gp", "--seed", str(seed), "--force"])
+    return [out]
+
+
+def _train_one(data: Path, config: Path, out: Path, args: list[str]) -> None:
+    """One `python -m nnp.train` process, its output appended to OUT.log."""
+    cmd = [sys.executable, "-m", "nnp.train", "--data", str(data), "-o", str(out), "--config", str(config), *args]
+    with open(out.with_suffix(".log"), "a") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = out.with_suffix(".log").read_text(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(f"training {out} failed (exit {proc.returncode}): {' | '.join(tail)}; "
+                           f"see {out.with_suffix('.log')}")
 
 
 def validation_indices(n_frames: int) -> np.ndarray:
@@ -64,13 +87,17 @@ def validation_indices(n_frames: int) -> np.ndarray:
     return split(n_frames, VALIDATION_FRACTION, SPLIT_SEED)[1]
 
 
-def committee_errors(members: list[Path], frames) -> dict:
+def committee_errors(members: list[Path], frames, key: str = "max_devi_f") -> dict:
     """RMSE of the committee mean's energy (meV/atom) and forces (eV/Å)
-    against the labels of `frames`, and each frame's max_devi_f."""
+    against the labels of `frames`, and each frame's uncertainty `key`:
+    max_devi_f of a committee, or max_gp_std (eV), the largest per-atom GP
+    std of one GP file."""
     if not frames:
-        return {"frames": 0, "energy_rmse_meV_per_atom": math.nan, "force_rmse_eV_per_A": math.nan,
-                "max_devi_f": []}
-    calc = NNPCalculator([str(m) for m in members], committee="mean")
+        return {"frames": 0, "energy_rmse_meV_per_atom": math.nan, "force_rmse_eV_per_A": math.nan, key: []}
+    if key == "max_gp_std":
+        calc = NNPCalculator(str(members[0]), gp_std=True)
+    else:
+        calc = NNPCalculator([str(m) for m in members], committee="mean")
     de, df, devi = [], [], []
     for atoms in frames:
         e_ref, f_ref = atoms.get_potential_energy(), atoms.get_forces()
@@ -79,11 +106,12 @@ def committee_errors(members: list[Path], frames) -> dict:
         e = a.get_potential_energy()
         df.append((a.get_forces() - f_ref).ravel())
         de.append((e - e_ref) / len(a))
-        devi.append(float(calc.results["max_devi_f"]))
+        devi.append(float(np.max(calc.results["gp_energy_std"]) if key == "max_gp_std" else
+                          calc.results["max_devi_f"]))
     return {"frames": len(frames), "energy_rmse_meV_per_atom": 1000 * float(np.sqrt(np.mean(np.square(de)))),
-            "force_rmse_eV_per_A": float(np.sqrt(np.mean(np.square(np.concatenate(df))))), "max_devi_f": devi}
+            "force_rmse_eV_per_A": float(np.sqrt(np.mean(np.square(np.concatenate(df))))), key: devi}
 
 
-def validation_errors(members: list[Path], data: Path) -> dict:
+def validation_errors(members: list[Path], data: Path, key: str = "max_devi_f") -> dict:
     frames = ase.io.read(data, ":", format="extxyz")
-    return committee_errors(members, [frames[i] for i in validation_indices(len(frames))])
+    return committee_errors(members, [frames[i] for i in validation_indices(len(frames))], key)
