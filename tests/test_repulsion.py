@@ -321,7 +321,10 @@ def test_file_errors_version_and_duplicates(si_repulsive, tmp_path):
                  "without 'quadratic' sections must be written as version 2", 1)
     _both_reject(plain.replace("nnp-potential 1", "nnp-potential 4", 1), tmp_path,
                  "without weighted symmetry functions must be written as version 1", 1)
-    _both_reject(plain.replace("nnp-potential 1", "nnp-potential 7", 1), tmp_path, "unsupported format version", 1)
+    _both_reject(plain.replace("nnp-potential 1", "nnp-potential 7", 1), tmp_path,
+                 "without 'gp_variance' sections must be written as version 1", 1)
+    # A version beyond any this reader knows (not the next one: that will exist one day).
+    _both_reject(plain.replace("nnp-potential 1", "nnp-potential 999", 1), tmp_path, "unsupported format version", 1)
 
 
 def test_element_that_is_not_a_chemical_symbol(tmp_path, si_structures):
