@@ -253,8 +253,9 @@ def test_presets():
             D.resolve(name, ["Si"])
 
 
-def test_default_descriptor_is_data_driven_and_within_64():
-    ds = D.resolve(D.DEFAULT_PRESET, ["Si"], _si_frames())
+@pytest.mark.parametrize("name", ["C64", "C64-wide"])  # the two that descriptor: auto chooses between
+def test_default_candidates_are_data_driven_and_within_64(name):
+    ds = D.resolve(name, ["Si"], _si_frames())
     n_radial = sum(isinstance(f, G2) for f in ds.functions["Si"])
     assert 40 <= ds.size("Si") <= 64 and ds.size("Si") - n_radial > n_radial
 

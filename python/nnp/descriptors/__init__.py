@@ -26,7 +26,6 @@ from nnp.descriptors.presets import (
 )
 from nnp.descriptors.selection import (
     CUR_MAX_TAIL_RATIO,
-    DEFAULT_PRESET,
     candidate_pool,
     cur_select,
     neighbor_distances,
@@ -41,6 +40,6 @@ __all__ = [
     "G2", "G4", "G5", "W2", "W4", "W5", "C2", "C4", "C5", "CW2", "CW4", "CW5", "DescriptorSet", "SymmetryFunction", "from_core",
     "ANGULAR_ETAS", "DATA_SERIES", "LENGTHS", "RADIAL_ETAS", "SELECTED_SERIES", "SERIES", "STUDY_CUTOFF",
     "WIDE_ZETA_SUBSETS", "WIDE_ZETAS", "ZETA_SUBSETS", "ZETAS", "build", "canonical_preset", "preset", "preset_names", "weighted_preset_names",
-    "CUR_MAX_TAIL_RATIO", "DEFAULT_PRESET", "candidate_pool", "cur_select", "neighbor_distances", "pair_distances", "resolve",
+    "CUR_MAX_TAIL_RATIO", "candidate_pool", "cur_select", "neighbor_distances", "pair_distances", "resolve",
     "selected", "shifted_radial", "tail_ratio",
 ]

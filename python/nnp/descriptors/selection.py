@@ -53,9 +53,6 @@ SELECTION_MAX_ATOMS = 100_000
 # extrapolates (docs/accuracy.md). Candidates whose full range exceeds that
 # of their lower 99.9 % by more than this factor are not chosen.
 CUR_MAX_TAIL_RATIO = 1.3
-# The default: a quadratic model in these functions fits about as well as
-# the network, which the default model's quadratic term needs (docs/accuracy.md).
-DEFAULT_PRESET = "C64"
 
 
 def neighbor_distances(structures, rc: float) -> np.ndarray:
@@ -124,13 +121,13 @@ def shifted_radial(distances: np.ndarray, count: int, elements: Iterable[str], r
     return [G2(e, float(eta), float(round(r, 6)), rc) for e in elements for r in centres]
 
 
-def selection_sample(structures: list) -> list:
-    """`structures`, or evenly spaced ones holding about SELECTION_MAX_ATOMS
-    atoms when they hold more."""
+def even_sample(structures: list, max_atoms: int) -> list:
+    """`structures`, or evenly spaced ones holding about `max_atoms` atoms
+    when they hold more."""
     total = sum(len(a) for a in structures)
-    if total <= SELECTION_MAX_ATOMS:
+    if total <= max_atoms:
         return structures
-    keep = np.unique(np.linspace(0, len(structures) - 1, -(-len(structures) * SELECTION_MAX_ATOMS // total)).round())
+    keep = np.unique(np.linspace(0, len(structures) - 1, -(-len(structures) * max_atoms // total)).round())
     return [structures[int(i)] for i in keep]
 
 
@@ -141,7 +138,7 @@ def resolve(name: str, elements: Iterable[str], structures=None) -> DescriptorSe
     name = canonical_preset(name)
     base, _, suffix = name.partition("-")
     if structures is not None:
-        structures = selection_sample(structures)
+        structures = even_sample(structures, SELECTION_MAX_ATOMS)
     if base.startswith(SELECTED_SERIES) and name in preset_names():
         if structures is None:
             raise ValueError(f"descriptor preset {name} is chosen from the data: training structures are needed")

@@ -18,15 +18,15 @@ from nnp.cli import check_output_directory
 from nnp.data import FeaturizedDataset, data_sha256, read_structures
 from nnp.io import potential_file
 from nnp.progress import Bar, fmt_time, restart_clock
-from nnp.train import distributed, refit
-from nnp.train.config import DERIVATIVES, MODELS, TrainConfig
+from nnp.train import descriptor_choice, distributed, refit
+from nnp.train.config import AUTO_DESCRIPTOR, DERIVATIVES, MODELS, TrainConfig
 from nnp.train.console import print_line
 from nnp.train.memory import plan as plan_memory
 from nnp.train.outputs import (mean_output, member_outputs, print_summary, provenance, write_committee,
                                write_report)
 from nnp.train.phases import phase_lengths
 from nnp.train.refit import HoldoutTwinFailed, Member, checkpoint_paths, train_member
-from nnp.train.training_set import featurize, with_isolated_atoms
+from nnp.train.training_set import check_isolated_atoms, featurize, with_isolated_atoms
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -37,7 +37,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", required=True, help="labelled structures (any format ASE reads with energy and forces)")
     p.add_argument("-o", "--output", required=True, help="potential file to write (e.g. Si.nnp)")
     p.add_argument("--config", help="YAML file of TrainConfig settings")
-    p.add_argument("--descriptor", help=f"descriptor preset (default {descriptors_mod.DEFAULT_PRESET}): "
+    p.add_argument("--descriptor", help="descriptor preset, or auto (the default: C64-wide, or C64 where a "
+                   "quadratic model fits the data clearly better in it; docs/descriptors.md): "
                    + ", ".join(descriptors_mod.preset_names()))
     p.add_argument("--model", choices=MODELS,
                    help="the regressor: nn (default: networks with the quadratic term) or gp (a sparse Gaussian "
@@ -188,9 +189,13 @@ def _run(args: argparse.Namespace) -> int:
     if ctx is not None:
         distributed.check_same_data(digest)
     elements = _elements_of(structures)
-    descriptors = descriptors_mod.resolve(config.descriptor, elements, structures)
     print_line(f"data: {data_path} ({len(structures)} structures, {sum(len(a) for a in structures)} atoms, "
                f"elements {' '.join(elements)})")
+    check_isolated_atoms(elements, config)  # before the descriptor choice's minute of work
+    if config.descriptor == AUTO_DESCRIPTOR and ctx is None and config.model == "nn":
+        plan_memory(structures, descriptor_choice.CandidateShape(elements), config)  # refuses before work
+    name, descriptors = descriptor_choice.resolve(config, elements, structures)
+    config = config.updated({"descriptor": name})  # the twin, checkpoints and the file record the choice
     print_line(f"descriptor {config.descriptor}: {', '.join(f'{e} {descriptors.size(e)}' for e in elements)} "
                f"functions, cutoff {descriptors.cutoff:g} Å")
     t = time.perf_counter()

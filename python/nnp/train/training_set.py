@@ -12,14 +12,18 @@ from nnp.train.config import TrainConfig
 DERIVATIVE_DTYPE = np.float32  # of the stored dG/dr (featurize)
 
 
+def check_isolated_atoms(elements, config: TrainConfig) -> None:
+    """Refuse isolated-atom energies of elements the data lack."""
+    missing = sorted(set(config.isolated_atom_energies) - set(elements))
+    if missing:
+        raise ValueError(f"isolated_atom_energies: {', '.join(missing)} does not occur in the data "
+                         f"(elements {', '.join(sorted(elements))})")
+
+
 def with_isolated_atoms(structures: list, config: TrainConfig) -> list:
     """`structures` plus one labelled isolated atom per entry of
     config.isolated_atom_energies (elements must occur in the data)."""
-    present = {s for a in structures for s in a.get_chemical_symbols()}
-    missing = sorted(set(config.isolated_atom_energies) - present)
-    if missing:
-        raise ValueError(f"isolated_atom_energies: {', '.join(missing)} does not occur in the data "
-                         f"(elements {', '.join(sorted(present))})")
+    check_isolated_atoms({s for a in structures for s in a.get_chemical_symbols()}, config)
     return list(structures) + [isolated_atom(e, E) for e, E in sorted(config.isolated_atom_energies.items())]
 
 
