@@ -30,12 +30,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
 
-from nnp import NNPCalculator, descriptors as descriptors_mod  # noqa: E402
+from nnp import NNPCalculator  # noqa: E402
 from nnp.data import read_structures  # noqa: E402
 from nnp.io import potential_file  # noqa: E402
 from nnp.learn import explore  # noqa: E402
 from nnp.learn.config import RunSpec  # noqa: E402
-from nnp.train import gp_run  # noqa: E402
+from nnp.train import descriptor_choice, gp_run  # noqa: E402
 from nnp.train.config import TrainConfig  # noqa: E402
 from nnp.train.training_set import featurize  # noqa: E402
 
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     config = (TrainConfig.from_yaml(args.config) if args.config else TrainConfig()).updated({"model": "gp"})
     structures = read_structures(args.data)
-    descriptors = descriptors_mod.resolve(config.descriptor, ("Si",), structures)
+    _, descriptors = descriptor_choice.resolve(config, ("Si",), structures)  # auto, the default: as nnp train
     t = time.perf_counter()
     result = gp_run.fit_potential(featurize(structures, descriptors, config), descriptors, config)
     print(f"holdout fit: {len(result.train_indices)} train, {len(result.validation_indices)} validation "

@@ -30,10 +30,10 @@ from scipy.stats import spearmanr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
 
-from nnp import NNPCalculator, descriptors as descriptors_mod  # noqa: E402
+from nnp import NNPCalculator  # noqa: E402
 from nnp.data import read_structures  # noqa: E402
 from nnp.io import potential_file  # noqa: E402
-from nnp.train import gp_run  # noqa: E402
+from nnp.train import descriptor_choice, gp_run  # noqa: E402
 from nnp.train.config import TrainConfig  # noqa: E402
 from nnp.train.training_set import featurize  # noqa: E402
 
@@ -60,8 +60,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     config = (TrainConfig.from_yaml(args.config) if args.config else TrainConfig()).updated({"model": "gp"})
     structures = read_structures(args.data)
-    descriptors = descriptors_mod.resolve(config.descriptor, tuple(sorted({s for a in structures for s in
-                                                                           a.get_chemical_symbols()})), structures)
+    elements = tuple(sorted({s for a in structures for s in a.get_chemical_symbols()}))
+    _, descriptors = descriptor_choice.resolve(config, elements, structures)  # auto, the default: as nnp train
     t = time.perf_counter()
     data = featurize(structures, descriptors, config)
     result = gp_run.fit_potential(data, descriptors, config)

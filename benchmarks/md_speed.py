@@ -202,8 +202,11 @@ def main(argv=None) -> int:
         for preset in args.presets:
             path = untrained_potential(preset, workdir)
             styles.append((f"nnp {preset}", f"pair_style nnp\npair_coeff * * {path} Si"))
-        for f in args.potentials:
-            styles.append((f"nnp {Path(f).name}", f"pair_style nnp\npair_coeff * * {Path(f).resolve()} Si"))
+        names = [Path(f).name for f in args.potentials]
+        for f, name in zip(args.potentials, names):
+            if names.count(name) > 1:  # results are keyed by label: two Si.nnp need their folders
+                name = f"{Path(f).parent.name}/{name}"
+            styles.append((f"nnp {name}", f"pair_style nnp\npair_coeff * * {Path(f).resolve()} Si"))
         for m in args.gp:
             lines = f"pair_style nnp\npair_coeff * * {gp_potential(m, workdir)} Si"
             styles.append((f"nnp GP M={m}", lines))

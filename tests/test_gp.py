@@ -424,7 +424,7 @@ def test_fit_learns_the_si_data():
     structures = read_structures(SI_DATA)[::6]  # 36 structures of every config_type
     config = TrainConfig(model="gp", gp_sparse=60, gp_lengthscale=8.0, gp_mean="none", gp_sigma_energy=0.002,
                          validation_fraction=0.25)
-    descriptors = descriptors_mod.resolve(config.descriptor, ("Si",), structures)
+    descriptors = descriptors_mod.resolve("C64", ("Si",), structures)
     data = featurize(structures, descriptors, config)
     result = gp_run.fit_potential(data, descriptors, config)
     fitted = gp_run.validation_metrics(result, structures)

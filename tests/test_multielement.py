@@ -140,9 +140,9 @@ def test_selection_looks_at_an_even_sample_of_large_sets(monkeypatch):
     from nnp.descriptors import selection
 
     frames = [rattled_si((1, 1, 1), 0.1, seed) for seed in range(12)]  # 8 atoms each
-    assert selection.selection_sample(frames) is frames
+    assert selection.even_sample(frames, selection.SELECTION_MAX_ATOMS) is frames
     monkeypatch.setattr(selection, "SELECTION_MAX_ATOMS", 32)
-    sample = selection.selection_sample(frames)
+    sample = selection.even_sample(frames, 32)
     assert [f is frames[i] for i, f in zip((0, 4, 7, 11), sample)] == [True] * 4 and len(sample) == 4
     seen = []
     monkeypatch.setattr(selection, "pair_distances", lambda structures, *a: seen.append(structures) or {})

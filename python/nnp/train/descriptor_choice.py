@@ -41,6 +41,10 @@ LOSS_TOLERANCE = 1.10
 # this many atoms (two fits of ~15 s each on Si, ~1 min on water).
 CHOICE_MAX_ATOMS = 20_000
 INNER_FRACTION = 0.2  # of those, scored rather than fitted
+# With fewer labels than this many per coefficient the quadratic fits are
+# (nearly) underdetermined: their scores compare nothing, and their
+# pseudo-inverse solves are the slowest part of the choice.
+MIN_ROWS_PER_COEFFICIENT = 2
 
 
 @dataclass(frozen=True)
@@ -69,12 +73,17 @@ class Candidate:
 @dataclass(frozen=True)
 class Choice:
     name: str
-    fast: Candidate
-    accurate: Candidate
+    fast: Candidate | None  # None: too few labels to compare (`rows`)
+    accurate: Candidate | None
     structures: int  # fitted and scored
     seconds: float
+    rows: int = 0  # energy and force labels of the fitted structures
 
     def line(self) -> str:
+        if self.fast is None or self.accurate is None:
+            return (f"descriptor auto -> {self.name}: too few labels to compare descriptors on ({self.rows} "
+                    f"energies and force components for {quadratic_coefficients(1)} quadratic coefficients per "
+                    "element), so the faster one")
         ratio = self.fast.loss / self.accurate.loss if self.accurate.loss > 0 else math.inf
         why = "within" if self.name == FAST else "beyond"
         return (f"descriptor auto -> {self.name}: quadratic models on {self.structures} training structures, "
@@ -82,6 +91,13 @@ class Choice:
                 f"{self.fast.force_rmse:.4f} vs {self.accurate.force_rmse:.4f} eV/Å, E "
                 f"{1000 * self.fast.energy_rmse:.2f} vs {1000 * self.accurate.energy_rmse:.2f} meV/atom) in "
                 f"{fmt_time(self.seconds)}")
+
+
+def quadratic_coefficients(n_elements: int) -> int:
+    """Coefficients of the quadratic model in either candidate (b and the
+    upper triangle of A per element)."""
+    m = CandidateShape(()).functions
+    return n_elements * (m + m * (m + 1) // 2)
 
 
 def training_structures(structures: list, config: TrainConfig, rc: float) -> list:
@@ -116,6 +132,9 @@ def choose(structures: list, elements, config: TrainConfig) -> Choice:
                          f"name one (--descriptor {ACCURATE} or {FAST})")
     fit_sub, scored_sub = split(len(sample), INNER_FRACTION, config.split_seed_used)
     fit, scored = [sample[i] for i in fit_sub], [sample[i] for i in scored_sub]
+    rows = sum(1 + 3 * len(a) for a in fit)
+    if rows < MIN_ROWS_PER_COEFFICIENT * quadratic_coefficients(len(elements)):
+        return Choice(FAST, None, None, len(sample), time.perf_counter() - t, rows)
     fast, accurate = (score(name, fit, scored, elements, config) for name in (FAST, ACCURATE))
     name = FAST if fast.loss <= LOSS_TOLERANCE * accurate.loss else ACCURATE
     return Choice(name, fast, accurate, len(sample), time.perf_counter() - t)
