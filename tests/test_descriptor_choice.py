@@ -9,6 +9,7 @@ import ase.io
 import numpy as np
 import pytest
 import torch
+from ase.calculators.singlepoint import SinglePointCalculator
 
 from nnp.data import FeaturizedDataset
 from nnp.descriptors import preset
@@ -82,9 +83,14 @@ def test_real_quadratic_fits_decide_by_the_rule(monkeypatch):
     assert choice.name == FAST, choice.line()  # the bundled Si data: C64-wide (docs/descriptors.md)
 
 
-def test_too_few_training_structures_is_a_clear_error():
+def test_one_large_structure_is_a_clear_error():
+    from conftest import rattled_si
+
+    big = rattled_si((6, 6, 6))  # 1,728 atoms: labels enough, but nothing to score on
+    big.calc = SinglePointCalculator(big, energy=-5.4 * len(big), forces=np.zeros((len(big), 3)))
     with pytest.raises(ValueError, match="at least two training structures.*--descriptor C64"):
-        descriptor_choice.choose(labelled_si(1), ("Si",), TrainConfig())
+        descriptor_choice.choose([big], ("Si",), TrainConfig())
+    assert descriptor_choice.choose(labelled_si(1), ("Si",), TrainConfig()).name == FAST  # tiny: no fits
 
 
 def test_named_descriptor_skips_the_choice(monkeypatch):

@@ -4,7 +4,8 @@ The two candidates are chosen the same way from the data (CUR, series C):
 `C64-wide`, whose angular functions the core factorises (a third of the MD
 cost), and `C64`, whose narrow G4 resolve short-range angles better. On Si
 the wide set fits as well as the narrow one; on liquid water it does not
-(docs/accuracy.md, "The default descriptor"). The data decide: a quadratic
+(docs/descriptors.md, "The default, auto"; docs/accuracy.md, "A faster
+descriptor"). The data decide: a quadratic
 model (nnp.model.quadratic, closed form, so no initial weights and no
 training noise) is fitted in each candidate on part of the training split
 and scored, with the run's own loss weights, on the rest; the fast candidate
@@ -19,8 +20,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from ase.neighborlist import neighbor_list
-
+from nnp import _core
 from nnp import descriptors as descriptors_mod
 from nnp.data import split
 from nnp.descriptors.selection import even_sample
@@ -104,11 +104,19 @@ def training_structures(structures: list, config: TrainConfig, rc: float) -> lis
     """The structures the run will train on: split_structures' training
     part (structures without a neighbour within `rc` always train, the
     split is drawn from the others)."""
-    condensed = [i for i, a in enumerate(structures) if len(neighbor_list("i", a, rc)) > 0]
+    condensed = [i for i, a in enumerate(structures) if _has_neighbour(a, rc)]
     if not condensed:
         return list(structures)
     train, _ = split(len(condensed), config.validation_fraction, config.split_seed_used)
     return [structures[condensed[i]] for i in train]
+
+
+def _has_neighbour(atoms, rc: float) -> bool:
+    """Whether any atom has a neighbour within `rc` (the core's neighbour list)."""
+    offsets, _, _ = _core.neighbor_list(np.ascontiguousarray(atoms.positions, dtype=np.float64),
+                                        np.ascontiguousarray(atoms.cell.array, dtype=np.float64),
+                                        [bool(p) for p in atoms.pbc], rc)
+    return bool(offsets[-1] > 0)
 
 
 def score(name: str, fit: list, scored: list, elements, config: TrainConfig) -> Candidate:
@@ -127,14 +135,14 @@ def choose(structures: list, elements, config: TrainConfig) -> Choice:
     t = time.perf_counter()
     config = config.updated({"isolated_atom_energies": {}})
     sample = even_sample(training_structures(structures, config, descriptors_mod.STUDY_CUTOFF), CHOICE_MAX_ATOMS)
-    if len(sample) < 2:
-        raise ValueError("descriptor auto needs at least two training structures to compare descriptors on: "
-                         f"name one (--descriptor {ACCURATE} or {FAST})")
     fit_sub, scored_sub = split(len(sample), INNER_FRACTION, config.split_seed_used)
     fit, scored = [sample[i] for i in fit_sub], [sample[i] for i in scored_sub]
     rows = sum(1 + 3 * len(a) for a in fit)
     if rows < MIN_ROWS_PER_COEFFICIENT * quadratic_coefficients(len(elements)):
         return Choice(FAST, None, None, len(sample), time.perf_counter() - t, rows)
+    if not scored:
+        raise ValueError("descriptor auto needs at least two training structures to compare descriptors on: "
+                         f"name one (--descriptor {ACCURATE} or {FAST})")
     fast, accurate = (score(name, fit, scored, elements, config) for name in (FAST, ACCURATE))
     name = FAST if fast.loss <= LOSS_TOLERANCE * accurate.loss else ACCURATE
     return Choice(name, fast, accurate, len(sample), time.perf_counter() - t)
