@@ -14,7 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+
+from nnp.io.potential_file import QuadraticTerm
+from nnp.model.quadratic import QuadraticFit
 
 FORMAT = "nnp-checkpoint 1"
 # Settings that may change between the interrupted run and its resumption:
@@ -34,7 +38,7 @@ def path_for(output: str | os.PathLike) -> Path:
 
 def save(path: str | os.PathLike, *, config, data_digest: str, epoch: int, phase: str, model, optimizer,
          scheduler, best_state, best_epoch: int, best_loss: float, history: list, generator: torch.Generator,
-         stale: int, stopped: list[str]) -> None:
+         stale: int, stopped: list[str], quadratic: QuadraticFit | None = None) -> None:
     path = Path(path)
     state: dict[str, Any] = {
         "format": FORMAT,
@@ -52,6 +56,7 @@ def save(path: str | os.PathLike, *, config, data_digest: str, epoch: int, phase
         "generator": generator.get_state(),
         "stale": stale,
         "stopped": list(stopped),
+        "quadratic": _quadratic_state(quadratic),
     }
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -88,6 +93,40 @@ def load(path: str | os.PathLike, config, data_digest: str, device: torch.device
         raise ValueError(f"{path}: the training data changed since the checkpoint was written; "
                          "start over with --force")
     return state
+
+
+def saved_quadratic(state: dict[str, Any]) -> QuadraticFit | None:
+    """The quadratic term fitted before the epochs of the checkpointed run
+    (a resumed run need not fit it again: minutes on large sets), or None
+    where the checkpoint has none (no quadratic term, or written before
+    checkpoints kept it)."""
+    saved = state.get("quadratic") or {}
+    if not saved:
+        return None
+    return QuadraticFit({e: float(v) for e, v in saved["constants"].items()},
+                        {e: QuadraticTerm(t["linear"].numpy().copy(), t["matrix"].numpy().copy()) for e, t in saved["terms"].items()})
+
+
+def saved_descriptor(paths) -> str | None:
+    """The descriptor preset recorded by the first of `paths` that is a
+    readable checkpoint (what `descriptor: auto` chose for the interrupted
+    run), else None."""
+    for path in map(Path, paths):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            return str(state["config"]["descriptor"])
+        except Exception:  # absent or unreadable: load() says why when the run resumes from it
+            continue
+    return None
+
+
+def _quadratic_state(fitted: QuadraticFit | None) -> dict[str, Any]:
+    if fitted is None:
+        return {}
+    return {"constants": dict(fitted.constants),
+            "terms": {e: {"linear": torch.from_numpy(np.array(t.linear, dtype=np.float64)),
+                          "matrix": torch.from_numpy(np.array(t.matrix, dtype=np.float64))}
+                      for e, t in fitted.terms.items()}}
 
 
 def _cpu(tree):

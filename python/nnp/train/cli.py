@@ -18,7 +18,7 @@ from nnp.cli import check_output_directory
 from nnp.data import FeaturizedDataset, data_sha256, read_structures
 from nnp.io import potential_file
 from nnp.progress import Bar, fmt_time, restart_clock
-from nnp.train import descriptor_choice, distributed, refit
+from nnp.train import checkpoints, descriptor_choice, distributed, refit
 from nnp.train.config import AUTO_DESCRIPTOR, DERIVATIVES, MODELS, TrainConfig
 from nnp.train.console import print_line
 from nnp.train.memory import plan as plan_memory
@@ -155,6 +155,18 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
+def _descriptor_of_interrupted_run(config: TrainConfig, outputs: list[Path]) -> TrainConfig:
+    """`config` with the preset `auto` chose for the run being resumed, as its
+    checkpoints record it: choosing again would give the same answer after
+    minutes of quadratic fits (10 on the water set)."""
+    paths = [p for out in outputs for p in checkpoint_paths(out)]
+    chosen = distributed.on_main(lambda: checkpoints.saved_descriptor(paths))
+    if chosen is None:
+        return config
+    print_line(f"descriptor auto -> {chosen}: as chosen for the interrupted run (its checkpoint)")
+    return config.updated({"descriptor": chosen})
+
+
 def _elements_of(structures) -> tuple[str, ...]:
     """Elements present, ordered by atomic number."""
     symbols = {s for a in structures for s in a.get_chemical_symbols()}
@@ -192,6 +204,8 @@ def _run(args: argparse.Namespace) -> int:
     print_line(f"data: {data_path} ({len(structures)} structures, {sum(len(a) for a in structures)} atoms, "
                f"elements {' '.join(elements)})")
     check_isolated_atoms(elements, config)  # before the descriptor choice's minute of work
+    if args.resume and config.descriptor == AUTO_DESCRIPTOR:
+        config = _descriptor_of_interrupted_run(config, outputs)
     if config.descriptor == AUTO_DESCRIPTOR and ctx is None and config.model == "nn":
         plan_memory(structures, descriptor_choice.CandidateShape(elements), config)  # refuses before work
     name, descriptors = descriptor_choice.resolve(config, elements, structures)

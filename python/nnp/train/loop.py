@@ -122,7 +122,12 @@ def train(
         display = TerminalDisplay()
     fitted = None
     if config.quadratic_weight > 0:
-        fitted = fit_quadratic_term(model.cpu(), data, train_idx, config, log, progress=_fit_progress(display, config))
+        fitted = checkpoints.saved_quadratic(saved) if saved is not None else None
+        if fitted is not None:
+            log("quadratic term: as fitted before the interrupted run's epochs (from its checkpoint)")
+        else:
+            fitted = fit_quadratic_term(model.cpu(), data, train_idx, config, log,
+                                        progress=_fit_progress(display, config))
     model.to(device)
     mixes = Mixes()
     if fitted is not None:
@@ -131,7 +136,7 @@ def train(
         mixes = Mixes(_fixed_mix(model, fitted, validation, config.quadratic_weight, device) if len(val_idx) else None,
                       _fixed_mix(model, fitted, objective, config.quadratic_weight, device))
     run = _Run(model, data, config, objective, validation, mixes, progress, generator, log, checkpoint, data_digest)
-    run.between_epochs, run.display = between_epochs, display
+    run.between_epochs, run.display, run.quadratic = between_epochs, display, fitted
     try:
         run.all_phases(saved)
     finally:
@@ -228,6 +233,7 @@ class _Run:
         self.clock = EpochClock(phase_lengths(config)[0], config.epochs)
         self.between_epochs: Callable[[], None] | None = None
         self.display: EpochDisplay | None = None
+        self.quadratic: quadratic.QuadraticFit | None = None  # kept in the checkpoints
         self.last_trained: Metrics | None = None  # at the last logged epoch
 
     def all_phases(self, saved: dict[str, Any] | None) -> None:
@@ -318,7 +324,7 @@ class _Run:
             self.checkpoint, config=self.config, data_digest=self.data_digest, epoch=p.epoch, phase=phase.kind.value,
             model=self.model, optimizer=phase.optimizer, scheduler=phase.scheduler, best_state=p.best_state,
             best_epoch=p.best_epoch, best_loss=p.best_loss, history=p.history, generator=self.generator,
-            stale=p.stale, stopped=p.stopped,
+            stale=p.stale, stopped=p.stopped, quadratic=self.quadratic,
         )
 
     def _show(self, kind: Phase, loss: EpochLoss, val: Metrics | None, trained: Metrics | None, lr: float,
