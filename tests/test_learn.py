@@ -315,3 +315,31 @@ def test_training_killed_between_members_resumes(tmp_path, monkeypatch):
     assert [(Path(c[c.index("-o") + 1]).name, c[c.index("--seed") + 1], c[-1]) for c in calls] == [
         ("model.1.nnp", "11", "--resume"), ("model.2.nnp", "12", "--force")]
     assert (directory / "model.0.nnp").read_text() == "finished\n"
+
+
+@pytest.mark.parametrize("settings, passed", [({}, ["--descriptor", "C64"]), ({"descriptor": "auto"}, ["--descriptor", "C64"]),
+                                              ({"descriptor": "A16"}, [])])
+def test_committee_members_take_the_first_members_descriptor_choice(tmp_path, monkeypatch, potential, settings,
+                                                                    passed):
+    """With `descriptor: auto`, members after the first take the preset the
+    first one's run chose (its file's config line) instead of choosing again;
+    a named descriptor is in the config file already."""
+    from nnp.learn import train as train_mod
+    from nnp.train.outputs import CONFIG_PREFIX
+
+    directory = tmp_path / "train"
+    directory.mkdir()
+    pot = pf.read(potential)
+    pot.comments = ["trained by a test", CONFIG_PREFIX + json.dumps({"descriptor": "C64", "seed": 10})]
+    pf.write(pot, directory / "model.0.nnp")
+    calls = []
+
+    def fake_run(cmd, stdout, stderr):
+        calls.append(cmd)
+        Path(cmd[cmd.index("-o") + 1]).write_text("trained\n")
+        return type("Done", (), {"returncode": 0})()
+
+    monkeypatch.setattr(train_mod.subprocess, "run", fake_run)
+    train_mod.train_committee(tmp_path / "data.xyz", directory, 3, 5, settings, 10, "model", print)
+    assert [c[c.index("--config") + 2:] for c in calls] == [
+        [*passed, "--seed", "11", "--force"], [*passed, "--seed", "12", "--force"]]

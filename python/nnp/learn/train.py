@@ -13,6 +13,7 @@ in closed form (nothing to resume: a killed fit is redone).
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -50,8 +51,33 @@ def train_committee(data: Path, directory: Path, k: int, epochs: int, settings: 
             continue
         resume = any(p.exists() for p in checkpoint_paths(out))
         log(f"  training member {m + 1}/{k} ({'resumed' if resume else f'seed {seed + m}'}) -> {out.name}")
-        _train_one(data, config, out, ["--seed", str(seed + m), "--resume" if resume else "--force"])
+        chosen = _descriptor_chosen(members[0]) if m > 0 and settings.get("descriptor", "auto") == "auto" else None
+        extra = ["--descriptor", chosen] if chosen else []
+        _train_one(data, config, out, [*extra, "--seed", str(seed + m), "--resume" if resume else "--force"])
     return members
+
+
+def _descriptor_chosen(first: Path) -> str | None:
+    """The preset `descriptor: auto` chose for the generation's first member
+    (its file's config line), so that the others, on the same data and
+    split, take it rather than choose again (~10 minutes each on the water
+    set); None where that file is missing or records none: then each member
+    chooses, with the same result."""
+    from nnp.io import potential_file
+    from nnp.train.outputs import CONFIG_PREFIX
+
+    try:
+        comments = potential_file.read(first).comments
+    except (OSError, ValueError):
+        return None
+    for line in comments:
+        if line.startswith(CONFIG_PREFIX):
+            try:
+                name = json.loads(line[len(CONFIG_PREFIX):]).get("descriptor")
+            except (ValueError, AttributeError):
+                return None
+            return name if isinstance(name, str) and name != "auto" else None
+    return None
 
 
 def gp_output(directory: Path, name: str) -> Path:

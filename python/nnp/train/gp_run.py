@@ -33,6 +33,7 @@ from nnp.train import gp_fit, memory
 from nnp.train.config import TrainConfig
 from nnp.train.console import print_line
 from nnp.train.initial_model import build_model
+from nnp.train.outputs import CONFIG_PREFIX
 from nnp.train.training_set import featurize, split_structures, with_isolated_atoms
 
 GIB = 2.0**30
@@ -139,7 +140,7 @@ def _comments(config: TrainConfig, data: FeaturizedDataset, data_path: Path, dig
         f"data: {data_path.resolve()}",
         f"data sha256: {digest}",
         f"data: {len(data)} structures, {data.n_total_atoms} atoms; {split}",
-        "config: " + json.dumps(config.as_dict(), sort_keys=True),
+        CONFIG_PREFIX + json.dumps(config.as_dict(), sort_keys=True),
         _errors_line("validation", validation) + (" (the holdout fit)" if final is not holdout else ""),
     ]
 

@@ -30,6 +30,10 @@ from nnp.train.loss import Metrics, evaluate, metrics_by_config_type
 from nnp.train.refit import Member
 from nnp.train.training_set import isolated_structures
 
+# The potential file's comment line that records the run's settings (JSON),
+# read back by nnp.learn to give a committee's members one descriptor choice.
+CONFIG_PREFIX = "config: "
+
 
 def member_outputs(output: Path, n: int) -> list[Path]:
     """Output files of an n-model committee: Si.nnp -> Si.0.nnp, Si.1.nnp, ..."""
@@ -68,7 +72,7 @@ def provenance(data_path: Path, digest: str, config: TrainConfig, final: TrainRe
         f"data sha256: {digest}",
         f"data: {distributed.n_structures(data)} structures, {int(distributed.labels(data).n_atoms.sum())} atoms; "
         f"{split_line}",
-        "config: " + json.dumps(config.as_dict(), sort_keys=True),
+        CONFIG_PREFIX + json.dumps(config.as_dict(), sort_keys=True),
         f"train RMSE: {final.train}",
     ]
     if holdout is not None and holdout.validation is not None:
