@@ -480,7 +480,7 @@ def test_refit_display_prints_a_side_alone_past_an_epoch_it_skipped():
 
 
 def test_epoch_clock_leaves_out_a_phase_first_epoch():
-    from nnp.train.console import EpochClock
+    from nnp.train.console import LBFGS_PER_ADAM_EPOCH, EpochClock
 
     clock = EpochClock(n_adam=2, epochs=10)
     clock.epoch_done(1, 5.0)
@@ -490,6 +490,13 @@ def test_epoch_clock_leaves_out_a_phase_first_epoch():
     assert clock.remaining(3, 0) == pytest.approx(7 * 0.35 * 5.0)  # still paced from Adam
     clock.epoch_done(4, 1.0)
     assert clock.remaining(4, 0) == pytest.approx(6 * 1.0)
+    # Streamed derivatives: an L-BFGS evaluation runs the kernels over the
+    # whole set, as an Adam epoch does, so its epochs are paced nearly 1:1.
+    streamed = EpochClock(n_adam=2, epochs=10, streamed=True)
+    streamed.epoch_done(1, 5.0)
+    streamed.epoch_done(2, 5.0)
+    assert streamed.remaining(2, 0) == pytest.approx(8 * LBFGS_PER_ADAM_EPOCH[True] * 5.0)
+    assert LBFGS_PER_ADAM_EPOCH[True] > 2 * LBFGS_PER_ADAM_EPOCH[False]
 
 
 def test_resume_of_a_finished_run_skips_it(tmp_path, data_file, small_config, capsys):

@@ -18,9 +18,11 @@ from nnp.progress import Bar, elapsed, fmt_time, write_line
 Log = Callable[[str], None]
 
 # Seconds of an L-BFGS epoch per second of an Adam epoch, used until an
-# L-BFGS epoch is timed: at most 20 full-batch evaluations against a pass of
-# two-structure steps (Si default: 0.36, docs/training.md).
-LBFGS_PER_ADAM_EPOCH = 0.35
+# L-BFGS epoch is timed (docs/training.md, "Progress"). With stored
+# derivatives an L-BFGS evaluation reads them at memory speed (Si default:
+# 0.36); streamed, each evaluation runs the descriptor kernels over the whole
+# training set, as an Adam epoch does, and an epoch holds one or more.
+LBFGS_PER_ADAM_EPOCH = {False: 0.35, True: 1.0}  # by "derivatives streamed"
 RECENT = 20  # epochs whose median duration gives a phase's pace
 
 
@@ -111,10 +113,11 @@ class EpochClock:
     """The time left of a run: the epochs left in each phase times that
     phase's median epoch (the last RECENT), plus the evaluations of the
     training set at the logged epochs left. Before the first L-BFGS epoch
-    its pace is LBFGS_PER_ADAM_EPOCH times Adam's."""
+    its pace is LBFGS_PER_ADAM_EPOCH (by derivative mode) times Adam's."""
 
-    def __init__(self, n_adam: int, epochs: int):
+    def __init__(self, n_adam: int, epochs: int, streamed: bool = False):
         self.n_adam, self.epochs = n_adam, epochs
+        self.lbfgs_per_adam = LBFGS_PER_ADAM_EPOCH[streamed]
         self.seconds: dict[bool, list[float]] = {True: [], False: []}  # by "is Adam"
         self.evaluation: list[float] = []
 
@@ -128,9 +131,9 @@ class EpochClock:
         """Seconds left after `epoch` epochs, `logged_left` of the rest logged."""
         adam, lbfgs = self._pace(True), self._pace(False)
         if lbfgs is None:
-            lbfgs = LBFGS_PER_ADAM_EPOCH * adam if adam is not None else None
+            lbfgs = self.lbfgs_per_adam * adam if adam is not None else None
         if adam is None:
-            adam = lbfgs / LBFGS_PER_ADAM_EPOCH if lbfgs is not None else None
+            adam = lbfgs / self.lbfgs_per_adam if lbfgs is not None else None
         if adam is None or lbfgs is None:
             return float("nan")
         left_adam = max(0, self.n_adam - epoch)

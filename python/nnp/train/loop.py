@@ -230,7 +230,7 @@ class _Run:
         self.log_every = config.log_every or max(1, round(config.epochs / 50))
         self.last_checkpoint = time.perf_counter()
         self.first_epoch = progress.epoch + 1
-        self.clock = EpochClock(phase_lengths(config)[0], config.epochs)
+        self.clock = EpochClock(phase_lengths(config)[0], config.epochs, data.is_streamed)
         self.between_epochs: Callable[[], None] | None = None
         self.display: EpochDisplay | None = None
         self.quadratic: quadratic.QuadraticFit | None = None  # kept in the checkpoints
