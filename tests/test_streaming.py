@@ -24,7 +24,8 @@ import nnp.train.cli as train_cli
 from nnp import descriptors as descriptors_mod
 from nnp.data import FeaturizedDataset, read_structures
 from nnp.train import TrainConfig, build_model, main
-from nnp.train import memory
+from nnp.model.network import kernel_threads, set_kernel_threads
+from nnp.train import memory, refit
 from nnp.train.initial_model import fit_quadratic_term
 from nnp.train.loss import Objective
 from nnp.train.training_set import featurize, split_structures, with_isolated_atoms
@@ -123,6 +124,37 @@ def test_two_elements_streamed_equals_stored():
     """With isolated atoms too: streamed batches of atoms without neighbours."""
     config = TrainConfig(**SMALL, isolated_atom_energies={"Na": -1.0, "Cl": -2.0})
     check_losses_and_gradients(*both_modes(two_element_frames(6), ("Na", "Cl"), config=config), config)
+
+
+def test_kernel_threads_change_nothing_and_share_the_cores(monkeypatch):
+    """The streamed kernels split the centre rows among threads, each row
+    summed by one thread: the same loss and gradients bit for bit. By
+    default each training takes its share of the usable cores."""
+    ds, _, streamed = both_modes(two_element_frames(6), ("Na", "Cl"))
+    config = TrainConfig(**SMALL)
+    _, train_idx, _ = split_structures(streamed, config)
+    model = build_model(streamed, ds, config, train_idx)
+    results = []
+    try:
+        for n in (1, 3):
+            set_kernel_threads(n)
+            assert kernel_threads() == n
+            loss = Objective(streamed, train_idx, config, torch.device("cpu")).full_batch(model)
+            results.append((loss, gradients(model)))
+    finally:
+        set_kernel_threads(0)
+    (l1, g1), (l3, g3) = results
+    assert l1 == l3 and len(g1) == len(g3) > 0 and all(torch.equal(a, b) for a, b in zip(g1, g3))
+    assert kernel_threads() == torch.get_num_threads()  # 0: torch's count
+
+    monkeypatch.setattr(refit, "usable_cores", lambda: 8)
+    assert refit.kernel_threads(TrainConfig(refit=False)) == 8
+    assert refit.kernel_threads(TrainConfig()) == 4  # the holdout twin trains alongside
+    assert refit.kernel_threads(TrainConfig(), ranks_on_node=4) == 1
+    assert refit.kernel_threads(TrainConfig(kernel_threads=3)) == 3
+    assert refit.kernel_threads(TrainConfig(threads=2)) == 8  # twin after the written model: one at a time
+    with pytest.raises(ValueError, match="kernel_threads must be >= 0"):
+        TrainConfig(kernel_threads=-1).check()
 
 
 def test_quadratic_fit_is_the_same_streamed():

@@ -108,6 +108,26 @@ def contract_pairs(g: torch.Tensor, dG_dr: torch.Tensor, center: torch.Tensor) -
     return torch.bmm(g[center].unsqueeze(1), dG_dr.to(g.dtype)).squeeze(1)
 
 
+# Threads of the streamed descriptor kernels (the core's own std::threads,
+# which neither spin nor share torch's OpenMP pool, so that they can use
+# cores torch's single thread leaves idle); 0: torch's intra-op threads.
+# nnp.train sets it from its `kernel_threads` setting.
+_KERNEL_THREADS = 0
+
+
+def set_kernel_threads(n: int) -> None:
+    """Threads of the streamed kernels of this process (0: torch's count);
+    the results do not depend on it."""
+    global _KERNEL_THREADS
+    if n < 0:
+        raise ValueError(f"kernel threads must be >= 0, got {n}")
+    _KERNEL_THREADS = int(n)
+
+
+def kernel_threads() -> int:
+    return _KERNEL_THREADS or torch.get_num_threads()
+
+
 class _StreamedContraction(torch.autograd.Function):
     """contract_pairs without stored derivatives (a streamed batch): the
     core computes ∂G/∂r again per centre and never keeps it, forward with
@@ -120,14 +140,14 @@ class _StreamedContraction(torch.autograd.Function):
         args = (center.detach().cpu().contiguous().numpy(), pair_vector.detach().cpu().contiguous().numpy(),
                 pair_element)
         ctx.core, ctx.element, ctx.args, ctx.rows = core, element, args, g.shape[0]
-        v = core.contract_pairs(element, g.detach().cpu().contiguous().numpy(), *args, torch.get_num_threads())
+        v = core.contract_pairs(element, g.detach().cpu().contiguous().numpy(), *args, kernel_threads())
         return torch.from_numpy(v).to(g.device)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, u):
         g_hat = ctx.core.contract_pairs_adjoint(ctx.element, u.detach().cpu().contiguous().numpy(), *ctx.args,
-                                                ctx.rows, torch.get_num_threads())
+                                                ctx.rows, kernel_threads())
         return torch.from_numpy(g_hat).to(u.device), None, None, None, None, None
 
 

@@ -25,7 +25,7 @@ FORMAT = "nnp-checkpoint 1"
 # they do not change the numbers.
 # derivatives and memory_budget choose how the numbers are computed, not
 # which: both derivative modes give the same batches bit for bit.
-MAY_DIFFER = ("threads", "log_every", "device", "checkpoint_every", "derivatives", "memory_budget")
+MAY_DIFFER = ("threads", "kernel_threads", "log_every", "device", "checkpoint_every", "derivatives", "memory_budget")
 # Settings added after checkpoints without them were written, with the value
 # that gives what the writing version did (others count as their default).
 ADDED_LATER = {"quadratic_weight": 0.0}

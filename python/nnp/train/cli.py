@@ -17,6 +17,7 @@ from nnp import descriptors as descriptors_mod
 from nnp.cli import check_output_directory
 from nnp.data import FeaturizedDataset, data_sha256, read_structures
 from nnp.io import potential_file
+from nnp.model.network import kernel_threads, set_kernel_threads
 from nnp.progress import Bar, fmt_time, restart_clock
 from nnp.train import checkpoints, descriptor_choice, distributed, refit
 from nnp.train.config import AUTO_DESCRIPTOR, DERIVATIVES, MODELS, TrainConfig
@@ -194,6 +195,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError("--ensemble is not supported under torchrun: train the members one by one (--seed)")
         config = config.updated({"device": distributed.device_for(config.device)})
     torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // (ctx.local_world if ctx else 1)))
+    set_kernel_threads(refit.kernel_threads(config, ctx.local_world if ctx else 1))
 
     data_path = Path(args.data)
     structures = read_structures(data_path)
@@ -222,7 +224,9 @@ def _run(args: argparse.Namespace) -> int:
         return _run_gp(args, structures, descriptors, config, output, data_path, digest, t_start)
     if ctx is None:
         memory = plan_memory(structures, descriptors, config)  # refuses a run that cannot fit, before any work
-        print_line(memory.line())
+        n = kernel_threads()
+        print_line(memory.line() + (f"; {n} kernel thread{'s' if n > 1 else ''} per training"
+                                    if memory.streamed_mode else ""))
         bar = Bar(len(structures) + len(config.isolated_atom_energies), "featurising", "structures")
         data = featurize(structures, descriptors, config, streamed=memory.streamed_mode,
                          progress=lambda done, total: bar.update(done))

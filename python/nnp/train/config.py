@@ -76,6 +76,12 @@ class TrainConfig:
     # share a busy machine's cores slow training down many times
     # (docs/training.md).
     threads: int = 1
+    # Threads of the streamed derivative kernels (nnp.model.network), most of
+    # a streamed epoch; 0: this training's share of the cores it may run on
+    # (divided among the trainings running at once: a holdout twin alongside,
+    # torchrun's ranks on the node). They are the core's own and do not
+    # spin, unlike torch's (docs/training.md).
+    kernel_threads: int = 0
     device: str = "cpu"  # torch device: cpu, cuda, cuda:1, ...
     # A ZBL repulsive core for every element pair, switched off between
     # core_outer − core_width and core_outer (Å), so MD cannot collapse atoms
@@ -184,6 +190,7 @@ class TrainConfig:
         need(0 <= self.validation_fraction < 1, "validation_fraction must be in [0, 1)")
         need(self.split_seed >= -1, "split_seed must be >= 0 (or -1: the same as seed)")
         need(self.threads >= 0, "threads must be >= 0")
+        need(self.kernel_threads >= 0, "kernel_threads must be >= 0 (0: this training's share of the cores)")
         need(self.checkpoint_every >= 0 and math.isfinite(self.checkpoint_every),
              "checkpoint_every must be >= 0 seconds (0: every epoch)")
         need(self.log_every >= 0, "log_every must be >= 0")

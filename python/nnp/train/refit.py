@@ -161,6 +161,21 @@ def checkpoint_paths(output: Path) -> list[Path]:
     return [checkpoints.path_for(output), Path(f"{output}.holdout.ckpt")]
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask: a batch
+    scheduler's allocation, taskset), else all of the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def kernel_threads(config: TrainConfig, ranks_on_node: int = 1) -> int:
+    """Threads of the streamed kernels per training: `kernel_threads`, or
+    (0) the usable cores shared among the trainings that run at once."""
+    if config.kernel_threads:
+        return config.kernel_threads
+    trainings = ranks_on_node * (2 if config.refits and twin_in_parallel(config) else 1)
+    return max(1, usable_cores() // trainings)
+
+
 def twin_in_parallel(config: TrainConfig) -> bool:
     """One training per core. Not on one core (nothing to gain), not with
     CUDA (fork() is unsafe once it is initialised), and not with several
@@ -169,8 +184,7 @@ def twin_in_parallel(config: TrainConfig) -> bool:
     data-parallel run: the ranks train the two one after the other."""
     if distributed.context() is not None:
         return False
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return torch.device(config.device).type == "cpu" and cores >= 2 and config.threads == 1
+    return torch.device(config.device).type == "cpu" and usable_cores() >= 2 and config.threads == 1
 
 
 def train_member(data: FeaturizedDataset, descriptors, config: TrainConfig, output: Path, resume: bool,
