@@ -17,8 +17,13 @@ rattled) trained the same way with streamed derivatives (see million_atoms).
 Epoch times are given as wall time and as CPU time of the training process
 (the machine is shared: CPU time is the steadier figure).
 
+With --kernel-threads N ..., it only times streamed epochs on evenly spaced
+water frames (--thread-frames) with each count of `kernel_threads` in turn
+(one training: refit off, C64, no quadratic term), --thread-repeats times.
+
     python benchmarks/train_memory.py [--epochs 4] [--water-epochs 2] [--million-epochs 1]
         [--modes stored streamed auto] [--skip-si] [--skip-water] [--skip-million]
+    python benchmarks/train_memory.py --kernel-threads 1 2 [--thread-frames 48] [--thread-repeats 2]
 """
 
 from __future__ import annotations
@@ -227,6 +232,25 @@ def million_atoms(workdir: Path, epochs: int, path: Path | None = None) -> dict:
     return dict(atoms=xyz_atoms(path), **r)
 
 
+def kernel_thread_scaling(counts: list[int], frames: int, repeats: int, workdir: Path) -> list[dict]:
+    """Epoch times of one streamed training on `frames` evenly spaced water
+    frames for each `kernel_threads` count, the counts in turn, `repeats`
+    rounds (wall time: the CPU time of several threads adds up)."""
+    structures = read_structures(WATER)
+    subset = workdir / "water_subset.xyz"
+    ase.io.write(subset, structures[:: max(1, len(structures) // frames)][:frames], format="extxyz")
+    rows = []
+    for repeat in range(repeats):
+        for n in counts:
+            with tempfile.TemporaryDirectory() as tmp:
+                r = run_cli(subset, "streamed", 8, Path(tmp), refit=False, descriptor="C64", quadratic_weight=0.0,
+                            threads=1, kernel_threads=n)
+            rows.append(dict(kernel_threads=n, repeat=repeat, **r))
+            print(f"kernel_threads {n}: Adam epoch {r['adam']:.2f} s, L-BFGS epoch {r['lbfgs']:.2f} s (wall, "
+                  f"mean of 4 each, {frames} frames)", flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=4)
@@ -239,12 +263,21 @@ def main() -> None:
     p.add_argument("--skip-million", action="store_true")
     p.add_argument("--million-file", type=Path, help="where to write (or read) the synthetic set")
     p.add_argument("--million-only-write", action="store_true", help="write the synthetic set and stop")
+    p.add_argument("--kernel-threads", type=int, nargs="+", help="only time streamed epochs with these counts")
+    p.add_argument("--thread-frames", type=int, default=48)
+    p.add_argument("--thread-repeats", type=int, default=2)
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     if args.million_only_write:
         synthetic_water(args.million_file)
         return
     torch.set_num_threads(1)
+    if args.kernel_threads:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = kernel_thread_scaling(args.kernel_threads, args.thread_frames, args.thread_repeats, Path(tmp))
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+        return
     results: dict = {}
     sets = [("Si", SI, args.epochs, args.skip_si), ("water", WATER, args.water_epochs, args.skip_water)]
     print(f"{'data':6s} {'mode':11s} {'estimate':>9s} {'peak PSS':>9s} {'featurise':>10s} {'Adam epoch':>17s} "
