@@ -1,6 +1,5 @@
-"""descriptor: auto, the default: the cheapest of C64-wide, C64 and C96
-whose quadratic model fits the data within 10 % of the best, decided on
-training structures only."""
+"""descriptor: auto, the default: C64-wide unless a quadratic model fits the
+data clearly better in C64, decided on training structures only."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from nnp.data import FeaturizedDataset
 from nnp.descriptors import preset
 from nnp.io import potential_file
 from nnp.train import TrainConfig, descriptor_choice, main
-from nnp.train.descriptor_choice import ACCURATE, FAST, LADDER, LOSS_TOLERANCE, Candidate
+from nnp.train.descriptor_choice import ACCURATE, FAST, LOSS_TOLERANCE, Candidate
 from nnp.train.training_set import split_structures
 from test_train import labelled_si
 
@@ -31,37 +30,16 @@ def fake_score(losses: dict[str, float], seen: list | None = None):
     return score
 
 
-LARGE = LADDER[2][0]
-
-
-@pytest.mark.parametrize("losses, expected", [
-    ((0.8, 1.0, 1.0), FAST), ((1.0, 1.0, 1.0), FAST), ((0.99 * LOSS_TOLERANCE, 1.0, 1.0), FAST),
-    ((1.01 * LOSS_TOLERANCE, 1.0, 1.0), ACCURATE), ((2.0, 1.0, 1.05), ACCURATE), ((2.0, 1.0, 0.95), ACCURATE),
-    ((2.0, 1.0, 0.5), LARGE), ((1.05, 1.2, 1.0), FAST), ((1.2, 1.12, 1.0), LARGE)])
-def test_the_cheapest_candidate_within_the_tolerance_of_the_best(monkeypatch, losses, expected):
+@pytest.mark.parametrize("ratio, expected", [(0.8, FAST), (1.0, FAST), (0.99 * LOSS_TOLERANCE, FAST),
+                                             (1.01 * LOSS_TOLERANCE, ACCURATE), (2.0, ACCURATE)])
+def test_fast_candidate_unless_its_loss_is_beyond_the_tolerance(monkeypatch, ratio, expected):
     monkeypatch.setattr(descriptor_choice, "MIN_ROWS_PER_COEFFICIENT", 0)  # tiny data, scores faked
-    names = [n for n, _ in LADDER]
-    monkeypatch.setattr(descriptor_choice, "score", fake_score(dict(zip(names, losses))))
+    monkeypatch.setattr(descriptor_choice, "score", fake_score({FAST: ratio, ACCURATE: 1.0}))
     choice = descriptor_choice.choose(labelled_si(6), ("Si",), TrainConfig())
-    assert choice.name == expected and [c.name for c in choice.candidates] == names
+    assert choice.name == expected
     line = choice.line()
-    best = min(losses)
-    assert f"descriptor auto -> {expected}" in line and "the cheapest within 1.1" in line
-    assert all(f"{n} {loss / best:.2f}" in line for n, loss in zip(names, losses))
-
-
-def test_a_candidate_without_labels_enough_is_not_fitted(monkeypatch):
-    """C96 has 2.2 times C64's quadratic coefficients: on a set with labels
-    enough for C64 only, the two 64-function candidates are compared."""
-    rows = 2 * descriptor_choice.quadratic_coefficients(1, 64)
-    monkeypatch.setattr(descriptor_choice, "MIN_ROWS_PER_COEFFICIENT", 1)
-    frames = labelled_si(6)  # 8 atoms each: a few fitted, 25 labels each
-    monkeypatch.setattr(descriptor_choice, "quadratic_coefficients", lambda n, m: 50 if m == 64 else rows)
-    seen: list = []
-    monkeypatch.setattr(descriptor_choice, "score", fake_score({FAST: 2.0, ACCURATE: 1.0, LARGE: 0.1}, seen))
-    choice = descriptor_choice.choose(frames, ("Si",), TrainConfig())
-    assert [name for name, _, _ in seen] == [FAST, ACCURATE] and choice.name == ACCURATE
-    assert f"{LARGE}: too few labels to fit" in choice.line()
+    assert f"descriptor auto -> {expected}" in line and f"{ratio:.2f} x" in line
+    assert ("within" if expected == FAST else "beyond") in line
 
 
 def test_the_runs_validation_structures_take_no_part(monkeypatch):
@@ -69,19 +47,18 @@ def test_the_runs_validation_structures_take_no_part(monkeypatch):
     config = TrainConfig(validation_fraction=0.25, split_seed=5)
     monkeypatch.setattr(descriptor_choice, "MIN_ROWS_PER_COEFFICIENT", 0)
     seen: list = []
-    monkeypatch.setattr(descriptor_choice, "score", fake_score({FAST: 1.0, ACCURATE: 1.0, LARGE: 1.0}, seen))
+    monkeypatch.setattr(descriptor_choice, "score", fake_score({FAST: 1.0, ACCURATE: 1.0}, seen))
     descriptor_choice.choose(frames, ("Si",), config)
     data = FeaturizedDataset.from_structures(frames, preset("A16"))
     _, train_idx, val_idx = split_structures(data, config)
     validation = {id(frames[i]) for i in val_idx}
-    assert len(seen) == 3 and len(validation) == 5
+    assert len(seen) == 2 and len(validation) == 5
     for _, fit, scored in seen:
         used = [id(a) for a in fit + scored]
         assert not validation & set(used)
         assert len(set(used)) == len(used) == len(train_idx)
         assert fit and scored  # both candidates on the same fitted and scored structures
-    for other in seen[1:]:  # every candidate on the same fitted and scored structures
-        assert [a is b for a, b in zip(seen[0][1] + seen[0][2], other[1] + other[2])] == [True] * len(train_idx)
+    assert [a is b for a, b in zip(seen[0][1] + seen[0][2], seen[1][1] + seen[1][2])] == [True] * len(train_idx)
 
 
 def test_too_few_labels_take_the_fast_candidate_without_fits(monkeypatch):
@@ -100,12 +77,9 @@ def test_real_quadratic_fits_decide_by_the_rule(monkeypatch):
 
     monkeypatch.setattr(descriptor_choice, "CHOICE_MAX_ATOMS", 3000)
     choice = descriptor_choice.choose(read_structures(SI_DATA), ("Si",), TrainConfig())
-    # 3,000 atoms: labels enough for the 64-function candidates, not for C96
-    assert [c.name for c in choice.candidates] == [FAST, ACCURATE]
-    for c in choice.candidates:
-        assert math.isfinite(c.loss) and c.loss > 0 and c.force_rmse > 0
-    best = min(c.loss for c in choice.candidates)
-    assert choice.name == next(c.name for c in choice.candidates if c.loss <= LOSS_TOLERANCE * best)
+    for c, name in ((choice.fast, FAST), (choice.accurate, ACCURATE)):
+        assert c.name == name and math.isfinite(c.loss) and c.loss > 0 and c.force_rmse > 0
+    assert choice.name == (FAST if choice.fast.loss <= LOSS_TOLERANCE * choice.accurate.loss else ACCURATE)
     assert choice.name == FAST, choice.line()  # the bundled Si data: C64-wide (docs/descriptors.md)
 
 
@@ -156,15 +130,14 @@ def test_command_line_writes_the_chosen_descriptor(tmp_path, capsys):
 def test_water_gets_the_narrow_descriptor(monkeypatch):
     """The measured case of docs/descriptors.md: on liquid water C64-wide's
     quadratic model has twice C64's loss. Fewer atoms than the default
-    sample (too few labels for C96) keep this under a minute."""
+    sample keep this under a minute."""
     from conftest import shared_data
     from nnp.data import read_structures
 
     monkeypatch.setattr(descriptor_choice, "CHOICE_MAX_ATOMS", 6000)
     water = read_structures(shared_data("water-deepmd/train.xyz"))
     choice = descriptor_choice.choose(water, ("H", "O"), TrainConfig())
-    fast, accurate = choice.candidates
-    assert choice.name == ACCURATE and fast.loss > 1.5 * accurate.loss, choice.line()
+    assert choice.name == ACCURATE and choice.fast.loss > 1.5 * choice.accurate.loss, choice.line()
 
 
 def test_a_run_that_cannot_fit_is_refused_before_the_choice(tmp_path, capsys, monkeypatch):

@@ -26,7 +26,7 @@ MODELS = ("nn", "gp")
 GP_KERNELS = ("se", "dot")
 GP_SELECTIONS = ("farthest", "cur")
 GP_MEANS = ("none", "quadratic")
-# The default descriptor: C64-wide, C64 or C96, the cheapest the data favour
+# The default descriptor: C64-wide or C64, whichever the data favour
 # (nnp.train.descriptor_choice).
 AUTO_DESCRIPTOR = "auto"
 

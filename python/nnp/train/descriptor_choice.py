@@ -1,20 +1,16 @@
-"""`descriptor: auto`, the default: the cheapest descriptor that fits the data.
+"""`descriptor: auto`, the default: the fastest descriptor that fits the data.
 
-The candidates are chosen the same way from the data (CUR, series C), in
-order of MD cost: `C64-wide`, whose angular functions the core factorises
-(a third of C64's MD cost on Si), `C64`, whose narrow G4 resolve
-short-range angles better, and `C96`, the same pool with half as many
-functions again (about 1.1 times C64's cost on water: the triplet lists,
-not the functions, dominate). On Si the wide set fits as well as the others;
-on liquid water it does not, and C96 fits clearly better than C64
-(docs/descriptors.md, "The default, auto"; docs/accuracy.md, "Liquid
-water"). The data decide: a quadratic model (nnp.model.quadratic, closed
-form, so no initial weights and no training noise) is fitted in each
-candidate on part of the training split and scored, with the run's own loss
-weights, on the rest; the cheapest candidate whose loss is at most
-LOSS_TOLERANCE times the best one's is taken. A candidate with too few
-labels for its coefficients is not fitted. The run's validation structures
-take no part in the choice.
+The two candidates are chosen the same way from the data (CUR, series C):
+`C64-wide`, whose angular functions the core factorises (a third of the MD
+cost), and `C64`, whose narrow G4 resolve short-range angles better. On Si
+the wide set fits as well as the narrow one; on liquid water it does not
+(docs/descriptors.md, "The default, auto"; docs/accuracy.md, "A faster
+descriptor"). The data decide: a quadratic
+model (nnp.model.quadratic, closed form, so no initial weights and no
+training noise) is fitted in each candidate on part of the training split
+and scored, with the run's own loss weights, on the rest; the fast candidate
+is taken unless its loss is more than LOSS_TOLERANCE times the other's.
+The run's validation structures take no part in the choice.
 """
 
 from __future__ import annotations
@@ -37,14 +33,12 @@ from nnp.train.initial_model import build_model, fit_quadratic_term
 from nnp.train.loss import evaluate
 from nnp.train.training_set import featurize
 
-# (preset, functions per element), cheapest MD first.
-LADDER = (("C64-wide", 64), ("C64", 64), ("C96", 96))
-FAST, ACCURATE = LADDER[0][0], LADDER[1][0]
+FAST, ACCURATE = "C64-wide", "C64"
 # A loss 10 % higher is a force RMSE ~5 % higher (the force term dominates
 # the default loss), for three times faster MD.
 LOSS_TOLERANCE = 1.10
 # The quadratic fits look at evenly spaced training structures holding about
-# this many atoms (three fits of ~15-30 s each on Si, ~2 min in all on water).
+# this many atoms (two fits of ~15 s each on Si, ~1 min on water).
 CHOICE_MAX_ATOMS = 20_000
 INNER_FRACTION = 0.2  # of those, scored rather than fitted
 # With fewer labels than this many per coefficient the quadratic fits are
@@ -55,13 +49,12 @@ MIN_ROWS_PER_COEFFICIENT = 2
 
 @dataclass(frozen=True)
 class CandidateShape:
-    """What nnp.train.memory needs of a descriptor before the choice: the
-    smallest candidate's, so that a run is refused only when none would fit
-    (the chosen one is planned again before featurising)."""
+    """What nnp.train.memory needs of a descriptor, the same for both
+    candidates, so that a run too large to fit is refused before the choice."""
 
     elements: tuple[str, ...]
     cutoff: float = descriptors_mod.STUDY_CUTOFF
-    functions: int = min(m for _, m in LADDER)
+    functions: int = 64  # per element, in C64 and C64-wide alike
 
     def size(self, element: str) -> int:
         return self.functions
@@ -80,31 +73,31 @@ class Candidate:
 @dataclass(frozen=True)
 class Choice:
     name: str
-    candidates: tuple[Candidate, ...]  # those fitted and scored, cheapest first (none: too few labels)
+    fast: Candidate | None  # None: too few labels to compare (`rows`)
+    accurate: Candidate | None
     structures: int  # fitted and scored
     seconds: float
     rows: int = 0  # energy and force labels of the fitted structures
 
     def line(self) -> str:
-        if not self.candidates:
+        if self.fast is None or self.accurate is None:
             return (f"descriptor auto -> {self.name}: too few labels to compare descriptors on ({self.rows} "
-                    f"energies and force components for {quadratic_coefficients(1, LADDER[0][1])} quadratic "
-                    "coefficients per element), so the cheapest one")
-        best = min(c.loss for c in self.candidates)
-        ratios = ", ".join(f"{c.name} {c.loss / best:.2f}" if best > 0 else f"{c.name} -" for c in self.candidates)
-        rmse = " / ".join(f"{c.force_rmse:.4f}" for c in self.candidates)
-        energy = " / ".join(f"{1000 * c.energy_rmse:.2f}" for c in self.candidates)
-        skipped = [n for n, _ in LADDER if n not in {c.name for c in self.candidates}]
-        note = f"; {', '.join(skipped)}: too few labels to fit" if skipped else ""
+                    f"energies and force components for {quadratic_coefficients(1)} quadratic coefficients per "
+                    "element), so the faster one")
+        ratio = self.fast.loss / self.accurate.loss if self.accurate.loss > 0 else math.inf
+        why = "within" if self.name == FAST else "beyond"
         return (f"descriptor auto -> {self.name}: quadratic models on {self.structures} training structures, "
-                f"loss / the best: {ratios} (the cheapest within {LOSS_TOLERANCE:g}; F RMSE {rmse} eV/Å, "
-                f"E {energy} meV/atom{note}) in {fmt_time(self.seconds)}")
+                f"{FAST} loss {ratio:.2f} x {ACCURATE}'s ({why} {LOSS_TOLERANCE:g}; F RMSE "
+                f"{self.fast.force_rmse:.4f} vs {self.accurate.force_rmse:.4f} eV/Å, E "
+                f"{1000 * self.fast.energy_rmse:.2f} vs {1000 * self.accurate.energy_rmse:.2f} meV/atom) in "
+                f"{fmt_time(self.seconds)}")
 
 
-def quadratic_coefficients(n_elements: int, functions: int) -> int:
-    """Coefficients of the quadratic model in a candidate of `functions`
-    per element (b and the upper triangle of A per element)."""
-    return n_elements * (functions + functions * (functions + 1) // 2)
+def quadratic_coefficients(n_elements: int) -> int:
+    """Coefficients of the quadratic model in either candidate (b and the
+    upper triangle of A per element)."""
+    m = CandidateShape(()).functions
+    return n_elements * (m + m * (m + 1) // 2)
 
 
 def training_structures(structures: list, config: TrainConfig, rc: float) -> list:
@@ -145,17 +138,14 @@ def choose(structures: list, elements, config: TrainConfig) -> Choice:
     fit_sub, scored_sub = split(len(sample), INNER_FRACTION, config.split_seed_used)
     fit, scored = [sample[i] for i in fit_sub], [sample[i] for i in scored_sub]
     rows = sum(1 + 3 * len(a) for a in fit)
-    fitted = [name for name, m in LADDER
-              if rows >= MIN_ROWS_PER_COEFFICIENT * quadratic_coefficients(len(elements), m)]
-    if not fitted:
-        return Choice(FAST, (), len(sample), time.perf_counter() - t, rows)
+    if rows < MIN_ROWS_PER_COEFFICIENT * quadratic_coefficients(len(elements)):
+        return Choice(FAST, None, None, len(sample), time.perf_counter() - t, rows)
     if not scored:
         raise ValueError("descriptor auto needs at least two training structures to compare descriptors on: "
                          f"name one (--descriptor {ACCURATE} or {FAST})")
-    candidates = tuple(score(name, fit, scored, elements, config) for name in fitted)
-    best = min(c.loss for c in candidates)
-    name = next(c.name for c in candidates if c.loss <= LOSS_TOLERANCE * best)
-    return Choice(name, candidates, len(sample), time.perf_counter() - t, rows)
+    fast, accurate = (score(name, fit, scored, elements, config) for name in (FAST, ACCURATE))
+    name = FAST if fast.loss <= LOSS_TOLERANCE * accurate.loss else ACCURATE
+    return Choice(name, fast, accurate, len(sample), time.perf_counter() - t)
 
 
 def resolve(config: TrainConfig, elements, structures: list, log: Log = print_line):
