@@ -317,7 +317,8 @@ def test_training_killed_between_members_resumes(tmp_path, monkeypatch):
     assert (directory / "model.0.nnp").read_text() == "finished\n"
 
 
-@pytest.mark.parametrize("settings, passed", [({}, ["--descriptor", "C64"]), ({"descriptor": "auto"}, ["--descriptor", "C64"]),
+@pytest.mark.parametrize("settings, passed", [({}, ["--descriptor", "C64"]),
+                                              ({"descriptor": "auto"}, ["--descriptor", "C64"]),
                                               ({"descriptor": "A16"}, [])])
 def test_committee_members_take_the_first_members_descriptor_choice(tmp_path, monkeypatch, potential, settings,
                                                                     passed):

@@ -103,8 +103,9 @@ def saved_quadratic(state: dict[str, Any]) -> QuadraticFit | None:
     saved = state.get("quadratic") or {}
     if not saved:
         return None
-    return QuadraticFit({e: float(v) for e, v in saved["constants"].items()},
-                        {e: QuadraticTerm(t["linear"].numpy().copy(), t["matrix"].numpy().copy()) for e, t in saved["terms"].items()})
+    terms = {e: QuadraticTerm(t["linear"].numpy().copy(), t["matrix"].numpy().copy())
+             for e, t in saved["terms"].items()}
+    return QuadraticFit({e: float(v) for e, v in saved["constants"].items()}, terms)
 
 
 def saved_descriptor(paths) -> str | None:

@@ -18,7 +18,7 @@ from nnp.progress import Bar, elapsed, fmt_time, write_line
 Log = Callable[[str], None]
 
 # Seconds of an L-BFGS epoch per second of an Adam epoch, used until an
-# L-BFGS epoch is timed (docs/training.md, "Progress"). With stored
+# L-BFGS epoch is timed (docs/training.md, "What you see while it trains"). With stored
 # derivatives an L-BFGS evaluation reads them at memory speed (Si default:
 # 0.36); streamed, each evaluation runs the descriptor kernels over the whole
 # training set, as an Adam epoch does, and an epoch holds one or more.
