@@ -546,3 +546,41 @@ def test_bars_on_a_terminal_only(tmp_path, data_file, small_config):
     piped = subprocess.run(args + ["-o", str(tmp_path / "pipe.nnp")], capture_output=True, text=True, timeout=300)
     assert piped.returncode == 0 and "%|" not in piped.stdout and "\r" not in piped.stdout
     assert len(re.findall(r"^epoch \d/4 ", piped.stdout, re.M)) == 4
+
+
+def test_auto_epochs_cap_the_work_of_large_sets(tmp_path, data_file, capsys):
+    from nnp.train.phases import EPOCH_ATOM_BUDGET, auto_epochs, phase_lengths, with_epochs
+
+    assert TrainConfig().epochs == TrainConfig.from_dict({"epochs": "auto"}).epochs == -1
+    assert [auto_epochs(n) for n in (64, 13_233, 15_000, 61_440, 10**6)] == [1600, 1600, 1600, 391, 100]
+    assert all(auto_epochs(n) * n <= EPOCH_ATOM_BUDGET * 1.001 for n in (20_000, 61_440, 200_000))
+    assert with_epochs(TrainConfig(epochs=7), 10**6).epochs == 7  # a number set is kept
+    with pytest.raises(ValueError, match="no phases until"):
+        phase_lengths(TrainConfig())
+    with pytest.raises(ValueError, match="no atoms"):
+        auto_epochs(0)
+    with pytest.raises(ValueError, match="epochs must be >= 0"):
+        TrainConfig(epochs=-2).check()
+    with pytest.raises(SystemExit):
+        main(["--data", str(data_file), "--output", str(tmp_path / "x.nnp"), "--epochs", "lots"])
+    assert "whole number of epochs or auto" in capsys.readouterr().err
+    # The library resolves auto from the data it is given: 64 atoms, 1600.
+    frames = read_structures(data_file)
+    data = featurize(frames, preset("A16"), TrainConfig(descriptor="A16"))
+    assert with_epochs(TrainConfig(), int(data.n_atoms.sum())).epochs == 1600
+
+
+def test_cli_resolves_auto_epochs_once_for_the_written_model_and_its_twin(tmp_path, data_file, monkeypatch, capsys):
+    from nnp.train import phases
+
+    monkeypatch.setattr(phases, "EPOCH_ATOM_BUDGET", 64 * 6)  # the 64 atoms of data_file: 6 epochs
+    monkeypatch.setattr(phases, "MIN_AUTO_EPOCHS", 1)
+    cfg = tmp_path / "auto.yaml"
+    cfg.write_text("descriptor: A16\nhidden_layers: 1\nhidden_nodes: 4\nepochs: auto\nvalidation_fraction: 0.25\n"
+                   "log_every: 1\n")
+    out = tmp_path / "auto.nnp"
+    assert main(["--data", str(data_file), "--output", str(out), "--config", str(cfg)]) == 0
+    stdout = capsys.readouterr().out
+    assert "epochs auto -> 6: at most 1600" in stdout and "for 64 atoms" in stdout
+    assert re.search(r"^epoch 6/6 LBFGS .*all data E", stdout, re.M)  # the twin's and the written model's epoch 6
+    assert '"epochs": 6' in out.read_text()

@@ -20,12 +20,12 @@ from nnp.io import potential_file
 from nnp.model.network import kernel_threads, set_kernel_threads
 from nnp.progress import Bar, fmt_time, restart_clock
 from nnp.train import checkpoints, descriptor_choice, distributed, refit
-from nnp.train.config import AUTO_DESCRIPTOR, DERIVATIVES, MODELS, TrainConfig
+from nnp.train.config import AUTO_DESCRIPTOR, AUTO_EPOCHS, DERIVATIVES, MODELS, TrainConfig
 from nnp.train.console import print_line
 from nnp.train.memory import plan as plan_memory
 from nnp.train.outputs import (mean_output, member_outputs, print_summary, provenance, write_committee,
                                write_report)
-from nnp.train.phases import phase_lengths
+from nnp.train.phases import EPOCH_ATOM_BUDGET, phase_lengths, with_epochs
 from nnp.train.refit import HoldoutTwinFailed, Member, checkpoint_paths, train_member
 from nnp.train.training_set import check_isolated_atoms, featurize, with_isolated_atoms
 
@@ -44,7 +44,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", choices=MODELS,
                    help="the regressor: nn (default: networks with the quadratic term) or gp (a sparse Gaussian "
                         "process fitted in closed form, settings gp_* in the config; docs/gp.md)")
-    p.add_argument("--epochs", type=int, help="training epochs (0: write the untrained, initialised model)")
+    p.add_argument("--epochs", type=_epochs_arg, help="training epochs (0: write the untrained, initialised "
+                   "model; auto, the default: 1600, fewer for sets over ~15,000 atoms)")
     p.add_argument("--seed", type=int, help="random seed (split, initial weights, batch order)")
     p.add_argument("--device", help="torch device to train on: cpu (default) or cuda")
     p.add_argument("--derivatives", choices=DERIVATIVES,
@@ -81,6 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         distributed.finish()
+
+
+def _epochs_arg(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return AUTO_EPOCHS
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of epochs or auto, got {text!r}") from None
 
 
 def _element_energies(items: Sequence[str]) -> dict[str, float]:
@@ -168,6 +178,16 @@ def _descriptor_of_interrupted_run(config: TrainConfig, outputs: list[Path]) -> 
     return config.updated({"descriptor": chosen})
 
 
+def _epochs_for(config: TrainConfig, n_atoms: int) -> TrainConfig:
+    """`epochs: auto` resolved from the whole file (every rank reads it, so
+    all ranks and the holdout twin agree), and said."""
+    resolved = with_epochs(config, n_atoms)
+    if resolved.epochs != config.epochs and config.model == "nn":
+        print_line(f"epochs auto -> {resolved.epochs}: at most 1600 and about {EPOCH_ATOM_BUDGET:.1e} atom-epochs "
+                   f"for {n_atoms} atoms (--epochs sets it)")
+    return resolved
+
+
 def _elements_of(structures) -> tuple[str, ...]:
     """Elements present, ordered by atomic number."""
     symbols = {s for a in structures for s in a.get_chemical_symbols()}
@@ -206,6 +226,7 @@ def _run(args: argparse.Namespace) -> int:
     print_line(f"data: {data_path} ({len(structures)} structures, {sum(len(a) for a in structures)} atoms, "
                f"elements {' '.join(elements)})")
     check_isolated_atoms(elements, config)  # before the descriptor choice's minute of work
+    config = _epochs_for(config, sum(len(a) for a in structures))
     if args.resume and config.descriptor == AUTO_DESCRIPTOR:
         config = _descriptor_of_interrupted_run(config, outputs)
     if config.descriptor == AUTO_DESCRIPTOR and ctx is None and config.model == "nn":

@@ -29,6 +29,7 @@ GP_MEANS = ("none", "quadratic")
 # The default descriptor: C64-wide or C64, whichever the data favour
 # (nnp.train.descriptor_choice).
 AUTO_DESCRIPTOR = "auto"
+AUTO_EPOCHS = -1  # the epochs setting's `auto`
 
 
 @dataclass
@@ -40,11 +41,12 @@ class TrainConfig:
     hidden_nodes: int = 30
     activation: str = "tanh"  # hidden layers; the output layer is linear
     scaling: str = "minmax"  # minmax (robust to outlying frames, e.g. close contacts) or standard (mean/std)
-    # 200 Adam epochs, then 1400 L-BFGS iterations (lbfgs_fraction): on the
-    # Si data the default model (network and quadratic term averaged) reaches
-    # its best validation loss before epoch 1600, so training longer buys
-    # nothing (docs/accuracy.md).
-    epochs: int = 1600
+    # AUTO_EPOCHS (-1, or `auto` in YAML): 1600 (200 Adam, then 1400 L-BFGS
+    # iterations), fewer for large sets (nnp.train.phases.auto_epochs). On
+    # the Si data the default model reaches its best validation loss before
+    # epoch 1600, and most of it by epoch 320, so a set of 10^5 atoms need
+    # not pay hours for the last 2 % (docs/training.md, "How long").
+    epochs: int = AUTO_EPOCHS
     batch_size: int = 2  # structures per optimiser step
     learning_rate: float = 5e-3  # Adam
     lr_schedule: str = "cosine"  # cosine (to lr_min over the epochs) or plateau (ReduceLROnPlateau on validation loss)
@@ -171,7 +173,10 @@ class TrainConfig:
         need(self.hidden_nodes >= 1, "hidden_nodes must be >= 1")
         need(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}")
         need(self.scaling in SCALING_MODES, f"scaling must be one of {SCALING_MODES}")
-        need(self.epochs >= 0, "epochs must be >= 0")
+        if str(self.epochs).strip().lower() == "auto":
+            self.epochs = AUTO_EPOCHS
+        need(isinstance(self.epochs, int) and self.epochs >= AUTO_EPOCHS,
+             "epochs must be >= 0 (or auto, the default: 1600, fewer for large sets)")
         need(self.batch_size >= 1, "batch_size must be >= 1")
         need(self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate must be > 0")
         need(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}")
@@ -248,6 +253,8 @@ class TrainConfig:
             raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
         new = {}
         for key, value in values.items():
+            if key == "epochs" and isinstance(value, str) and value.strip().lower() == "auto":
+                value = AUTO_EPOCHS
             new[key] = settings.coerce(type(getattr(self, key)), value, key, source)
         return dataclasses.replace(self, **new)
 

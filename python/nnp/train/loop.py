@@ -30,7 +30,7 @@ from nnp.train.console import (EpochClock, EpochDisplay, EpochReport, Log, Termi
                                print_line)
 from nnp.train.initial_model import build_model, fit_quadratic_term
 from nnp.train.loss import Metrics, Objective, evaluate
-from nnp.train.phases import EpochLoss, Phase, TrainingPhase, phase_lengths, start_phase
+from nnp.train.phases import EpochLoss, Phase, TrainingPhase, phase_lengths, start_phase, with_epochs
 from nnp.train.training_set import shortest_distance, split_structures
 
 
@@ -91,6 +91,7 @@ def train(
     logged epochs are lines through `log`).
     """
     config.check()
+    config = with_epochs(config, int(data.n_atoms.sum()))  # the command line has done it for the whole file
     device = torch.device(config.device)
     fit_idx, train_idx, val_idx = split_structures(data, config)
     model = build_model(data, descriptors, config, fit_idx).to(device)

@@ -13,7 +13,7 @@ import torch
 
 from nnp.model.network import NNPModel
 from nnp.train import distributed
-from nnp.train.config import TrainConfig
+from nnp.train.config import AUTO_EPOCHS, TrainConfig
 from nnp.train.loss import Objective, SquaredErrors, loss_of_rmse
 
 LBFGS_MAX_EVALUATIONS = 20  # loss evaluations per L-BFGS epoch, line search included
@@ -27,8 +27,32 @@ class Phase(str, enum.Enum):
     LBFGS = "lbfgs"
 
 
+# `epochs: auto`: at most MAX_AUTO_EPOCHS, and at most EPOCH_ATOM_BUDGET
+# atom-epochs, so the cost of the default stops growing with the size of the
+# set beyond ~15,000 atoms (the Si set's 13,233 keep 1600; 61,440 water atoms
+# get 391). Never fewer than MIN_AUTO_EPOCHS (docs/training.md, "How long").
+MAX_AUTO_EPOCHS = 1600
+EPOCH_ATOM_BUDGET = 24_000_000
+MIN_AUTO_EPOCHS = 100
+
+
+def auto_epochs(n_atoms: int) -> int:
+    """The epochs `auto` gives a training set of `n_atoms` atoms."""
+    if n_atoms < 1:
+        raise ValueError("auto epochs: the training set has no atoms")
+    return max(MIN_AUTO_EPOCHS, min(MAX_AUTO_EPOCHS, round(EPOCH_ATOM_BUDGET / n_atoms)))
+
+
+def with_epochs(config: TrainConfig, n_atoms: int) -> TrainConfig:
+    """`config` with `epochs: auto` replaced by auto_epochs(n_atoms); any
+    other value as it is."""
+    return config if config.epochs != AUTO_EPOCHS else config.updated({"epochs": auto_epochs(n_atoms)})
+
+
 def phase_lengths(config: TrainConfig) -> tuple[int, int]:
     """(Adam epochs, L-BFGS epochs): Adam first, full-batch L-BFGS last."""
+    if config.epochs == AUTO_EPOCHS:
+        raise ValueError("epochs auto has no phases until the training set is known (nnp.train.phases.with_epochs)")
     n_lbfgs = int(round(config.epochs * config.lbfgs_fraction))
     return config.epochs - n_lbfgs, n_lbfgs
 
