@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import nnp
-from nnp import committee
+from nnp import _core, committee
 from nnp.analysis import report
 from nnp.constants import EV_PER_A3_IN_GPA
 from nnp.data import FeaturizedDataset, isolated_atom
@@ -107,7 +107,40 @@ def print_summary(final: TrainResult, holdout: TrainResult | None, data: Featuri
         print_line(f"validation RMSE: {holdout.validation}  MAE: {holdout.validation.mae_str()}  "
                    f"(best epoch {holdout.best_epoch}{twin}"
                    + (f"; weight {config.quadratic_weight:g} on the quadratic term)" if holdout.parts else ")"))
+        if holdout is not final and len(holdout.validation_indices):
+            print_line(extrapolation_line(holdout.model, data, holdout.validation_indices))
     print_isolated_atoms(final.model, data)
+
+
+def extrapolating(model: NNPModel, data: FeaturizedDataset, indices,
+                  margin: float = _core.DEFAULT_EXTRAPOLATION_MARGIN) -> tuple[int, int, int]:
+    """(atoms, structures with such an atom, atoms in all) among the
+    structures `indices` whose descriptor leaves `model`'s training range
+    widened by `margin` of it on both sides: the atoms LAMMPS and
+    nnp.evaluate would warn about with that model. Sharded data: `indices`
+    are global, counted over all ranks (a collective)."""
+    local = torch.as_tensor(distributed.owned(data, indices), dtype=torch.long)
+    flagged = torch.zeros(len(data), dtype=torch.bool)
+    atoms = outside = 0
+    for e in data.elements:
+        block = data.blocks[e]
+        rows = torch.isin(block.row_struct, local)
+        _, _, lo, hi = (t.detach().cpu().to(torch.float64) for t in model.scaling(e))
+        slack = margin * (hi - lo)  # as the core's bounds (nnp::Potential::set_extrapolation_margin)
+        G = block.G[rows].to(torch.float64)
+        out = ((G < lo - slack) | (G > hi + slack)).any(1)
+        atoms += int(rows.sum())
+        outside += int(out.sum())
+        flagged[block.row_struct[rows][out]] = True
+    total = distributed.reduce_floats(data, [outside, int(flagged.sum()), atoms])
+    return int(total[0]), int(total[1]), int(total[2])
+
+
+def extrapolation_line(model: NNPModel, data: FeaturizedDataset, indices) -> str:
+    """One line: the validation atoms the holdout model would warn about."""
+    outside, structures, atoms = extrapolating(model, data, indices)
+    return (f"validation atoms outside the holdout model's training range (+{_core.DEFAULT_EXTRAPOLATION_MARGIN:.0%}, "
+            f"where MD would warn): {outside} of {atoms}, in {structures} of {len(indices)} structures")
 
 
 def print_isolated_atoms(model: NNPModel, data: FeaturizedDataset) -> None:
@@ -133,6 +166,8 @@ def write_report(directory: Path, member: Member, data: FeaturizedDataset, overw
     final, holdout = member.final, member.holdout
     # Data-parallel: every rank predicts its structures, rank 0 writes.
     sets = {"train": distributed.gather_predictions(data, final.model, final.train_indices)}
+    twin_val = holdout is not None and holdout is not final and len(holdout.validation_indices) > 0
+    extrapolation = extrapolation_line(holdout.model, data, holdout.validation_indices) if twin_val else ""
     if not distributed.is_main():
         if holdout is not None and len(holdout.validation_indices):
             distributed.gather_predictions(data, holdout.model, holdout.validation_indices)
@@ -151,7 +186,7 @@ def write_report(directory: Path, member: Member, data: FeaturizedDataset, overw
         notes = [f"train: the written model, trained on all {len(final.train_indices)} structures (refit).",
                  f"validation: the holdout model, trained on the other {len(holdout.train_indices)} structures "
                  f"with the same settings; its best epoch ({holdout.best_epoch}) was chosen on these. "
-                 "The learning curve is the holdout model's."]
+                 "The learning curve is the holdout model's.", *([extrapolation] if extrapolation else [])]
     report.write_report(directory, sets, holdout.history, overwrite=overwrite, notes=notes, curve_of=curve_of)
     print_line(f"wrote the report to {directory}")
 
