@@ -34,6 +34,7 @@ from nnp.study.config import StudyConfig, split_run
 from nnp.study.directory import StudyDir
 from nnp.train import featurize, gp_run, train, with_isolated_atoms
 from nnp.train.console import TerminalDisplay
+from nnp.train.phases import with_epochs
 
 A_GUESS = 5.43  # Å, start of the 0 K relaxation (and of MD when it failed)
 # A liquid or amorphous phase under this fraction of the crystal's density has boiled.
@@ -133,6 +134,7 @@ def run_train(ctx: Context, run: str) -> dict:
     config = ctx.config.train_config(point, model)
     descriptors = descriptors_mod.preset(point, (ctx.element,))
     data = _featurize(ctx, run, descriptors, config)
+    config = with_epochs(config, int(data.n_atoms.sum()))  # recorded below as a number
     log = _train_log(ctx, run)
     result = train(data, descriptors, config, log=log, display=TerminalDisplay(f"{run} training", log=log))
     what = f"{config.hidden_layers} x {config.hidden_nodes} {config.activation}"
