@@ -100,6 +100,7 @@ def new_lammps(args, logs: Path):
         thermo {args.sample_step}
         run 0
         """)
+    data.unlink()  # read (by rank 0); the frame is --data's --frame
     return lmp
 
 
@@ -170,9 +171,9 @@ def run(args, logs: Path) -> dict:
 
 def report(args, r: dict, logs: Path) -> bool:
     rows = r["rows"]
+    per_step = 1e6 * r["seconds"] / max(1, len(rows) * args.sample_step) / r["natoms"]
     print(f"water NVT {args.temperature:g} K, {r['natoms']} atoms, {args.ps:g} ps at {args.timestep:g} fs, "
-          f"{r['ranks']} MPI rank(s): {r['seconds']:.0f} s wall, {1e6 * r['seconds'] / max(1, len(rows) * args.sample_step) / r['natoms']:.1f} "
-          "µs/atom/step")
+          f"{r['ranks']} MPI rank(s): {r['seconds']:.0f} s wall, {per_step:.1f} µs/atom/step")
     cores = ", ".join(f"{a}-{b} {v:g} Å" for (a, b), v in sorted(r["ends"].items()) if a <= b)
     checks = {"completed": not r["error"]}
     if r["error"]:
